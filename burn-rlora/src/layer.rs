@@ -1,0 +1,443 @@
+//! [`RLoraLinear`]: the adapted linear layer, its construction and its forward pass.
+
+use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
+use burn::nn::Linear;
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{DType, Distribution, FloatDType, Tensor};
+
+use crate::config::{DropoutMode, RLoraConfig, RouterKind};
+use crate::error::RLoraError;
+use crate::init::{InitScheme, Matrix};
+
+/// A drop-in replacement for [`burn::nn::Linear`] with a multi-head low-rank adapter.
+///
+/// For an input row `x` the layer computes
+///
+/// ```text
+/// z = A x                      (r values, computed once)
+/// g = softmax(W_r x)           (N weights; 1/N each without a router)
+/// y = W x + b + s * sum_i g_i * B_i(Dropout_i(z)) - s * Bbar0 (A0 x)
+/// ```
+///
+/// * `weight` and `bias` are the frozen base, stored under the same names and in
+///   the same layout as in `Linear` (`[d_input, d_output]`), so a plain model's
+///   weights load into the adapted model unchanged. They never get a gradient.
+/// * `lora_a` is `A` in Burn's layout, `[d_input, r]`.
+/// * `lora_b` holds the `N` heads stacked, `[N * r, d_output]`; rows
+///   `i*r..(i+1)*r` are head `i` (the transpose of PyTorch's `lora_B{i}.weight`).
+/// * `lora_route` is the router, `[d_input, N]`, absent without a router.
+/// * `lora_a0` and `lora_b0` are the frozen compensation pair: a copy of the
+///   initial `A` and the mean of the initial heads. They make the output at
+///   step 0 equal to the base's exactly; they are absent when the heads start at zero.
+///
+/// All heads are applied with one matrix product: the gate-scaled, dropped
+/// copies of `z` are laid side by side (`tokens x N*r`) and multiplied by the
+/// stacked heads. Dropout is active when the backend records gradients
+/// (`B::ad_enabled`), like [`burn::nn::Dropout`].
+///
+/// # Example
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::nn::LinearConfig;
+/// use burn::tensor::Tensor;
+/// use burn_rlora::{RLoraConfig, RLoraLinear};
+///
+/// let device = Default::default();
+/// let base = LinearConfig::new(16, 8).init::<NdArray>(&device);
+/// let x = Tensor::<NdArray, 3>::ones([2, 3, 16], &device);
+/// let expected = base.forward(x.clone());
+///
+/// let layer = RLoraLinear::from_linear(base, &RLoraConfig::r_lora(4, 32.0, 3)).unwrap();
+/// let y = layer.forward(x);
+/// assert_eq!(y.dims(), [2, 3, 8]);
+/// // At init the adapted layer computes exactly what the base did.
+/// y.into_data().assert_approx_eq::<f32>(&expected.into_data(), burn::tensor::Tolerance::default());
+/// ```
+#[derive(Module, Debug)]
+#[module(custom_display)]
+pub struct RLoraLinear<B: Backend> {
+    /// Frozen base weight, `[d_input, d_output]` (same name and layout as `Linear::weight`).
+    pub weight: Param<Tensor<B, 2>>,
+    /// Frozen base bias, `[d_output]`.
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Shared down-projection `A`, `[d_input, r]`.
+    pub lora_a: Param<Tensor<B, 2>>,
+    /// The heads, stacked: `[N * r, d_output]`.
+    pub lora_b: Param<Tensor<B, 2>>,
+    /// Router weights `W_r`, `[d_input, N]`; `None` for uniform weighting.
+    pub lora_route: Option<Param<Tensor<B, 2>>>,
+    /// Frozen copy of the initial `A`, `[d_input, r]`.
+    pub lora_a0: Option<Param<Tensor<B, 2>>>,
+    /// Frozen mean of the initial heads, `[r, d_output]`.
+    pub lora_b0: Option<Param<Tensor<B, 2>>>,
+    #[module(skip)]
+    pub(crate) config: RLoraConfig,
+}
+
+/// The output of [`RLoraLinear::forward_with_routing`].
+#[derive(Debug, Clone)]
+pub struct RoutedOutput<B: Backend, const D: usize> {
+    /// The layer's output, `[..., d_output]`.
+    pub output: Tensor<B, D>,
+    /// The router weights per token, `[..., N]`, summing to 1 over the last
+    /// dimension; `None` for a uniform router.
+    pub gates: Option<Tensor<B, D>>,
+}
+
+impl RLoraConfig {
+    /// Build an adapted layer on top of `base`. Same as [`RLoraLinear::from_linear`].
+    pub fn init<B: Backend>(&self, base: Linear<B>) -> Result<RLoraLinear<B>, RLoraError> {
+        RLoraLinear::from_linear(base, self)
+    }
+}
+
+fn frozen<B: Backend, const D: usize>(t: Tensor<B, D>) -> Param<Tensor<B, D>> {
+    Param::from_tensor(t).set_require_grad(false)
+}
+
+impl<B: Backend> RLoraLinear<B> {
+    /// Wrap a (trained) `Linear` in an adapter described by `config`.
+    ///
+    /// The base's parameters are kept as they are (layout, mappers, ids),
+    /// frozen, and initialized if they were still lazy. The adapter's matrices are drawn on the base's device with the
+    /// backend's seeded RNG (`B::seed`).
+    ///
+    /// # Errors
+    ///
+    /// Any [`RLoraError`] from [`RLoraConfig::validate`] for the base's shape.
+    pub fn from_linear(base: Linear<B>, config: &RLoraConfig) -> Result<Self, RLoraError> {
+        // Materialize a lazily initialized base first: a clone of an uninitialized
+        // `Param` draws its values again (so clones of the model would disagree),
+        // and a lazy `LinearLayout::Col` weight reports its pre-transpose shape.
+        let lazy = base.weight.lazy_shape();
+        if lazy.num_elements() == 0 {
+            // Drawing an empty layer's Kaiming init would divide by zero inside
+            // Burn; the rank check rejects it without touching the values.
+            let [rows, cols] = lazy.dims();
+            config.validate(rows, cols)?;
+        }
+        let weight = base.weight.set_require_grad(false);
+        let bias = base.bias.map(|b| b.set_require_grad(false));
+        let [d_input, d_output] = weight.val().dims();
+        let _ = bias.as_ref().map(|b| b.val());
+        config.validate(d_input, d_output)?;
+        let device = weight.device();
+        let (r, n) = (config.rank, config.num_heads);
+        let dims = (d_input, d_output);
+
+        let factor_for = |scheme: &InitScheme| {
+            if scheme.is_zero() {
+                1.0
+            } else {
+                config.init_factor(d_output)
+            }
+        };
+        let a = config.init_a.draw::<B>(
+            Matrix::A,
+            (r, d_input),
+            dims,
+            factor_for(&config.init_a),
+            &device,
+        );
+        let b_factor = factor_for(&config.init_b);
+        let heads = if config.init_b == InitScheme::Orthogonal {
+            // One joint draw, so that the heads are mutually orthogonal as well.
+            config
+                .init_b
+                .draw::<B>(Matrix::B, (d_output, n * r), dims, b_factor, &device)
+        } else {
+            let each: Vec<Tensor<B, 2>> = (0..n)
+                .map(|_| {
+                    config
+                        .init_b
+                        .draw::<B>(Matrix::B, (d_output, r), dims, b_factor, &device)
+                })
+                .collect();
+            Tensor::cat(each, 0)
+        };
+        let route = match config.router {
+            RouterKind::Softmax => Some(config.resolved_router_init().draw::<B>(
+                Matrix::Router,
+                (n, d_input),
+                dims,
+                1.0,
+                &device,
+            )),
+            RouterKind::Uniform => None,
+        };
+        let (a0, b0) = if config.needs_compensation() {
+            let mean_head = heads
+                .clone()
+                .reshape([n, r, d_output])
+                .mean_dim(0)
+                .reshape([r, d_output]);
+            (Some(frozen(a.clone())), Some(frozen(mean_head)))
+        } else {
+            (None, None)
+        };
+
+        Ok(Self {
+            weight,
+            bias,
+            lora_a: Param::from_tensor(a),
+            lora_b: Param::from_tensor(heads),
+            lora_route: route.map(Param::from_tensor),
+            lora_a0: a0,
+            lora_b0: b0,
+            config: config.clone(),
+        })
+    }
+
+    /// The config this layer was built with.
+    pub fn config(&self) -> &RLoraConfig {
+        &self.config
+    }
+
+    /// Change the dropout probability, e.g. to turn dropout off for a
+    /// deterministic training step. Everything else stays as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
+    pub fn with_dropout(mut self, dropout: f64) -> Result<Self, RLoraError> {
+        if !(0.0..1.0).contains(&dropout) {
+            return Err(RLoraError::InvalidDropout(dropout));
+        }
+        self.config.dropout = dropout;
+        Ok(self)
+    }
+
+    /// Input features.
+    pub fn d_input(&self) -> usize {
+        self.weight.shape().dims::<2>()[0]
+    }
+
+    /// Output features.
+    pub fn d_output(&self) -> usize {
+        self.weight.shape().dims::<2>()[1]
+    }
+
+    /// The rank `r`.
+    pub fn rank(&self) -> usize {
+        self.config.rank
+    }
+
+    /// The number of heads `N`.
+    pub fn num_heads(&self) -> usize {
+        self.config.num_heads
+    }
+
+    /// The scaling `s` of the adapter's output.
+    pub fn scaling(&self) -> f64 {
+        self.config.scaling()
+    }
+
+    /// The number of trainable numbers: `A`, the heads and the router.
+    pub fn num_adapter_params(&self) -> usize {
+        let (r, n) = (self.config.rank, self.config.num_heads);
+        let router = if self.lora_route.is_some() {
+            self.d_input() * n
+        } else {
+            0
+        };
+        self.d_input() * r + n * r * self.d_output() + router
+    }
+
+    /// True when the layer stores (and subtracts) the compensation pair.
+    pub fn has_compensation(&self) -> bool {
+        self.lora_a0.is_some()
+    }
+
+    /// Head `i` in PyTorch layout, `[d_output, r]` (the reference's `lora_B{i}.weight`).
+    ///
+    /// Returns `None` when `i >= N`.
+    pub fn head(&self, i: usize) -> Option<Tensor<B, 2>> {
+        let r = self.config.rank;
+        (i < self.config.num_heads).then(|| self.lora_b.val().narrow(0, i * r, r).transpose())
+    }
+
+    /// Applies the layer to `[..., d_input]` and returns `[..., d_output]`,
+    /// exactly like [`Linear::forward`].
+    ///
+    /// # Panics
+    ///
+    /// If the last dimension of `input` is not `d_input`, as `Linear` does;
+    /// [`try_forward`](Self::try_forward) returns an error instead.
+    pub fn forward<const D: usize>(&self, input: Tensor<B, D>) -> Tensor<B, D> {
+        self.forward_with_routing(input).output
+    }
+
+    /// Like [`forward`](Self::forward), but returns an error instead of
+    /// panicking when the input's last dimension is not `d_input`.
+    pub fn try_forward<const D: usize>(
+        &self,
+        input: Tensor<B, D>,
+    ) -> Result<Tensor<B, D>, RLoraError> {
+        self.check_input(&input)?;
+        Ok(self.forward(input))
+    }
+
+    /// Applies the layer and also returns the router's weights per token,
+    /// for a load-balance loss ([`load_balance_loss`](crate::load_balance_loss))
+    /// or diagnostics ([`RouterStats`](crate::RouterStats)).
+    ///
+    /// # Panics
+    ///
+    /// If the last dimension of `input` is not `d_input`.
+    pub fn forward_with_routing<const D: usize>(&self, input: Tensor<B, D>) -> RoutedOutput<B, D> {
+        if let Err(e) = self.check_input(&input) {
+            panic!("RLoraLinear::forward: {e}");
+        }
+        let dims = input.dims();
+        let d_input = dims[D - 1];
+        let tokens = dims[..D - 1].iter().product::<usize>();
+        let (out, gates) = self.forward_rows(input.reshape([tokens, d_input]));
+
+        let mut out_shape = dims;
+        out_shape[D - 1] = self.d_output();
+        let gates = gates.map(|g| {
+            let mut g_shape = dims;
+            g_shape[D - 1] = self.config.num_heads;
+            g.reshape(g_shape)
+        });
+        RoutedOutput {
+            output: out.reshape(out_shape),
+            gates,
+        }
+    }
+
+    fn check_input<const D: usize>(&self, input: &Tensor<B, D>) -> Result<(), RLoraError> {
+        let dims = input.dims();
+        let d_input = self.d_input();
+        if D == 0 || dims[D - 1] != d_input {
+            return Err(RLoraError::ShapeMismatch {
+                what: "RLoraLinear input".into(),
+                expected: format!("[..., {d_input}]"),
+                found: format!("{dims:?}"),
+            });
+        }
+        Ok(())
+    }
+
+    /// The forward on rows `[T, d_input]`; returns `[T, d_output]` and the gates `[T, N]`.
+    fn forward_rows(&self, x: Tensor<B, 2>) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
+        let cfg = &self.config;
+        let (r, n) = (cfg.rank, cfg.num_heads);
+        let [tokens, _] = x.dims();
+        let training = cfg.dropout > 0.0 && B::ad_enabled(&x.device());
+        let keep = 1.0 - cfg.dropout;
+        let input_dropout = training && cfg.dropout_mode == DropoutMode::Input;
+        let head_dropout = training && cfg.dropout_mode == DropoutMode::PerHead;
+
+        let base = linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+
+        // Everything that reads the clean x is one product: [A | W_r | A0].
+        let mut parts = Vec::with_capacity(3);
+        if !input_dropout {
+            parts.push(self.lora_a.val());
+        }
+        if let Some(route) = &self.lora_route {
+            parts.push(route.val());
+        }
+        if let Some(a0) = &self.lora_a0 {
+            parts.push(a0.val());
+        }
+        let proj = match parts.len() {
+            0 => None,
+            1 => Some(x.clone().matmul(parts.pop().expect("one part"))),
+            _ => Some(x.clone().matmul(Tensor::cat(parts, 1))),
+        };
+        let mut offset = 0;
+        let mut take = |width: usize| {
+            let p = proj
+                .clone()
+                .expect("projection holds this slice")
+                .narrow(1, offset, width);
+            offset += width;
+            p
+        };
+
+        let z = if input_dropout {
+            // One mask on x, shared by all heads; 1/keep is folded into the gate scale.
+            let mask = x.random_like(Distribution::Bernoulli(keep));
+            (x * mask).matmul(self.lora_a.val())
+        } else {
+            take(r)
+        };
+        let gates = self.lora_route.as_ref().map(|_| routing_softmax(take(n)));
+        let z0 = self.lora_a0.as_ref().map(|_| take(r));
+
+        let s = cfg.scaling();
+        let gate_scale = if training { s / keep } else { s };
+        // Gate and scale the r-dimensional activations first: g_i * B_i v = B_i (g_i v).
+        let mut act = match &gates {
+            Some(g) => {
+                z.unsqueeze_dim::<3>(1) * g.clone().mul_scalar(gate_scale).unsqueeze_dim::<3>(2)
+            }
+            None => z
+                .mul_scalar(gate_scale / n as f64)
+                .unsqueeze_dim::<3>(1)
+                .repeat_dim(1, n),
+        };
+        if head_dropout {
+            // Multi-head dropout: every head its own mask on z.
+            act = act.clone() * act.random_like(Distribution::Bernoulli(keep));
+        }
+        let act = act.reshape([tokens, n * r]);
+
+        let adapter = match (&self.lora_b0, z0) {
+            (Some(b0), Some(z0)) => {
+                let act = Tensor::cat(vec![act, z0.mul_scalar(-s)], 1);
+                act.matmul(Tensor::cat(vec![self.lora_b.val(), b0.val()], 0))
+            }
+            _ => act.matmul(self.lora_b.val()),
+        };
+        (base + adapter, gates)
+    }
+}
+
+/// Softmax over the last dimension, computed in f32 for half-precision inputs.
+fn routing_softmax<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 2> {
+    match logits.dtype() {
+        DType::F16 | DType::BF16 => {
+            let dtype = logits.dtype();
+            let g = softmax(logits.cast(FloatDType::F32), 1);
+            match dtype {
+                DType::F16 => g.cast(FloatDType::F16),
+                _ => g.cast(FloatDType::BF16),
+            }
+        }
+        _ => softmax(logits, 1),
+    }
+}
+
+impl<B: Backend> ModuleDisplay for RLoraLinear<B> {
+    fn custom_settings(&self) -> Option<DisplaySettings> {
+        DisplaySettings::new()
+            .with_new_line_after_attribute(false)
+            .optional()
+    }
+
+    fn custom_content(&self, content: Content) -> Option<Content> {
+        let router = match self.config.router {
+            RouterKind::Softmax => "softmax",
+            RouterKind::Uniform => "uniform",
+        };
+        content
+            .add("d_input", &self.d_input())
+            .add("d_output", &self.d_output())
+            .add("rank", &self.config.rank)
+            .add("heads", &self.config.num_heads)
+            .add("router", &router.to_string())
+            .add("dropout", &self.config.dropout)
+            .add("trainable", &self.num_adapter_params())
+            .optional()
+    }
+}

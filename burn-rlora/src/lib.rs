@@ -1,0 +1,72 @@
+//! # burn-rlora
+//!
+//! R-LoRA (Liu, Chang, Wu, 2025: multi-head LoRA with multi-head random
+//! initialization and multi-head dropout) as Burn modules, generic over any
+//! `B: Backend`.
+//!
+//! [`RLoraLinear`] replaces [`burn::nn::Linear`] in a model with no other
+//! change: it keeps the base's `weight` and `bias` (frozen, same names and
+//! layout) and adds a shared down-projection `A`, `N` stacked heads and a
+//! router. The paper's baselines are presets of [`RLoraConfig`]: LoRA,
+//! HydraLoRA, the two ablations, and R-LoRA with or without a router.
+//!
+//! ```
+//! use burn::backend::{Autodiff, NdArray};
+//! use burn::module::Module;
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+//! use burn::tensor::{backend::Backend, Tensor};
+//! use burn_rlora::{RLoraConfig, RLoraLinear};
+//!
+//! // A user's model: the field type changes from Linear<B> to RLoraLinear<B>.
+//! #[derive(Module, Debug)]
+//! struct Mlp<B: Backend> {
+//!     up: RLoraLinear<B>,
+//!     down: Linear<B>,
+//! }
+//!
+//! type B = Autodiff<NdArray>;
+//! let device = Default::default();
+//! // A trained `Linear` (here freshly initialized) is converted with `from_linear`.
+//! let trained_up: Linear<B> = LinearConfig::new(8, 16).init(&device);
+//! let model = Mlp {
+//!     up: RLoraLinear::from_linear(trained_up, &RLoraConfig::r_lora(4, 32.0, 3))?,
+//!     down: LinearConfig::new(16, 2).init::<B>(&device).no_grad(), // freeze the rest
+//! };
+//!
+//! // Only the adapter's parameters receive gradients; any Burn optimizer works.
+//! let mut optim = AdamConfig::new().init();
+//! let x = Tensor::<B, 2>::ones([4, 8], &device);
+//! let loss = model.down.forward(model.up.forward(x)).powi_scalar(2).mean();
+//! let grads = GradientsParams::from_grads(loss.backward(), &model);
+//! let model = optim.step(1e-3, model, grads);
+//! # let _ = model;
+//! # Ok::<(), burn_rlora::RLoraError>(())
+//! ```
+//!
+//! ## What this crate does differently from the reference code
+//!
+//! * The "stable" init factor is `d_output^(1/4) / sqrt(gamma)`, applied once
+//!   per matrix (the reference uses the rank and scales `A` `N` times).
+//! * The output at step 0 equals the base's exactly: the router starts at zero
+//!   and a frozen low-rank pair `(A0, Bbar0)` is subtracted, instead of an
+//!   approximate offset written into the base weight and never saved.
+//! * All heads are one matrix product; `A x` is computed once.
+
+#![warn(missing_docs)]
+
+pub mod backend;
+mod config;
+mod diagnostics;
+mod error;
+mod init;
+mod layer;
+mod merge;
+
+pub use config::{DropoutMode, Method, RLoraConfig, RouterKind, UnknownMethod};
+pub use diagnostics::{
+    cosine_similarity_matrix, load_balance_loss, HeadSimilarity, ParamCount, RouterStats,
+};
+pub use error::RLoraError;
+pub use init::{stable_factor, InitScheme};
+pub use layer::{RLoraLinear, RoutedOutput};

@@ -1,0 +1,283 @@
+//! Behavioural tests written once, generic over the backend, and instantiated
+//! per backend by `backend_suite!` (see `backends.rs`).
+#![allow(dead_code)]
+
+use burn::module::{AutodiffModule, Module, Param};
+use burn::nn::LinearConfig;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Tensor, TensorData, Tolerance};
+use burn_rlora::{Method, RLoraLinear};
+
+/// Read a tensor out as f64 values at once (wgpu can reuse buffers later).
+pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+    t.into_data().convert::<f64>().to_vec().unwrap()
+}
+
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+pub fn max_abs(a: &[f64]) -> f64 {
+    a.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// A layer for `method`, with a random base `d_in -> d_out`.
+pub fn layer<B: Backend>(
+    method: Method,
+    (d_in, d_out): (usize, usize),
+    device: &B::Device,
+) -> RLoraLinear<B> {
+    let base = LinearConfig::new(d_in, d_out).init::<B>(device);
+    RLoraLinear::from_linear(base, &method.config(4, 16.0, 3)).unwrap()
+}
+
+/// Replace every trainable adapter matrix with a fresh random draw, as if
+/// trained: heads, `A` and router all non-trivial, compensation pair kept.
+pub fn perturb<B: Backend>(mut layer: RLoraLinear<B>, scale: f64) -> RLoraLinear<B> {
+    let rand = |p: &Param<Tensor<B, 2>>| {
+        let t = p.val();
+        Param::from_tensor(t.random_like(Distribution::Normal(0.0, scale)))
+    };
+    layer.lora_a = rand(&layer.lora_a);
+    layer.lora_b = rand(&layer.lora_b);
+    layer.lora_route = layer.lora_route.as_ref().map(rand);
+    layer
+}
+
+/// A naive reference: a loop over heads, each with its own product, written
+/// from the method's formula and not from the layer's code.
+pub fn naive_forward<B: Backend>(layer: &RLoraLinear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let cfg = layer.config();
+    let (r, n, s) = (cfg.rank, cfg.num_heads, cfg.scaling());
+    let mut y = x.clone().matmul(layer.weight.val());
+    if let Some(b) = &layer.bias {
+        y = y + b.val().unsqueeze_dim(0);
+    }
+    let z = x.clone().matmul(layer.lora_a.val());
+    let [t, _] = x.dims();
+    let gates = match &layer.lora_route {
+        Some(route) => burn::tensor::activation::softmax(x.clone().matmul(route.val()), 1),
+        None => Tensor::ones([t, n], &x.device()).div_scalar(n as f64),
+    };
+    for i in 0..n {
+        let b_i = layer.lora_b.val().narrow(0, i * r, r);
+        let g_i = gates.clone().narrow(1, i, 1);
+        y = y + z.clone().matmul(b_i).mul(g_i).mul_scalar(s);
+    }
+    if let (Some(a0), Some(b0)) = (&layer.lora_a0, &layer.lora_b0) {
+        y = y - x.matmul(a0.val()).matmul(b0.val()).mul_scalar(s);
+    }
+    y
+}
+
+/// At init, in eval mode, every preset computes exactly what the base computes.
+pub fn identity_at_init<B: Backend>(device: &B::Device) {
+    B::seed(device, 11);
+    for method in Method::ALL {
+        let base = LinearConfig::new(24, 20).init::<B>(device);
+        let x = Tensor::<B, 3>::random([2, 5, 24], Distribution::Normal(0.0, 1.0), device);
+        let expected = values(base.forward(x.clone()));
+        let layer = RLoraLinear::from_linear(base, &method.config(4, 32.0, 4)).unwrap();
+        let got = values(layer.forward(x));
+        let diff = max_abs_diff(&got, &expected);
+        assert!(
+            diff < 1e-5 * max_abs(&expected).max(1.0),
+            "{method}: identity off by {diff}"
+        );
+    }
+}
+
+/// The fused forward equals the naive per-head loop on a trained-looking layer.
+pub fn fused_matches_naive<B: Backend>(device: &B::Device) {
+    B::seed(device, 12);
+    for method in Method::ALL {
+        let layer = perturb(layer::<B>(method, (24, 20), device), 0.3);
+        let x = Tensor::<B, 2>::random([7, 24], Distribution::Normal(0.0, 1.0), device);
+        let fused = values(layer.forward(x.clone()));
+        let naive = values(naive_forward(&layer, x));
+        let diff = max_abs_diff(&fused, &naive);
+        assert!(
+            diff < 1e-4 * max_abs(&naive).max(1.0),
+            "{method}: fused vs naive off by {diff}"
+        );
+    }
+}
+
+/// Gradients of A, heads and router on backend `B` agree with those on `R`
+/// (the CPU reference), for the same weights and input.
+pub fn gradients_match_reference<B: AutodiffBackend, R: AutodiffBackend>(
+    device: &B::Device,
+    ref_device: &R::Device,
+) {
+    R::seed(ref_device, 13);
+    let reference = perturb(layer::<R>(Method::RLora, (12, 10), ref_device), 0.3);
+    let reference = reference.with_dropout(0.0).unwrap();
+    let x_ref = Tensor::<R, 2>::random([6, 12], Distribution::Normal(0.0, 1.0), ref_device);
+
+    // Copy the reference's weights to B through a record.
+    let record = reference.clone().into_record();
+    let bytes = burn::record::BinBytesRecorder::<burn::record::FullPrecisionSettings>::default();
+    let encoded = burn::record::Recorder::<R>::record(&bytes, record, ()).unwrap();
+    let template = layer::<B>(Method::RLora, (12, 10), device)
+        .with_dropout(0.0)
+        .unwrap();
+    let decoded = burn::record::Recorder::<B>::load(&bytes, encoded, device).unwrap();
+    let other = template.load_record(decoded);
+    let x = Tensor::<B, 2>::from_data(x_ref.to_data().convert::<f32>(), device);
+
+    fn grads_of(
+        names: [&'static str; 3],
+        a: Vec<f64>,
+        b: Vec<f64>,
+        r: Vec<f64>,
+    ) -> Vec<(&'static str, Vec<f64>)> {
+        names.into_iter().zip([a, b, r]).collect()
+    }
+    let g_ref = {
+        let loss = reference.forward(x_ref).powi_scalar(2).mean();
+        let g = loss.backward();
+        grads_of(
+            ["A", "B", "router"],
+            values(reference.lora_a.grad(&g).unwrap()),
+            values(reference.lora_b.grad(&g).unwrap()),
+            values(reference.lora_route.as_ref().unwrap().grad(&g).unwrap()),
+        )
+    };
+    let g_other = {
+        let loss = other.forward(x).powi_scalar(2).mean();
+        let g = loss.backward();
+        grads_of(
+            ["A", "B", "router"],
+            values(other.lora_a.grad(&g).unwrap()),
+            values(other.lora_b.grad(&g).unwrap()),
+            values(other.lora_route.as_ref().unwrap().grad(&g).unwrap()),
+        )
+    };
+    for ((name, want), (_, got)) in g_ref.iter().zip(&g_other) {
+        let diff = max_abs_diff(got, want);
+        let tol = 1e-4 * max_abs(want).max(1e-3);
+        assert!(
+            diff <= tol,
+            "gradient of {name}: off by {diff} (tolerance {tol})"
+        );
+        assert!(
+            max_abs(want) > 0.0,
+            "gradient of {name} is zero: the check would be vacuous"
+        );
+    }
+}
+
+/// The base gets no gradient and an Adam step leaves it bit-identical,
+/// while the adapter moves.
+pub fn base_frozen_through_adam<B: AutodiffBackend>(device: &B::Device) {
+    B::seed(device, 14);
+    let layer = layer::<B>(Method::RLora, (16, 12), device);
+    let w_before = layer.weight.val().to_data();
+    let b_before = layer.bias.as_ref().unwrap().val().to_data();
+    let a_before = values(layer.lora_a.val());
+    let x = Tensor::<B, 2>::random([8, 16], Distribution::Normal(0.0, 1.0), device);
+    let target = Tensor::<B, 2>::random([8, 12], Distribution::Normal(0.0, 1.0), device);
+    let loss = (layer.forward(x) - target).powi_scalar(2).mean();
+    let grads = loss.backward();
+    assert!(
+        layer.weight.grad(&grads).is_none(),
+        "the base weight got a gradient"
+    );
+    assert!(
+        layer.bias.as_ref().unwrap().grad(&grads).is_none(),
+        "the base bias got a gradient"
+    );
+    assert!(
+        layer.lora_a0.as_ref().unwrap().grad(&grads).is_none(),
+        "A0 got a gradient"
+    );
+    let grads = GradientsParams::from_grads(grads, &layer);
+    let mut optim = AdamConfig::new().init::<B, RLoraLinear<B>>();
+    let layer = optim.step(1e-2, layer, grads);
+    assert_eq!(
+        layer.weight.val().to_data(),
+        w_before,
+        "Adam changed the base weight"
+    );
+    assert_eq!(
+        layer.bias.as_ref().unwrap().val().to_data(),
+        b_before,
+        "Adam changed the bias"
+    );
+    let moved = max_abs_diff(&values(layer.lora_a.val()), &a_before);
+    assert!(moved > 1e-4, "Adam did not move A ({moved})");
+}
+
+/// A few optimizer steps on a fixed regression target lower the loss.
+pub fn training_lowers_loss<B: AutodiffBackend>(device: &B::Device) {
+    B::seed(device, 15);
+    let mut layer = layer::<B>(Method::RLora, (16, 8), device);
+    let x = Tensor::<B, 2>::random([32, 16], Distribution::Normal(0.0, 1.0), device);
+    let shift = Tensor::<B, 2>::random([16, 8], Distribution::Normal(0.0, 0.5), device);
+    let target = layer.valid().forward(x.clone().inner()).detach();
+    let target = Tensor::<B, 2>::from_inner(target) + x.clone().matmul(shift);
+    let mut optim = AdamConfig::new().init::<B, RLoraLinear<B>>();
+    let mut losses = Vec::new();
+    for _ in 0..30 {
+        let loss = (layer.forward(x.clone()) - target.clone())
+            .powi_scalar(2)
+            .mean();
+        losses.push(values(loss.clone())[0]);
+        let grads = GradientsParams::from_grads(loss.backward(), &layer);
+        layer = optim.step(2e-2, layer, grads);
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < 0.7 * first, "loss went from {first} to {last}");
+}
+
+/// Compare two tensors' data with a tolerance (helper for backend files).
+pub fn assert_close(a: TensorData, b: TensorData) {
+    a.assert_approx_eq::<f32>(&b, Tolerance::absolute(1e-5));
+}
+
+#[macro_export]
+macro_rules! backend_suite {
+    ($name:ident, $backend:ty, $device:expr) => {
+        mod $name {
+            use super::suite;
+            type B = $backend;
+            type AB = burn::backend::Autodiff<$backend>;
+            fn device() -> burn::tensor::Device<B> {
+                $device
+            }
+
+            #[test]
+            fn identity_at_init() {
+                suite::identity_at_init::<B>(&device());
+            }
+
+            #[test]
+            fn fused_matches_naive() {
+                suite::fused_matches_naive::<B>(&device());
+            }
+
+            #[test]
+            fn gradients_match_ndarray() {
+                suite::gradients_match_reference::<
+                    AB,
+                    burn::backend::Autodiff<burn::backend::NdArray>,
+                >(&device(), &Default::default());
+            }
+
+            #[test]
+            fn base_frozen_through_adam() {
+                suite::base_frozen_through_adam::<AB>(&device());
+            }
+
+            #[test]
+            fn training_lowers_loss() {
+                suite::training_lowers_loss::<AB>(&device());
+            }
+        }
+    };
+}
