@@ -62,6 +62,8 @@ mod error;
 mod init;
 mod layer;
 mod merge;
+#[cfg(feature = "train")]
+pub mod multitask;
 
 pub use config::{DropoutMode, Method, RLoraConfig, RouterKind, UnknownMethod};
 pub use diagnostics::{

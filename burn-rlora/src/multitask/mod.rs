@@ -1,0 +1,37 @@
+//! Multi-task training with burn-train (feature `train`).
+//!
+//! * [`TaskId`] and [`TaskItem`] carry the task of every example through
+//!   datasets, items and batches.
+//! * [`MultiTaskDataset`] combines named datasets under a [`SamplingStrategy`]
+//!   (proportional, temperature-scaled or uniform), deterministic under a seed.
+//! * [`MultiTaskBatcher`] turns items into a [`MultiTaskBatch`] on any backend.
+//! * [`TaskHeads`] gives each task its own output layer over a shared body,
+//!   and [`MultiTaskClassifier`] implements burn-train's `TrainStep` and
+//!   `InferenceStep` for any [`MultiTaskBody`], with the router load-balance
+//!   loss as an option.
+//! * [`TaskLossMetric`] and [`TaskAccuracyMetric`] report every task by name
+//!   in the Learner's dashboard and logs, plus the overall figures.
+//! * [`WarmupCosineLr`] is the reference's schedule (linear warm-up, cosine decay).
+//! * [`PlainRenderer`] prints one line per epoch when stdout is not a terminal.
+
+mod batcher;
+mod dataset;
+mod heads;
+mod metrics;
+mod model;
+mod output;
+mod renderer;
+mod sampling;
+mod schedule;
+mod task;
+
+pub use batcher::{Collate, DenseCollate, MultiTaskBatch, MultiTaskBatcher};
+pub use dataset::{DatasetError, MultiTaskDataset, MultiTaskDatasetBuilder};
+pub use heads::TaskHeads;
+pub use metrics::{TaskAccuracyMetric, TaskLossMetric};
+pub use model::{BodyOutput, MultiTaskBody, MultiTaskClassifier};
+pub use output::{MultiTaskOutput, MultiTaskStats, TaskStats};
+pub use renderer::{HistoryHandle, MetricHistory, PlainRenderer, RecordingRenderer};
+pub use sampling::SamplingStrategy;
+pub use schedule::WarmupCosineLr;
+pub use task::{TaskId, TaskItem};

@@ -1,0 +1,83 @@
+//! How many examples each task contributes to an epoch.
+
+use serde::{Deserialize, Serialize};
+
+/// How tasks are mixed in a [`MultiTaskDataset`](super::MultiTaskDataset).
+///
+/// Every strategy has the same epoch size, the total number of examples
+/// `sum_t n_t` (rounded down to a multiple of the task count for
+/// [`Uniform`](Self::Uniform)); they differ in how that budget is split:
+/// task `t` contributes `round(p_t * epoch)` examples (largest-remainder
+/// rounding), drawn without replacement from a seeded permutation of the
+/// task and wrapping around when a small task is up-sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum SamplingStrategy {
+    /// `p_t = n_t / sum n`: every example exactly once per epoch.
+    Proportional,
+    /// `p_t ∝ n_t^(1/T)`: `T = 1` is proportional, larger `T` up-samples small tasks.
+    Temperature(f64),
+    /// `p_t = 1/K`, interleaved round-robin over the tasks.
+    Uniform,
+}
+
+impl SamplingStrategy {
+    /// The probability of each task, from the task sizes.
+    ///
+    /// Tasks of size 0 get probability 0. Returns `None` when every task is
+    /// empty or the temperature is not a positive finite number.
+    pub fn probabilities(&self, sizes: &[usize]) -> Option<Vec<f64>> {
+        let weights: Vec<f64> = match *self {
+            SamplingStrategy::Proportional => sizes.iter().map(|&n| n as f64).collect(),
+            SamplingStrategy::Temperature(t) => {
+                if !t.is_finite() || t <= 0.0 {
+                    return None;
+                }
+                sizes
+                    .iter()
+                    .map(|&n| {
+                        if n == 0 {
+                            0.0
+                        } else {
+                            (n as f64).powf(1.0 / t)
+                        }
+                    })
+                    .collect()
+            }
+            SamplingStrategy::Uniform => sizes
+                .iter()
+                .map(|&n| if n == 0 { 0.0 } else { 1.0 })
+                .collect(),
+        };
+        let total: f64 = weights.iter().sum();
+        (total > 0.0).then(|| weights.iter().map(|w| w / total).collect())
+    }
+
+    /// The number of examples each task contributes to one epoch.
+    pub fn counts(&self, sizes: &[usize]) -> Option<Vec<usize>> {
+        let probs = self.probabilities(sizes)?;
+        let live = sizes.iter().filter(|&&n| n > 0).count();
+        let mut epoch: usize = sizes.iter().sum();
+        if matches!(self, SamplingStrategy::Uniform) {
+            epoch -= epoch % live.max(1);
+        }
+        Some(largest_remainder(&probs, epoch))
+    }
+}
+
+/// Split `total` into integers proportional to `probs`, summing exactly to `total`.
+fn largest_remainder(probs: &[f64], total: usize) -> Vec<usize> {
+    let exact: Vec<f64> = probs.iter().map(|p| p * total as f64).collect();
+    let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (ra, rb) = (exact[a] - exact[a].floor(), exact[b] - exact[b].floor());
+        rb.partial_cmp(&ra)
+            .unwrap_or(core::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
+    let missing = total.saturating_sub(counts.iter().sum());
+    for &i in order.iter().filter(|&&i| probs[i] > 0.0).take(missing) {
+        counts[i] += 1;
+    }
+    counts
+}

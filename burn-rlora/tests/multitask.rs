@@ -1,0 +1,551 @@
+//! The multi-task datasets, batcher, loss, metrics and burn-train integration.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::backend::{Autodiff, NdArray};
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::{Dataset, InMemDataset};
+use burn::lr_scheduler::LrScheduler;
+use burn::module::{AutodiffModule, Module};
+use burn::nn::LinearConfig;
+use burn::optim::AdamConfig;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use burn::train::metric::{ItemLazy, Metric, MetricMetadata, Numeric, NumericEntry};
+use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
+use burn_rlora::multitask::*;
+use burn_rlora::{load_balance_loss, RLoraConfig, RLoraLinear};
+
+type B = NdArray<f32>;
+type AB = Autodiff<B>;
+
+fn pairs(n: usize, classes: usize, offset: f32) -> InMemDataset<(Vec<f32>, usize)> {
+    InMemDataset::new(
+        (0..n)
+            .map(|i| (vec![offset + i as f32; 4], i % classes))
+            .collect(),
+    )
+}
+
+fn task_mix(data: &MultiTaskDataset<Vec<f32>>) -> Vec<f64> {
+    let mut counts = vec![0usize; data.task_names().len()];
+    for i in 0..data.len() {
+        counts[data.get(i).unwrap().task.0] += 1;
+    }
+    counts
+        .iter()
+        .map(|&c| c as f64 / data.len() as f64)
+        .collect()
+}
+
+fn three_tasks(strategy: SamplingStrategy, seed: u64) -> MultiTaskDataset<Vec<f32>> {
+    MultiTaskDataset::builder(strategy, seed)
+        .task("a", 3, pairs(900, 3, 0.0))
+        .task("b", 2, pairs(300, 2, 1000.0))
+        .task("c", 4, pairs(100, 4, 2000.0))
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn sampling_mix_matches_each_strategy() {
+    // Proportional: n_t / sum n, every example once.
+    let data = three_tasks(SamplingStrategy::Proportional, 1);
+    assert_eq!(data.len(), 1300);
+    let mix = task_mix(&data);
+    for (got, want) in mix
+        .iter()
+        .zip([900.0 / 1300.0, 300.0 / 1300.0, 100.0 / 1300.0])
+    {
+        assert!((got - want).abs() < 1e-3, "proportional mix {mix:?}");
+    }
+    let mut seen: Vec<f32> = (0..data.len())
+        .map(|i| data.get(i).unwrap().input[0])
+        .collect();
+    seen.sort_by(f32::total_cmp);
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        1300,
+        "proportional sampling must use every example once"
+    );
+
+    // Temperature 2: p ∝ sqrt(n) = 30 : 17.32 : 10 → 0.5234, 0.3022, 0.1745.
+    let data = three_tasks(SamplingStrategy::Temperature(2.0), 1);
+    let mix = task_mix(&data);
+    for (got, want) in mix.iter().zip([0.5234, 0.3022, 0.1745]) {
+        assert!((got - want).abs() < 2e-3, "temperature mix {mix:?}");
+    }
+    // The up-sampled small task cycles through all of its examples.
+    let small: std::collections::BTreeSet<u32> = (0..data.len())
+        .map(|i| data.get(i).unwrap())
+        .filter(|it| it.task == TaskId(2))
+        .map(|it| it.input[0] as u32)
+        .collect();
+    assert_eq!(small.len(), 100);
+
+    // Uniform: 1/3 each, round-robin.
+    let data = three_tasks(SamplingStrategy::Uniform, 1);
+    assert_eq!(data.len(), 1299);
+    assert!(task_mix(&data).iter().all(|p| (p - 1.0 / 3.0).abs() < 1e-9));
+    let first: Vec<usize> = (0..6).map(|i| data.get(i).unwrap().task.0).collect();
+    assert_eq!(first, vec![0, 1, 2, 0, 1, 2]);
+}
+
+#[test]
+fn sampling_is_deterministic_under_a_seed() {
+    let order = |seed| {
+        let d = three_tasks(SamplingStrategy::Temperature(3.0), seed);
+        (0..d.len())
+            .map(|i| d.get(i).unwrap().input[0])
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(order(5), order(5));
+    assert_ne!(order(5), order(6));
+}
+
+#[test]
+fn bad_datasets_are_typed_errors() {
+    let build = |b: MultiTaskDatasetBuilderFor| b.build().err().unwrap();
+    type MultiTaskDatasetBuilderFor = burn_rlora::multitask::MultiTaskDatasetBuilder<Vec<f32>>;
+    let new = || MultiTaskDataset::<Vec<f32>>::builder(SamplingStrategy::Proportional, 0);
+    assert_eq!(build(new()), DatasetError::NoTasks);
+    assert_eq!(
+        build(new().task("a", 2, pairs(0, 2, 0.0))),
+        DatasetError::EmptyTask("a".into())
+    );
+    assert_eq!(
+        build(
+            new()
+                .task("a", 2, pairs(3, 2, 0.0))
+                .task("a", 2, pairs(3, 2, 0.0))
+        ),
+        DatasetError::DuplicateTask("a".into())
+    );
+    assert_eq!(
+        build(new().task("a", 0, pairs(3, 1, 0.0))),
+        DatasetError::NoClasses("a".into())
+    );
+    let err = build(new().task("a", 2, pairs(5, 3, 0.0)));
+    assert_eq!(
+        err,
+        DatasetError::LabelOutOfRange {
+            task: "a".into(),
+            index: 2,
+            label: 2,
+            num_classes: 2
+        }
+    );
+    assert!(err.to_string().contains("example 2 has label 2"), "{err}");
+    let bad_t = MultiTaskDataset::<Vec<f32>>::builder(SamplingStrategy::Temperature(0.0), 0)
+        .task("a", 2, pairs(3, 2, 0.0))
+        .build()
+        .err()
+        .unwrap();
+    assert_eq!(bad_t, DatasetError::InvalidTemperature(0.0));
+}
+
+#[test]
+fn batches_keep_every_items_task() {
+    let data = three_tasks(SamplingStrategy::Uniform, 3);
+    let items: Vec<TaskItem<Vec<f32>>> = (10..20).map(|i| data.get(i).unwrap()).collect();
+    let batch: MultiTaskBatch<B, Tensor<B, 2>> =
+        MultiTaskBatcher::new(DenseCollate).batch(items.clone(), &Default::default());
+    assert_eq!(
+        batch.tasks,
+        items.iter().map(|i| i.task).collect::<Vec<_>>()
+    );
+    let targets: Vec<i64> = batch.targets.into_data().to_vec().unwrap();
+    assert_eq!(
+        targets,
+        items.iter().map(|i| i.label as i64).collect::<Vec<_>>()
+    );
+    let inputs: Vec<f32> = batch.inputs.into_data().to_vec().unwrap();
+    assert_eq!(
+        inputs,
+        items
+            .iter()
+            .flat_map(|i| i.input.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The smallest body: one adapted layer.
+#[derive(Module, Debug)]
+struct TinyBody<B: Backend> {
+    layer: RLoraLinear<B>,
+}
+
+impl<B: Backend> MultiTaskBody<B> for TinyBody<B> {
+    type Input = Tensor<B, 2>;
+
+    fn forward(&self, x: Tensor<B, 2>) -> BodyOutput<B> {
+        let routed = self.layer.forward_with_routing(x);
+        BodyOutput {
+            features: routed.output.tanh(),
+            gates: routed.gates.into_iter().collect(),
+        }
+    }
+}
+
+fn tiny_model<Bk: Backend>(device: &Bk::Device) -> MultiTaskClassifier<Bk, TinyBody<Bk>> {
+    Bk::seed(device, 9);
+    let base = LinearConfig::new(4, 8).init::<Bk>(device);
+    let layer =
+        RLoraLinear::from_linear(base, &RLoraConfig::r_lora(2, 4.0, 3).with_dropout(0.0)).unwrap();
+    MultiTaskClassifier::new(TinyBody { layer }, TaskHeads::new(8, &[3, 2], device))
+}
+
+#[test]
+fn loss_is_the_batch_mean_cross_entropy_plus_the_balance_term() {
+    let device = Default::default();
+    let model = tiny_model::<B>(&device);
+    let x = Tensor::<B, 2>::from_data(
+        TensorData::new((0..24).map(|v| (v as f32 * 0.37).sin()).collect(), [6, 4]),
+        &device,
+    );
+    let tasks = vec![
+        TaskId(0),
+        TaskId(1),
+        TaskId(0),
+        TaskId(0),
+        TaskId(1),
+        TaskId(1),
+    ];
+    let labels = [2i64, 1, 0, 1, 0, 1];
+    let batch = MultiTaskBatch {
+        inputs: x.clone(),
+        targets: Tensor::from_data(TensorData::new(labels.to_vec(), [6]), &device),
+        tasks: tasks.clone(),
+    };
+    let out = model.forward_loss(batch.clone());
+    // By hand: log-softmax of each row's own head, mean over the 6 rows.
+    let features = model.body.forward(x.clone()).features;
+    let mut total = 0.0;
+    for (row, (task, &label)) in tasks.iter().zip(&labels).enumerate() {
+        let logits: Vec<f64> = model.heads.heads[task.0]
+            .forward(features.clone().narrow(0, row, 1))
+            .into_data()
+            .convert::<f64>()
+            .to_vec()
+            .unwrap();
+        let lse = logits.iter().map(|v| v.exp()).sum::<f64>().ln();
+        total += lse - logits[label as usize];
+    }
+    let ce: f64 = out.cross_entropy.clone().into_scalar() as f64;
+    assert!(
+        (ce - total / 6.0).abs() < 1e-5,
+        "cross-entropy {ce}, by hand {}",
+        total / 6.0
+    );
+    assert_eq!(
+        out.loss.clone().into_scalar(),
+        out.cross_entropy.clone().into_scalar()
+    );
+
+    // With a balance coefficient, the loss grows by coef * load_balance_loss(gates).
+    let model = model.with_balance_coef(0.5);
+    let gates = model.body.forward(x).gates;
+    let lb: f32 = load_balance_loss(gates[0].clone()).into_scalar();
+    let out2 = model.forward_loss(batch);
+    let diff = out2.loss.into_scalar() - out2.cross_entropy.into_scalar();
+    assert!(
+        (diff - 0.5 * lb).abs() < 1e-6,
+        "balance term {diff}, want {}",
+        0.5 * lb
+    );
+
+    // The host-side summary agrees with the tensors.
+    let stats = out.sync();
+    assert_eq!(stats.batch_size, 6);
+    assert_eq!((stats.tasks[0].count, stats.tasks[1].count), (3, 3));
+    assert!((stats.overall().loss_sum / 6.0 - ce).abs() < 1e-5);
+}
+
+#[test]
+fn task_metrics_report_each_task_by_name() {
+    let stats = MultiTaskStats {
+        loss: 0.7,
+        batch_size: 5,
+        tasks: vec![
+            TaskStats {
+                count: 4,
+                loss_sum: 2.0,
+                correct: 3,
+            },
+            TaskStats {
+                count: 1,
+                loss_sum: 0.1,
+                correct: 0,
+            },
+        ],
+    };
+    let progress = || burn::data::dataloader::Progress {
+        items_processed: 1,
+        items_total: 1,
+    };
+    let meta = MetricMetadata {
+        progress: progress(),
+        global_progress: progress(),
+        iteration: Some(0),
+        lr: None,
+    };
+    let mut acc0 = TaskAccuracyMetric::task(TaskId(0), "news");
+    let mut loss1 = TaskLossMetric::task(TaskId(1), "spam");
+    let mut overall = TaskAccuracyMetric::overall();
+    assert_eq!(acc0.name().as_str(), "Accuracy news");
+    assert_eq!(loss1.name().as_str(), "Loss spam");
+    acc0.update(&stats, &meta);
+    loss1.update(&stats, &meta);
+    overall.update(&stats, &meta);
+    let value = |e: NumericEntry| match e {
+        NumericEntry::Value(v) => v,
+        NumericEntry::Aggregated {
+            aggregated_value, ..
+        } => aggregated_value,
+    };
+    assert_eq!(value(acc0.value()), 75.0);
+    assert!((value(loss1.value()) - 0.1).abs() < 1e-12);
+    assert_eq!(value(overall.value()), 60.0);
+    // A batch without the task adds nothing to its epoch figure.
+    let absent = MultiTaskStats {
+        loss: 0.1,
+        batch_size: 2,
+        tasks: vec![TaskStats {
+            count: 2,
+            loss_sum: 0.2,
+            correct: 2,
+        }],
+    };
+    loss1.update(&absent, &meta);
+    assert!((value(loss1.running_value()) - 0.1).abs() < 1e-12);
+}
+
+#[test]
+fn warmup_cosine_schedule_and_its_record() {
+    // warmup 2 of 6 steps, peak 1, min 0.2: 0.5, 1, then 0.2 + 0.8 * (1 + cos(pi k/4)) / 2.
+    let mut lr = WarmupCosineLr::new(1.0, 0.2, 2, 6);
+    let got: Vec<f64> = (0..7).map(|_| lr.step()).collect();
+    let cosine = |k: f64| 0.2 + 0.8 * (1.0 + (std::f64::consts::PI * k / 4.0).cos()) / 2.0;
+    let want = [0.5, 1.0, cosine(1.0), cosine(2.0), cosine(3.0), 0.2, 0.2];
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{got:?}");
+    }
+    let resumed = WarmupCosineLr::new(1.0, 0.2, 2, 6).load_record::<B>(3);
+    let mut resumed = resumed;
+    assert!((resumed.step() - cosine(2.0)).abs() < 1e-12);
+}
+
+/// 2 tasks x 192 training examples in batches of 16.
+const ITERS_PER_EPOCH: usize = 2 * 192 / 16;
+
+fn tiny_data(seed: u64) -> (MultiTaskDataset<Vec<f32>>, MultiTaskDataset<Vec<f32>>) {
+    // Pseudo-random inputs in [-1, 1]. Task 0: which of the first 3 features is
+    // largest; task 1: the sign of a fixed linear form. Both are learnable.
+    let input = |i: usize| -> Vec<f32> {
+        (0..4)
+            .map(|k| {
+                let h = ((i * 4 + k) as f64 * 12.9898).sin() * 43_758.545_3;
+                (2.0 * (h - h.floor()) - 1.0) as f32
+            })
+            .collect()
+    };
+    let make = |n: usize, off: usize| {
+        let a: Vec<(Vec<f32>, usize)> = (0..n)
+            .map(|i| {
+                let v = input(i + off);
+                let label = (0..3).max_by(|&p, &q| v[p].total_cmp(&v[q])).unwrap();
+                (v, label)
+            })
+            .collect();
+        let b: Vec<(Vec<f32>, usize)> = (0..n)
+            .map(|i| {
+                let v = input(i + off + 50_000);
+                let label = usize::from(v[0] + v[1] - v[2] + 0.5 * v[3] > 0.0);
+                (v, label)
+            })
+            .collect();
+        MultiTaskDataset::builder(SamplingStrategy::Proportional, seed)
+            .task("argmax", 3, InMemDataset::new(a))
+            .task("sign", 2, InMemDataset::new(b))
+            .build()
+            .unwrap()
+    };
+    (make(192, 0), make(64, 10_000))
+}
+
+type TrainLoader = Arc<dyn DataLoader<AB, MultiTaskBatch<AB, Tensor<AB, 2>>>>;
+type ValidLoader = Arc<dyn DataLoader<B, MultiTaskBatch<B, Tensor<B, 2>>>>;
+type Model = MultiTaskClassifier<AB, TinyBody<AB>>;
+type Components = burn::train::LearningComponentsMarker<
+    AB,
+    WarmupCosineLr,
+    Model,
+    burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Model, AB>,
+>;
+
+fn loaders(seed: u64) -> (TrainLoader, ValidLoader) {
+    let (train, valid) = tiny_data(seed);
+    (
+        DataLoaderBuilder::new(MultiTaskBatcher::new(DenseCollate))
+            .batch_size(16)
+            .shuffle(seed)
+            .build(train),
+        DataLoaderBuilder::new(MultiTaskBatcher::new(DenseCollate))
+            .batch_size(32)
+            .build(valid),
+    )
+}
+
+fn mean_loss(model: &MultiTaskClassifier<B, TinyBody<B>>) -> f64 {
+    let (_, valid) = loaders(0);
+    let (mut sum, mut n) = (0.0, 0);
+    for batch in valid.iter() {
+        let stats = model.forward_loss(batch).sync();
+        sum += stats.overall().loss_sum;
+        n += stats.batch_size;
+    }
+    sum / n as f64
+}
+
+fn artifact_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("burn-rlora-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+type Training = SupervisedTraining<Components>;
+
+fn training(dir: &PathBuf, epochs: usize) -> (Training, HistoryHandle) {
+    let (train, valid) = loaders(1);
+    let (renderer, history) = RecordingRenderer::new(Box::new(PlainRenderer::new()));
+    let mut t = SupervisedTraining::new(dir, train, valid)
+        .metric_train_numeric(TaskLossMetric::overall())
+        .metric_valid_numeric(TaskLossMetric::overall())
+        .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new())
+        .num_epochs(epochs)
+        .renderer(renderer);
+    for (t_id, name) in ["argmax", "sign"].iter().enumerate() {
+        t = t
+            .metric_valid_numeric(TaskLossMetric::task(TaskId(t_id), name))
+            .metric_valid_numeric(TaskAccuracyMetric::task(TaskId(t_id), name));
+    }
+    (t, history)
+}
+
+fn learner(model: Model, steps: usize) -> Learner<Components> {
+    Learner::new(
+        model,
+        AdamConfig::new().init(),
+        WarmupCosineLr::new(2e-2, 0.0, 1, steps),
+    )
+}
+
+#[test]
+fn a_short_learner_run_lowers_the_loss_and_reports_every_task() {
+    let dir = artifact_dir("learner");
+    let model = tiny_model::<AB>(&Default::default());
+    let before = mean_loss(&model.valid());
+    let (training, history) = training(&dir, 4);
+    let result = training.launch(learner(model, 4 * ITERS_PER_EPOCH));
+    drop(result.renderer);
+    let after = mean_loss(&result.model);
+    assert!(after < 0.8 * before, "validation loss {before} -> {after}");
+    let history = history.lock().unwrap();
+    for name in [
+        "Loss argmax",
+        "Loss sign",
+        "Accuracy argmax",
+        "Accuracy sign",
+        "Loss",
+    ] {
+        let epochs = history
+            .valid_epochs
+            .get(name)
+            .unwrap_or_else(|| panic!("no '{name}' in {history:?}"));
+        assert_eq!(epochs.len(), 4, "{name}: {epochs:?}");
+    }
+    assert_eq!(history.train_batches["Loss"].len(), 4 * ITERS_PER_EPOCH);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+fn adapter_values<Bk: Backend>(m: &MultiTaskClassifier<Bk, TinyBody<Bk>>) -> Vec<f32> {
+    let l = &m.body.layer;
+    [
+        l.lora_a.val(),
+        l.lora_b.val(),
+        l.lora_route.as_ref().unwrap().val(),
+    ]
+    .into_iter()
+    .flat_map(|t| t.into_data().to_vec::<f32>().unwrap())
+    .collect()
+}
+
+#[test]
+fn training_resumes_from_a_checkpoint() {
+    let dir = artifact_dir("resume");
+    let device = Default::default();
+    let (t, _) = training(&dir, 1);
+    let first = t
+        .launch(learner(tiny_model::<AB>(&device), 2 * ITERS_PER_EPOCH))
+        .model;
+    assert!(
+        dir.join("checkpoint/model-1.mpk").exists(),
+        "no epoch-1 checkpoint"
+    );
+
+    // Resuming at epoch 1 of a 1-epoch run restores the saved state and trains no more.
+    let (t, _) = training(&dir, 1);
+    let restored = t
+        .checkpoint(1)
+        .launch(learner(tiny_model::<AB>(&device), 2 * ITERS_PER_EPOCH))
+        .model;
+    assert_eq!(
+        adapter_values(&restored),
+        adapter_values(&first),
+        "adapter weights differ from the checkpoint"
+    );
+    assert!(!dir.join("checkpoint/model-2.mpk").exists());
+
+    // Resuming a 2-epoch run continues with epoch 2 only.
+    let (t, history) = training(&dir, 2);
+    let second = t
+        .checkpoint(1)
+        .launch(learner(tiny_model::<AB>(&device), 2 * ITERS_PER_EPOCH))
+        .model;
+    assert!(
+        dir.join("checkpoint/model-2.mpk").exists(),
+        "epoch 2 was not trained"
+    );
+    assert_eq!(
+        history.lock().unwrap().train_batches["Loss"].len(),
+        ITERS_PER_EPOCH,
+        "resume must train one epoch"
+    );
+    assert_ne!(adapter_values(&second), adapter_values(&first));
+    // The frozen base is untouched by training and resuming.
+    assert_eq!(
+        second.body.layer.weight.val().into_data(),
+        tiny_model::<B>(&device).body.layer.weight.val().into_data()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn multi_device_data_parallel_training_runs_on_two_cpu_workers() {
+    let dir = artifact_dir("multi");
+    let model = tiny_model::<AB>(&Default::default());
+    let before = mean_loss(&model.valid());
+    let (t, _) = training(&dir, 3);
+    let devices = vec![Default::default(), Default::default()];
+    let t = t.with_training_strategy(
+        ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into(),
+    );
+    let trained = t.launch(learner(model, 3 * ITERS_PER_EPOCH)).model;
+    let after = mean_loss(&trained);
+    assert!(after < 0.9 * before, "validation loss {before} -> {after}");
+    std::fs::remove_dir_all(&dir).ok();
+}
