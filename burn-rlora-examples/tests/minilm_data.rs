@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+mod common;
+
 use burn_rlora_examples::minilm::{
     email_body, read_rotten_tomatoes, read_tweet_sentiment, subsample, train_test_split,
     MiniLmError, Task, TaskData, TextExample, MAX_TEXT_CHARS,
@@ -267,14 +269,9 @@ fn task_names_round_trip() {
 /// The real data, when fetched: every task reads, with the expected sizes.
 #[test]
 fn real_tasks_read_when_fetched() {
-    let dir = burn_rlora_examples::minilm::default_data_dir();
-    if !dir.join("tasks").is_dir() {
-        println!(
-            "SKIPPED: {} has no tasks (run `bash scripts/fetch-data.sh`)",
-            dir.display()
-        );
+    let Some(dir) = common::fetched_data_or_skip("real task readers") else {
         return;
-    }
+    };
     let expect = [
         (Task::BbcNews, 2225, 5),
         (Task::RottenTomatoes, 12808, 2),

@@ -13,10 +13,11 @@
 
 use burn_rlora::RLoraConfig;
 use burn_rlora_examples::minilm::{
-    default_data_dir, l2_normalize, EncoderAdapterConfig, MiniLmPaths, PretrainedMiniLm,
-    TargetModule, DEFAULT_MAX_LEN,
+    l2_normalize, EncoderAdapterConfig, PretrainedMiniLm, TargetModule, DEFAULT_MAX_LEN,
 };
 use serde::Deserialize;
+
+mod common;
 
 #[cfg(feature = "flex")]
 type B = burn::backend::Flex;
@@ -58,22 +59,11 @@ fn rows(t: burn::tensor::Tensor<B, 2>) -> Vec<Vec<f64>> {
     (0..n).map(|i| v[i * d..(i + 1) * d].to_vec()).collect()
 }
 
-/// `None` (after printing why) when the data has not been fetched.
-fn data_dir() -> Option<std::path::PathBuf> {
-    let dir = default_data_dir();
-    match MiniLmPaths::in_data_dir(&dir) {
-        Ok(_) => Some(dir),
-        Err(e) => {
-            eprintln!("SKIPPED minilm parity test: {e}");
-            println!("SKIPPED minilm parity test: the model is not in {} (run `bash scripts/fetch-data.sh`)", dir.display());
-            None
-        }
-    }
-}
-
 #[test]
 fn minilm_matches_reference_sentence_embeddings() {
-    let Some(dir) = data_dir() else { return };
+    let Some(dir) = common::fetched_data_or_skip("minilm parity") else {
+        return;
+    };
     let start = std::time::Instant::now();
     let device = Default::default();
     let reference = reference();

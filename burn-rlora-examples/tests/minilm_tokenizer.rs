@@ -8,8 +8,10 @@
 
 use std::path::Path;
 
+mod common;
+
 use burn_rlora_examples::minilm::{
-    default_data_dir, MiniLmError, MiniLmPaths, MiniLmTokenizer, Padding, DEFAULT_MAX_LEN,
+    MiniLmError, MiniLmPaths, MiniLmTokenizer, Padding, DEFAULT_MAX_LEN,
 };
 
 fn tiny(max_len: usize) -> MiniLmTokenizer {
@@ -95,12 +97,10 @@ fn bad_arguments_are_errors() {
 
 #[test]
 fn real_tokenizer_round_trips_when_fetched() {
-    let Ok(paths) = MiniLmPaths::in_data_dir(default_data_dir()) else {
-        println!(
-            "SKIPPED: the MiniLM tokenizer is not in data/ (run `bash scripts/fetch-data.sh`)"
-        );
+    let Some(dir) = common::fetched_data_or_skip("real tokenizer round trip") else {
         return;
     };
+    let paths = MiniLmPaths::in_data_dir(dir).unwrap();
     let tok = MiniLmTokenizer::from_file(&paths.tokenizer, DEFAULT_MAX_LEN).unwrap();
     assert_eq!(tok.vocab_size(), 30522);
     let text = "The quick brown fox jumps over the lazy dog.";
