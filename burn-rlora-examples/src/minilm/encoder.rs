@@ -181,6 +181,11 @@ impl BertConfig {
 
     /// Build an encoder with freshly initialized weights and plain linears.
     ///
+    /// Burn initializes parameters lazily, and in Burn 0.21 a clone of a
+    /// parameter not yet drawn draws its own values: run one forward pass (or
+    /// load weights with [`load_bert_weights`](super::load_bert_weights))
+    /// before cloning a freshly initialized model.
+    ///
     /// # Errors
     ///
     /// [`MiniLmError::BadConfig`] if [`validate`](Self::validate) fails.
