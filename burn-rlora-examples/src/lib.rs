@@ -1,9 +1,11 @@
 //! Shared pieces of the example binaries: backend selection by name, the
-//! embedded multi-task benchmark, and the comparison runner.
+//! embedded multi-task benchmark and comparison runner, and the MiniLM
+//! encoder, tokenizer and task data of the real example.
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod compare;
+pub mod minilm;
 pub mod report;
 pub mod synthetic;
