@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Burn and PyTorch side by side: runs the Burn ratio bench and the PyTorch
+# reference one after the other (never at once: they would share the cores)
+# and writes one table to benches/compare.md.
+#
+#   bash benches/compare.sh                 # python3 must import torch
+#   PYTHON=/path/to/venv/bin/python bash benches/compare.sh
+#   SAMPLES=15 SHAPES=S1,S3 bash benches/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+SAMPLES=${SAMPLES:-11}
+SHAPES=${SHAPES:-S1,S2,S3,S4}
+out=benches/compare.md
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$PYTHON" -c 'import torch' 2>/dev/null || {
+  echo "error: $PYTHON cannot import torch; pip install torch numpy (or set PYTHON)" >&2
+  exit 1
+}
+cargo build --release -p burn-rlora-benches --bin ratios
+./target/release/ratios --backend flex --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/burn.json" | tee "$tmp/burn.md"
+"$PYTHON" benches/torch_reference.py --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/torch.json" | tee "$tmp/torch.md"
+
+"$PYTHON" - "$tmp/burn.json" "$tmp/torch.json" "$out" <<'PY'
+import json, sys
+burn, torch, out = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
+rows = ["| shape | burn frozen ms | torch frozen ms | burn rlora ms | torch loop ms | torch fused ms | burn rlora / frozen | torch loop / frozen | torch fused / frozen | burn rlora / torch loop | burn rlora / torch fused |",
+        "|---|---|---|---|---|---|---|---|---|---|---|"]
+for shape, b in burn["flex"].items():
+    t = torch[shape]
+    rows.append(f"| {shape} | {b['frozen']:.1f} | {t['frozen']:.1f} | {b['rlora']:.1f} | {t['loop']:.1f} | {t['fused']:.1f} | "
+                f"{b['rlora']/b['frozen']:.2f} | {t['loop']/t['frozen']:.2f} | {t['fused']/t['frozen']:.2f} | "
+                f"{b['rlora']/t['loop']:.2f} | {b['rlora']/t['fused']:.2f} |")
+open(out, "w").write("\n".join(rows) + "\n")
+print("\n".join(rows))
+PY
+echo "wrote $out"
