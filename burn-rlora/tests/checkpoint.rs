@@ -337,6 +337,79 @@ fn whole_model_round_trip_with_rename_rules() {
 }
 
 #[test]
+fn a_single_layer_round_trips_under_its_prefix_name() {
+    NB::seed(&dev(), 9);
+    let config = RLoraConfig::hydra_lora_init(2, 8.0, 2);
+    let layer = perturb(
+        RLoraLinear::from_linear(LinearConfig::new(6, 5).init::<NB>(&dev()), &config).unwrap(),
+        0.3,
+    );
+    for (prefix, name) in [
+        ("", "layer"),
+        (
+            "model.layers.1.mlp.gate_proj.",
+            "model.layers.1.mlp.gate_proj",
+        ),
+    ] {
+        let dir = tmp("single");
+        let naming = ModuleNaming::new().with_prefix(prefix);
+        let written = save_adapter(
+            &layer,
+            &dir,
+            &SaveOptions::new(config.clone()).with_naming(naming.clone()),
+        )
+        .unwrap();
+        assert_eq!(written.target_module_paths, vec![name.to_string()]);
+        let fresh = RLoraLinear::from_linear(
+            Linear {
+                weight: layer.weight.clone(),
+                bias: layer.bias.clone(),
+            },
+            &config,
+        )
+        .unwrap();
+        let (loaded, _) =
+            load_adapter(fresh, &dir, &LoadOptions::new().with_naming(naming)).unwrap();
+        let x = input(6);
+        assert_eq!(
+            loaded.forward(x.clone()).into_data(),
+            layer.forward(x).into_data()
+        );
+    }
+}
+
+#[test]
+fn loading_into_an_autodiff_model_keeps_trainable_and_frozen_flags() {
+    type AD = burn::backend::Autodiff<NB>;
+    let config = RLoraConfig::r_lora(2, 8.0, 3);
+    let make =
+        || RLoraLinear::from_linear(LinearConfig::new(6, 5).init::<AD>(&dev()), &config).unwrap();
+    AD::seed(&dev(), 10);
+    let saved = make();
+    let dir = tmp("autodiff");
+    save_adapter(&saved, &dir, &SaveOptions::new(config.clone())).unwrap();
+    let (loaded, _) = load_adapter(make(), &dir, &LoadOptions::new()).unwrap();
+    assert_eq!(
+        loaded.lora_b.val().into_data(),
+        saved.lora_b.val().into_data()
+    );
+    assert!(loaded.lora_a.is_require_grad() && loaded.lora_b.is_require_grad());
+    assert!(loaded.lora_route.as_ref().unwrap().is_require_grad());
+    assert!(
+        !loaded.lora_a0.as_ref().unwrap().is_require_grad(),
+        "A0 became trainable"
+    );
+    assert!(
+        !loaded.lora_b0.as_ref().unwrap().is_require_grad(),
+        "B0 became trainable"
+    );
+    assert!(
+        !loaded.weight.is_require_grad(),
+        "the base became trainable"
+    );
+}
+
+#[test]
 fn half_precision_files_are_converted_to_the_model_type() {
     NB::seed(&dev(), 4);
     let config = RLoraConfig::r_lora(4, 16.0, 3);
@@ -946,4 +1019,32 @@ fn converted_reference_adapter_round_trips_through_our_format() {
     .unwrap();
     assert_matches_pytorch(&model, "reload");
     let _: AdapterConfig = config;
+}
+
+// ---------------------------------------------------------------- fuzz seeds
+
+/// The fuzz target's property on its committed seeds (and any committed
+/// crash inputs): loading never panics, and what loads re-encodes and
+/// reloads to the same tensors.
+#[test]
+fn fuzz_inputs_load_or_fail_cleanly_and_round_trip() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+    let mut accepted = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        let len = u16::from_le_bytes([data[0], data[1]]) as usize;
+        let (config, tensors) = data[2..].split_at(len.min(data.len() - 2));
+        for strict in [true, false] {
+            if let Ok(file) = AdapterFile::from_bytes(config, tensors, strict) {
+                let (json, bytes) = file.encode(DType::F64).unwrap();
+                let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, true).unwrap();
+                assert_eq!(again.modules, file.modules);
+                accepted += 1;
+            }
+        }
+    }
+    assert!(
+        accepted > 0,
+        "no seed loads: the seeds exercise only the error paths"
+    );
 }

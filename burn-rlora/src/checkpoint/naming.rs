@@ -9,7 +9,9 @@ use super::error::CheckpointError;
 /// How the path of an adapted module in the Burn model (for example
 /// `layers.0.mlp.up_proj`, from the field names) becomes its name in the
 /// checkpoint: first the rename rules, in order (regex and replacement, as
-/// in burn-store's [`KeyRemapper`]), then the prefix.
+/// in burn-store's [`KeyRemapper`]), then the prefix. A model that is a
+/// single layer has an empty path: its name is the prefix without a trailing
+/// dot, or `layer` without a prefix.
 ///
 /// ```
 /// use burn_rlora::checkpoint::ModuleNaming;
@@ -77,6 +79,15 @@ impl ModuleNaming {
         let mut name = path.to_string();
         for (regex, replacement) in remapper.to_regex_pairs() {
             name = regex.replace_all(&name, replacement.as_str()).into_owned();
+        }
+        if name.is_empty() {
+            // The model is a single layer: its name is the prefix, or "layer".
+            let prefix = self.prefix.trim_end_matches('.');
+            return if prefix.is_empty() {
+                "layer".into()
+            } else {
+                prefix.into()
+            };
         }
         format!("{}{}", self.prefix, name)
     }
