@@ -1048,3 +1048,27 @@ fn fuzz_inputs_load_or_fail_cleanly_and_round_trip() {
         "no seed loads: the seeds exercise only the error paths"
     );
 }
+
+#[test]
+fn reference_layout_as_bf16_safetensors_loads_like_the_bf16_bin() {
+    // The trained reference adapter, stored in the reference layout as bf16
+    // safetensors next to the reference's own config (no burn_rlora fields).
+    let file = read_reference(fixture("trained"), true).unwrap();
+    let (_, bytes) = file.encode(DType::BF16).unwrap();
+    let dir = tmp("ref-safetensors");
+    std::fs::write(dir.join(TENSORS_FILE), bytes).unwrap();
+    std::fs::copy(
+        fixture("trained/adapter_config.json"),
+        dir.join(CONFIG_FILE),
+    )
+    .unwrap();
+    let read = read_reference(&*dir, true).unwrap();
+    assert!(read.config.is_reference());
+    let (model, _) = load_reference(
+        ref_model(&read.config.rlora_config()),
+        &*dir,
+        &ref_options(),
+    )
+    .unwrap();
+    assert_matches_pytorch(&model, "reload_bf16");
+}

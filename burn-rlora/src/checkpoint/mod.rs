@@ -68,13 +68,24 @@
 //! # Ok::<(), burn_rlora::checkpoint::CheckpointError>(())
 //! ```
 //!
+//! How much of this is burn-store: layers are found with its collector
+//! (`ModuleSnapshot::collect`, which records each tensor's path and container
+//! types) and loaded with its applier (`ModuleSnapshot::apply`, which checks
+//! shapes, moves to the device and keeps the trainable/frozen flags);
+//! PyTorch pickles are read with its `PytorchReader`; merged models are
+//! written with `SafetensorsStore`. The adapter file itself is encoded with
+//! the `safetensors` crate, because one Burn tensor (`lora_b`) becomes `N`
+//! tensors (`lora_B{i}`) and burn-store's key remapping is one-to-one, and
+//! the transposes are done on the host, because `PyTorchToBurnAdapter`
+//! transposes only the `weight` of `Struct:Linear` modules.
+//!
 //! Saving is atomic per file (temporary file in the same directory, then a
 //! rename), and a config and tensor file from different saves are detected
 //! by the digest. Loading validates every key, shape and dtype and returns a
 //! [`CheckpointError`] naming the key, the expected and the found value; it
 //! never panics on bad input (the loader is fuzzed, see `fuzz/`).
 //!
-//! Reference adapters (`adapter_model.bin`): see [`reference`]. Merging: see
+//! Reference adapters (`adapter_model.bin`): see [`reference`](mod@reference). Merging: see
 //! [`merge_model`], [`merge_into`], [`save_merged`] and [`merge_safetensors`].
 
 mod error;
