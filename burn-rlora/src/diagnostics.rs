@@ -35,6 +35,11 @@ pub fn cosine_similarity_matrix<B: Backend>(rows: Tensor<B, 2>) -> HeadSimilarit
         .convert::<f64>()
         .to_vec()
         .expect("converted to f64");
+    cosine_similarity_rows(&data, n)
+}
+
+/// [`cosine_similarity_matrix`] of `n` rows stored row-major in `data` on the host.
+pub fn cosine_similarity_rows(data: &[f64], n: usize) -> HeadSimilarity {
     let k = data.len() / n.max(1);
     let norms: Vec<f64> = (0..n)
         .map(|i| {

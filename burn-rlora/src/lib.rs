@@ -56,6 +56,8 @@
 #![warn(missing_docs)]
 
 pub mod backend;
+#[cfg(feature = "store")]
+pub mod checkpoint;
 mod config;
 mod diagnostics;
 mod error;
@@ -67,7 +69,8 @@ pub mod multitask;
 
 pub use config::{DropoutMode, Method, RLoraConfig, RouterKind, UnknownMethod};
 pub use diagnostics::{
-    cosine_similarity_matrix, load_balance_loss, HeadSimilarity, ParamCount, RouterStats,
+    cosine_similarity_matrix, cosine_similarity_rows, load_balance_loss, HeadSimilarity,
+    ParamCount, RouterStats,
 };
 pub use error::RLoraError;
 pub use init::{stable_factor, InitScheme};

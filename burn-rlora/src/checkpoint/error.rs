@@ -1,0 +1,140 @@
+//! The typed error of saving, loading, importing and merging adapter checkpoints.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::error::RLoraError;
+
+/// Everything that can go wrong with an adapter checkpoint.
+///
+/// Every variant that concerns a tensor names its key (as written in the
+/// file), what was expected and what was found, so that the message alone
+/// is enough to find the problem.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// Reading or writing a file failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The model needs a tensor that the file does not hold.
+    #[error("missing key '{key}': expected {expected}, found nothing")]
+    MissingKey {
+        /// The key in the file's naming.
+        key: String,
+        /// What the model expects there (shape, in PyTorch layout).
+        expected: String,
+    },
+    /// The file holds a tensor that no adapted module of the model uses (strict mode).
+    #[error("unexpected key '{key}': expected {expected}, found a tensor of shape {found:?}")]
+    UnexpectedKey {
+        /// The key in the file.
+        key: String,
+        /// What was expected instead, in words.
+        expected: String,
+        /// The shape of the unexpected tensor.
+        found: Vec<usize>,
+    },
+    /// A tensor's shape differs from what the model or the config requires.
+    #[error("shape mismatch for '{key}': expected {expected:?}, found {found:?}")]
+    ShapeMismatch {
+        /// The key in the file.
+        key: String,
+        /// The required shape (PyTorch layout).
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor is stored in a type that cannot hold adapter weights.
+    #[error("unsupported dtype for '{key}': expected one of F32, F64, F16, BF16, found {found}")]
+    UnsupportedDtype {
+        /// The key in the file.
+        key: String,
+        /// The dtype found.
+        found: String,
+    },
+    /// The tensor file is truncated or not a valid safetensors / PyTorch file.
+    #[error("corrupt tensor file {what}: {reason}")]
+    CorruptTensors {
+        /// Which file or buffer.
+        what: String,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// `adapter_config.json` is not valid JSON or misses required fields.
+    #[error("corrupt adapter config {what}: {reason}")]
+    CorruptConfig {
+        /// Which file or buffer.
+        what: String,
+        /// Why it could not be parsed.
+        reason: String,
+    },
+    /// The config and the tensors (or the model) disagree.
+    #[error("config mismatch for '{key}': expected {expected}, found {found}")]
+    ConfigMismatch {
+        /// The config field or tensor key concerned.
+        key: String,
+        /// What the config (or model) says.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
+    /// The checkpoint was written by a newer (or unknown) version of the format.
+    #[error("unknown format version for 'burn_rlora_format': expected one of {expected:?}, found {found}")]
+    UnknownFormatVersion {
+        /// The versions this build reads.
+        expected: Vec<u32>,
+        /// The version in the file.
+        found: u32,
+    },
+    /// The model holds no adapted layer, so there is nothing to save or load.
+    #[error("the model holds no RLoraLinear layer: nothing to save or load")]
+    NoAdapters,
+    /// A module name rule (regex) does not compile.
+    #[error("invalid module name rule '{pattern}': {reason}")]
+    InvalidRule {
+        /// The pattern.
+        pattern: String,
+        /// The regex error.
+        reason: String,
+    },
+    /// Two adapted modules map to the same name in the file.
+    #[error("two modules map to the same name '{name}': '{first}' and '{second}'")]
+    DuplicateModuleName {
+        /// The name both map to.
+        name: String,
+        /// The first module path (Burn).
+        first: String,
+        /// The second module path (Burn).
+        second: String,
+    },
+    /// The adapter cannot be merged exactly.
+    #[error(transparent)]
+    Layer(#[from] RLoraError),
+}
+
+impl CheckpointError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn mismatch(
+        key: impl Into<String>,
+        expected: impl ToString,
+        found: impl ToString,
+    ) -> Self {
+        Self::ConfigMismatch {
+            key: key.into(),
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+}

@@ -1,0 +1,570 @@
+//! Parsing and validating an adapter, and loading it into a whole model.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::DType;
+use burn_store::{ApplyError, ModuleSnapshot};
+
+use super::error::CheckpointError;
+use super::format::{
+    read_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors, RawTensors,
+    TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
+};
+use super::model::adapted_layers;
+use super::naming::ModuleNaming;
+use crate::config::RLoraConfig;
+
+/// How to load an adapter into a model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadOptions {
+    /// Maps the model's module paths to the names in the file.
+    pub naming: ModuleNaming,
+    /// Strict (the default): a tensor in the file that the model does not use
+    /// is an error. Lenient: it is skipped and reported in [`LoadReport::warnings`].
+    pub strict: bool,
+    /// If set, the file's layer config must equal this one (the config the model was built with).
+    pub expected_config: Option<RLoraConfig>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            naming: ModuleNaming::new(),
+            strict: true,
+            expected_config: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Strict loading with the identity naming.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Set the module naming.
+    pub fn with_naming(mut self, naming: ModuleNaming) -> Self {
+        self.naming = naming;
+        self
+    }
+
+    /// Strict or lenient about unused tensors.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    /// Require the file's layer config to equal `config`.
+    pub fn with_expected_config(mut self, config: RLoraConfig) -> Self {
+        self.expected_config = Some(config);
+        self
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadReport {
+    /// The adapter's config.
+    pub config: AdapterConfig,
+    /// `(Burn path, name in the file)` of every loaded layer.
+    pub modules: Vec<(String, String)>,
+    /// Tensors skipped in lenient mode, and other remarks.
+    pub warnings: Vec<String>,
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    format!("{shape:?}")
+}
+
+impl AdapterFile {
+    /// Parse and validate an adapter from the bytes of `adapter_config.json`
+    /// and `adapter_model.safetensors`, without a model.
+    ///
+    /// This checks the format version, the tensor file's digest (when the
+    /// config has one), every key, shape and dtype, and that the config
+    /// agrees with the tensors. It never panics on bad input.
+    ///
+    /// # Errors
+    ///
+    /// Any [`CheckpointError`] describing the first problem found.
+    pub fn from_bytes(
+        config_json: &[u8],
+        tensors: &[u8],
+        strict: bool,
+    ) -> Result<Self, CheckpointError> {
+        let config = AdapterConfig::from_json(config_json, CONFIG_FILE)?;
+        if let Some(want) = config.tensor_file {
+            let found = TensorDigest::of(tensors);
+            if found != want {
+                return Err(CheckpointError::mismatch(
+                    "tensor_file",
+                    format!("{want:?} (the tensor file saved with this config)"),
+                    format!("{found:?}: config and tensors are from different saves"),
+                ));
+            }
+        }
+        let raw = read_safetensors(tensors, TENSORS_FILE)?;
+        Self::from_raw(config, raw, strict)
+    }
+
+    /// Read and validate the adapter directory `dir` (see [`from_bytes`](Self::from_bytes)).
+    ///
+    /// # Errors
+    ///
+    /// [`CheckpointError::Io`] if a file cannot be read, otherwise as `from_bytes`.
+    pub fn read(dir: impl AsRef<Path>, strict: bool) -> Result<Self, CheckpointError> {
+        let dir = dir.as_ref();
+        let read = |name: &str| {
+            let path = dir.join(name);
+            std::fs::read(&path).map_err(|e| CheckpointError::io(path, e))
+        };
+        Self::from_bytes(&read(CONFIG_FILE)?, &read(TENSORS_FILE)?, strict)
+    }
+
+    /// Group raw tensors by module and check them against the config.
+    pub(crate) fn from_raw(
+        config: AdapterConfig,
+        raw: RawTensors,
+        strict: bool,
+    ) -> Result<Self, CheckpointError> {
+        let mut grouped: BTreeMap<String, Found> = BTreeMap::new();
+        let mut ignored_keys = Vec::new();
+        let listed = &config.target_module_paths;
+        for (key, (shape, values)) in raw {
+            let parsed = TensorRole::parse(&key)
+                .filter(|(module, _)| listed.is_empty() || listed.iter().any(|m| m == module));
+            let Some((module, role)) = parsed else {
+                if strict {
+                    return Err(CheckpointError::UnexpectedKey {
+                        key,
+                        expected: "only adapter tensors (<module>.lora_A.weight, \
+                                   .lora_B{i}.weight, .lora_route.weight, .rlora_A0.weight, \
+                                   .rlora_B0.weight) of the modules in target_module_paths"
+                            .into(),
+                        found: shape,
+                    });
+                }
+                ignored_keys.push(key);
+                continue;
+            };
+            let values = values.map_err(|found| CheckpointError::UnsupportedDtype {
+                key: key.clone(),
+                found,
+            })?;
+            if shape.len() != 2 {
+                return Err(CheckpointError::mismatch(
+                    key,
+                    "a 2-D tensor",
+                    format!("shape {shape:?}"),
+                ));
+            }
+            grouped
+                .entry(module.to_string())
+                .or_default()
+                .insert(role, (key, shape, values));
+        }
+        for module in listed {
+            if !grouped.contains_key(module) {
+                return Err(CheckpointError::MissingKey {
+                    key: TensorRole::A.key(module),
+                    expected: format!(
+                        "[{}, d_input] (module listed in target_module_paths)",
+                        config.r
+                    ),
+                });
+            }
+        }
+        if grouped.is_empty() {
+            return Err(CheckpointError::NoAdapters);
+        }
+        let mut modules: BTreeMap<String, ModuleTensors> = BTreeMap::new();
+        for (module, tensors) in grouped {
+            let parsed = module_tensors(&config, &module, tensors)?;
+            if let Some((first, m)) = modules.iter().next() {
+                if m.compensation.is_some() != parsed.compensation.is_some() {
+                    return Err(CheckpointError::mismatch(
+                        TensorRole::A0.key(&module),
+                        format!("the same as module '{first}' (a compensation pair in every module or in none)"),
+                        if parsed.compensation.is_some() { "a pair" } else { "none" },
+                    ));
+                }
+            }
+            modules.insert(module, parsed);
+        }
+        Ok(Self {
+            config,
+            modules,
+            ignored_keys,
+        })
+    }
+}
+
+type Found = BTreeMap<TensorRole, (String, Vec<usize>, Vec<f64>)>;
+
+fn take(
+    found: &mut Found,
+    module: &str,
+    role: TensorRole,
+    expected: [usize; 2],
+    required: bool,
+) -> Result<Option<HostTensor>, CheckpointError> {
+    match found.remove(&role) {
+        Some((key, shape, data)) => {
+            // A zero entry of `expected` matches any size (not known yet).
+            let ok = shape
+                .iter()
+                .zip(expected)
+                .all(|(&s, e)| (e == 0 || s == e) && s > 0);
+            if !ok {
+                return Err(CheckpointError::ShapeMismatch {
+                    key,
+                    expected: expected.to_vec(),
+                    found: shape,
+                });
+            }
+            Ok(Some(HostTensor::new(shape, data)))
+        }
+        None if required => Err(CheckpointError::MissingKey {
+            key: role.key(module),
+            expected: shape_str(&expected)
+                .replace(", 0]", ", ?]")
+                .replace("[0,", "[?,"),
+        }),
+        None => Ok(None),
+    }
+}
+
+fn module_tensors(
+    config: &AdapterConfig,
+    module: &str,
+    mut found: Found,
+) -> Result<ModuleTensors, CheckpointError> {
+    let (r, n) = (config.r, config.lora_nums);
+    let heads_in_file = found
+        .keys()
+        .filter(|k| matches!(k, TensorRole::Head(_)))
+        .count();
+    if let Some((TensorRole::Head(i), (key, _, _))) = found
+        .iter()
+        .find(|(k, _)| matches!(k, TensorRole::Head(i) if *i >= n))
+    {
+        return Err(CheckpointError::mismatch(
+            "lora_nums",
+            format!("{n} heads (lora_B0..lora_B{})", n - 1),
+            format!("head {i} ('{key}'), {heads_in_file} heads in module '{module}'"),
+        ));
+    }
+    let a = take(&mut found, module, TensorRole::A, [r, 0], true)?
+        .ok_or(CheckpointError::NoAdapters)?;
+    let d_in = a.shape[1];
+    let mut heads = Vec::with_capacity(n);
+    let mut d_out = 0;
+    for i in 0..n {
+        let head = take(&mut found, module, TensorRole::Head(i), [d_out, r], true)?
+            .ok_or(CheckpointError::NoAdapters)?;
+        d_out = head.shape[0];
+        heads.push(head);
+    }
+    // A reference adapter with several heads always has a router; with one
+    // head its router is a constant 1 and is dropped.
+    let route_required = config.has_router().unwrap_or(n > 1);
+    let mut route = take(
+        &mut found,
+        module,
+        TensorRole::Route,
+        [n, d_in],
+        route_required,
+    )?;
+    if config.is_reference() && n == 1 {
+        route = None;
+    }
+    let comp_required = config.has_compensation();
+    let a0 = take(&mut found, module, TensorRole::A0, [r, d_in], comp_required)?;
+    let b0 = take(
+        &mut found,
+        module,
+        TensorRole::B0,
+        [d_out, r],
+        comp_required || a0.is_some(),
+    )?;
+    let compensation = match (a0, b0) {
+        (Some(a0), Some(b0)) => Some((a0, b0)),
+        (None, Some(_)) => {
+            return Err(CheckpointError::MissingKey {
+                key: TensorRole::A0.key(module),
+                expected: format!("[{r}, {d_in}] (rlora_B0 is present)"),
+            })
+        }
+        _ => None,
+    };
+    if config.rlora.is_some() {
+        if route.is_some() && !route_required {
+            return Err(unexpected(
+                module,
+                TensorRole::Route,
+                "no router (uniform weights)",
+                [n, d_in],
+            ));
+        }
+        if compensation.is_some() && !comp_required {
+            return Err(unexpected(
+                module,
+                TensorRole::A0,
+                "no compensation pair (zero-initialized heads)",
+                [r, d_in],
+            ));
+        }
+    }
+    let layer_config = match (&config.rlora, &compensation) {
+        (Some(rl), _) => rl.clone(),
+        (None, Some(_)) => config.rlora_config_with_compensation(),
+        (None, None) => config.rlora_config(),
+    };
+    {
+        layer_config.validate(d_in, d_out).map_err(|e| {
+            CheckpointError::mismatch(
+                format!("{module} (rlora config)"),
+                format!("a config valid for a {d_in}->{d_out} layer"),
+                e,
+            )
+        })?;
+    }
+    Ok(ModuleTensors {
+        a,
+        heads,
+        route,
+        compensation,
+    })
+}
+
+fn unexpected(
+    module: &str,
+    role: TensorRole,
+    expected: &str,
+    shape: [usize; 2],
+) -> CheckpointError {
+    CheckpointError::UnexpectedKey {
+        key: role.key(module),
+        expected: format!("nothing: the config says {expected}"),
+        found: shape.to_vec(),
+    }
+}
+
+/// Load the adapter directory `dir` into `model`: every `RLoraLinear` of the
+/// model gets `A`, its heads, router and compensation pair from the file.
+///
+/// Build the model with the file's layer config first
+/// ([`read_config`](super::read_config) then [`AdapterConfig::rlora_config`]);
+/// the base weights are not touched. The model's float type decides the
+/// precision: f16 and bf16 tensors are converted.
+///
+/// # Errors
+///
+/// Any [`CheckpointError`]: missing, unexpected or misshapen tensors (named
+/// by key), an unsupported dtype, a corrupt file, a config that disagrees with
+/// the tensors or the model, or an unknown format version.
+pub fn load_adapter<B: Backend, M: Module<B>>(
+    model: M,
+    dir: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<(M, LoadReport), CheckpointError> {
+    let file = AdapterFile::read(dir, options.strict)?;
+    apply_adapter(model, &file, options)
+}
+
+/// Load an already parsed adapter into `model` (see [`load_adapter`]).
+///
+/// # Errors
+///
+/// As [`load_adapter`], for the checks that involve the model.
+pub fn apply_adapter<B: Backend, M: Module<B>>(
+    mut model: M,
+    file: &AdapterFile,
+    options: &LoadOptions,
+) -> Result<(M, LoadReport), CheckpointError> {
+    let slots = adapted_layers(&model);
+    if slots.is_empty() {
+        return Err(CheckpointError::NoAdapters);
+    }
+    if let Some(want) = &options.expected_config {
+        let got = file.config.rlora_config();
+        if &got != want {
+            return Err(CheckpointError::mismatch(
+                "rlora",
+                format!("{want:?} (the model's config)"),
+                format!("{got:?}"),
+            ));
+        }
+    }
+    let paths: Vec<String> = slots.iter().map(|s| s.path_str()).collect();
+    let names = options.naming.names(paths.iter().map(String::as_str))?;
+    let mut warnings: Vec<String> = file
+        .ignored_keys
+        .iter()
+        .map(|k| format!("skipped '{k}': not an adapter tensor"))
+        .collect();
+    let mut snapshots = Vec::new();
+    let mut report_modules = Vec::new();
+    for ((slot, name), path) in slots.iter().zip(&names).zip(&paths) {
+        let (d_in, d_out, r, n) = slot.shape();
+        let Some(tensors) = file.modules.get(name) else {
+            return Err(CheckpointError::MissingKey {
+                key: TensorRole::A.key(name),
+                expected: format!("[{r}, {d_in}] for the model's layer '{path}'"),
+            });
+        };
+        check_against_layer(name, tensors, (d_in, d_out, r, n))?;
+        if slot.has("lora_route") && tensors.route.is_none() {
+            return Err(CheckpointError::MissingKey {
+                key: TensorRole::Route.key(name),
+                expected: format!("[{n}, {d_in}] (the model's layer '{path}' has a router)"),
+            });
+        }
+        if !slot.has("lora_route") && tensors.route.is_some() {
+            let e = unexpected(
+                name,
+                TensorRole::Route,
+                "the model's layer has no router",
+                [n, d_in],
+            );
+            lenient(options.strict, e, &mut warnings)?;
+        }
+        if slot.has("lora_a0") && tensors.compensation.is_none() {
+            return Err(CheckpointError::MissingKey {
+                key: TensorRole::A0.key(name),
+                expected: format!(
+                    "[{r}, {d_in}] (the model's layer '{path}' has a compensation pair; a \
+                     reference adapter has none: build the model with the file's \
+                     rlora_config(), or use load_reference with the initial adapter)"
+                ),
+            });
+        }
+        if !slot.has("lora_a0") && tensors.compensation.is_some() {
+            let e = unexpected(
+                name,
+                TensorRole::A0,
+                "the model's layer has no compensation pair",
+                [r, d_in],
+            );
+            lenient(options.strict, e, &mut warnings)?;
+        }
+        snapshots.extend(slot.snapshots(tensors));
+        report_modules.push((path.clone(), name.clone()));
+    }
+    for name in file.modules.keys() {
+        if !names.contains(name) {
+            let e = CheckpointError::UnexpectedKey {
+                key: TensorRole::A.key(name),
+                expected: format!("a module of the model; the model's names are {names:?}"),
+                found: file.modules[name].a.shape.clone(),
+            };
+            lenient(options.strict, e, &mut warnings)?;
+        }
+    }
+    let expected: Vec<String> = snapshots.iter().map(|s| s.full_path()).collect();
+    let result = model.apply(snapshots, None, None, false);
+    if let Some(e) = result.errors.first() {
+        return Err(match e {
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => CheckpointError::ShapeMismatch {
+                key: path.clone(),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            },
+            other => CheckpointError::CorruptTensors {
+                what: "model".into(),
+                reason: other.to_string(),
+            },
+        });
+    }
+    if let Some(path) = expected.iter().find(|p| !result.applied.contains(p)) {
+        return Err(CheckpointError::CorruptTensors {
+            what: "model".into(),
+            reason: format!("burn-store did not apply '{path}'"),
+        });
+    }
+    Ok((
+        model,
+        LoadReport {
+            config: file.config.clone(),
+            modules: report_modules,
+            warnings,
+        },
+    ))
+}
+
+fn lenient(
+    strict: bool,
+    error: CheckpointError,
+    warnings: &mut Vec<String>,
+) -> Result<(), CheckpointError> {
+    if strict {
+        Err(error)
+    } else {
+        warnings.push(format!("skipped: {error}"));
+        Ok(())
+    }
+}
+
+fn check_against_layer(
+    name: &str,
+    t: &ModuleTensors,
+    (d_in, d_out, r, n): (usize, usize, usize, usize),
+) -> Result<(), CheckpointError> {
+    if t.heads.len() != n {
+        return Err(CheckpointError::mismatch(
+            "lora_nums",
+            format!("{n} heads (the model's layer for '{name}')"),
+            format!("{} heads in the file", t.heads.len()),
+        ));
+    }
+    let check = |role: TensorRole, found: &[usize], expected: [usize; 2]| {
+        if found != expected {
+            Err(CheckpointError::ShapeMismatch {
+                key: role.key(name),
+                expected: expected.to_vec(),
+                found: found.to_vec(),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    check(TensorRole::A, &t.a.shape, [r, d_in])?;
+    for (i, h) in t.heads.iter().enumerate() {
+        check(TensorRole::Head(i), &h.shape, [d_out, r])?;
+    }
+    if let Some(route) = &t.route {
+        check(TensorRole::Route, &route.shape, [n, d_in])?;
+    }
+    if let Some((a0, b0)) = &t.compensation {
+        check(TensorRole::A0, &a0.shape, [r, d_in])?;
+        check(TensorRole::B0, &b0.shape, [d_out, r])?;
+    }
+    Ok(())
+}
+
+/// Read only `adapter_config.json` of an adapter directory.
+///
+/// # Errors
+///
+/// [`CheckpointError::Io`], [`CheckpointError::CorruptConfig`] or
+/// [`CheckpointError::UnknownFormatVersion`].
+pub fn read_config(dir: impl AsRef<Path>) -> Result<AdapterConfig, CheckpointError> {
+    let path = dir.as_ref().join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+    AdapterConfig::from_json(&bytes, &path.display().to_string())
+}
+
+/// The dtype a tensor file is written in for a model of float type `dtype`.
+pub(crate) fn storage_dtype(dtype: DType) -> DType {
+    match dtype {
+        DType::F64 | DType::F16 | DType::BF16 => dtype,
+        _ => DType::F32,
+    }
+}

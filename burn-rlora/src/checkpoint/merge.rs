@@ -1,0 +1,319 @@
+//! Merging the adapters of a whole model into its base weights, where exact.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use burn_store::{ModuleSnapshot, SafetensorsStore};
+use safetensors::SafeTensors;
+
+use super::error::CheckpointError;
+use super::format::{AdapterFile, HostTensor, ModuleTensors};
+use super::model::adapted_layers;
+use super::save::atomic_write;
+use crate::config::{RLoraConfig, RouterKind};
+use crate::error::RLoraError;
+
+fn not_mergeable(what: &str, heads: usize) -> CheckpointError {
+    CheckpointError::Layer(RLoraError::NotMergeable {
+        reason: format!(
+            "{what} has a softmax router over {heads} heads, so the head weights depend on the \
+             input and no single weight matrix reproduces it; merge only adapters with one head \
+             or the uniform router, or keep the adapter at inference"
+        ),
+    })
+}
+
+/// The change the adapter makes to the base weight, in PyTorch layout
+/// `[out, in]`: `s * mean_i(B_i) A - s * Bbar0 A0`.
+pub fn weight_delta(m: &ModuleTensors, scaling: f64) -> HostTensor {
+    let (d_in, d_out) = m.dims();
+    let r = m.a.shape[0];
+    let n = m.heads.len() as f64;
+    let mut mean = vec![0.0; d_out * r];
+    for h in &m.heads {
+        mean.iter_mut().zip(&h.data).for_each(|(a, b)| *a += b / n);
+    }
+    let mut delta = vec![0.0; d_out * d_in];
+    let mut add = |b: &[f64], a: &[f64], sign: f64| {
+        for o in 0..d_out {
+            for k in 0..r {
+                let bk = sign * scaling * b[o * r + k];
+                if bk == 0.0 {
+                    continue;
+                }
+                let row = &a[k * d_in..(k + 1) * d_in];
+                delta[o * d_in..(o + 1) * d_in]
+                    .iter_mut()
+                    .zip(row)
+                    .for_each(|(d, x)| *d += bk * x);
+            }
+        }
+    };
+    add(&mean, &m.a.data, 1.0);
+    if let Some((a0, b0)) = &m.compensation {
+        add(&b0.data, &a0.data, -1.0);
+    }
+    HostTensor::new(vec![d_out, d_in], delta)
+}
+
+struct MergeMapper {
+    path: Vec<String>,
+    /// Burn path of a weight -> delta in Burn layout `[in, out]`.
+    deltas: BTreeMap<String, HostTensor>,
+    /// Burn paths of head tensors to zero.
+    zero: Vec<String>,
+}
+
+impl<B: Backend> ModuleMapper<B> for MergeMapper {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let path = self.path.join(".");
+        let (id, tensor, mapper) = param.consume();
+        let require_grad = tensor.is_require_grad();
+        let tensor = if let Some(delta) = self.deltas.get(&path).filter(|_| D == 2) {
+            let data = TensorData::new(delta.data.clone(), delta.shape.clone());
+            let delta = Tensor::<B, D>::from_data(data, (&tensor.device(), tensor.dtype()));
+            (tensor + delta).detach().set_require_grad(require_grad)
+        } else if self.zero.contains(&path) {
+            tensor.zeros_like().detach().set_require_grad(require_grad)
+        } else {
+            tensor
+        };
+        Param::from_mapped_value(id, tensor, mapper)
+    }
+}
+
+/// Fold every adapter of `model` into its base weight, where exact (every
+/// layer has one head or the uniform router); `config` is the config the
+/// layers were built with (it gives the scaling).
+///
+/// Returns the same model type in which each `RLoraLinear` holds the merged
+/// weight and zero heads (and a zero compensation pair), so it computes the
+/// same function as before (to float rounding) and its `weight`/`bias`
+/// tensors are the merged base. To get the plain model type, use
+/// [`merge_into`]; to write the merged base, [`save_merged`].
+///
+/// # Errors
+///
+/// [`CheckpointError::Layer`] with [`RLoraError::NotMergeable`] for a softmax
+/// router; [`CheckpointError::NoAdapters`] for a model without adapted layers.
+pub fn merge_model<B: Backend, M: Module<B>>(
+    model: M,
+    config: &RLoraConfig,
+) -> Result<M, CheckpointError> {
+    let slots = adapted_layers(&model);
+    if slots.is_empty() {
+        return Err(CheckpointError::NoAdapters);
+    }
+    let mut mapper = MergeMapper {
+        path: Vec::new(),
+        deltas: BTreeMap::new(),
+        zero: Vec::new(),
+    };
+    for slot in &slots {
+        let path = slot.path_str();
+        if config.router == RouterKind::Softmax || slot.has("lora_route") {
+            return Err(not_mergeable(&format!("layer '{path}'"), slot.shape().3));
+        }
+        let delta = weight_delta(&slot.to_module_tensors()?, config.scaling());
+        mapper
+            .deltas
+            .insert(format!("{path}.weight"), delta.transpose());
+        mapper.zero.push(format!("{path}.lora_b"));
+        mapper.zero.push(format!("{path}.lora_b0"));
+    }
+    Ok(model.map(&mut mapper))
+}
+
+/// The adapter fields of `RLoraLinear`, left out of a merged export.
+fn is_base_tensor(path: &str, containers: &str) -> bool {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    !(containers.ends_with("Struct:RLoraLinear") && field.starts_with("lora_"))
+}
+
+/// The merged model's tensors as safetensors bytes, in Burn's names and
+/// layout, adapter tensors left out: the file loads with burn-store into the
+/// plain model type (the same model with `Linear` in place of `RLoraLinear`).
+///
+/// # Errors
+///
+/// As [`merge_model`], plus [`CheckpointError::CorruptTensors`] if burn-store fails.
+pub fn merged_bytes<B: Backend, M: Module<B>>(
+    model: M,
+    config: &RLoraConfig,
+) -> Result<Vec<u8>, CheckpointError> {
+    let merged = merge_model(model, config)?;
+    // burn-store 0.21 applies a save filter to the path only (the container
+    // path it passes to predicates is empty), so select the base tensors by
+    // full path, from a collect that sees the container types.
+    let keep: Vec<String> = merged
+        .collect(None, None, false)
+        .iter()
+        .filter(|s| is_base_tensor(&s.full_path(), &s.container_path()))
+        .map(|s| s.full_path())
+        .collect();
+    let mut store = SafetensorsStore::from_bytes(None).with_full_paths(keep);
+    let fail = |e: burn_store::SafetensorsStoreError| CheckpointError::CorruptTensors {
+        what: "merged model".into(),
+        reason: e.to_string(),
+    };
+    merged.save_into(&mut store).map_err(fail)?;
+    store.get_bytes().map_err(fail)
+}
+
+/// Merge (see [`merge_model`]) and save the merged base weights of the whole
+/// model to `path` as safetensors (Burn names and layout, written atomically).
+///
+/// # Errors
+///
+/// As [`merged_bytes`], plus [`CheckpointError::Io`].
+pub fn save_merged<B: Backend, M: Module<B>>(
+    model: M,
+    config: &RLoraConfig,
+    path: impl AsRef<Path>,
+) -> Result<(), CheckpointError> {
+    let bytes = merged_bytes(model, config)?;
+    atomic_write(path.as_ref(), |f| f.write_all(&bytes))
+}
+
+/// Merge `model` and load the result into `plain`, the same model with
+/// `Linear` in place of every `RLoraLinear`: this returns the plain model type.
+///
+/// # Errors
+///
+/// As [`merged_bytes`]; [`CheckpointError::ConfigMismatch`] if `plain` does
+/// not take every tensor (its structure differs).
+pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
+    model: M,
+    config: &RLoraConfig,
+    mut plain: P,
+) -> Result<P, CheckpointError> {
+    let bytes = merged_bytes(model, config)?;
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let result = plain
+        .load_from(&mut store)
+        .map_err(|e| CheckpointError::CorruptTensors {
+            what: "merged model".into(),
+            reason: e.to_string(),
+        })?;
+    if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+        return Err(CheckpointError::mismatch(
+            "plain model",
+            "the adapted model's structure with Linear in place of RLoraLinear",
+            format!(
+                "errors {:?}, missing {:?}, unused {:?}",
+                result
+                    .errors
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>(),
+                result.missing,
+                result.unused
+            ),
+        ));
+    }
+    Ok(plain)
+}
+
+/// Merge an adapter file into a base model's safetensors file, in PyTorch
+/// names and layout: for every adapted module `m`, `<m>.weight` `[out, in]`
+/// (after removing `strip_prefix` from the adapter's module name) gets
+/// `s * mean_i(B_i) A - s * Bbar0 A0`. Other tensors are copied unchanged.
+/// This is what the CLI's `merge` does.
+///
+/// # Errors
+///
+/// [`CheckpointError::NotMergeable`](RLoraError::NotMergeable) for a softmax
+/// router; [`CheckpointError::MissingKey`] / [`CheckpointError::ShapeMismatch`]
+/// when the base lacks a module's weight; [`CheckpointError::CorruptTensors`]
+/// for a bad base file.
+pub fn merge_safetensors(
+    adapter: &AdapterFile,
+    base: &[u8],
+    strip_prefix: &str,
+) -> Result<Vec<u8>, CheckpointError> {
+    let config = adapter.config.rlora_config();
+    let corrupt = |e: safetensors::SafeTensorError| CheckpointError::CorruptTensors {
+        what: "base model".into(),
+        reason: e.to_string(),
+    };
+    if let Some((name, m)) = adapter
+        .modules
+        .iter()
+        .find(|(_, m)| config.router == RouterKind::Softmax || m.route.is_some())
+    {
+        return Err(not_mergeable(&format!("module '{name}'"), m.heads.len()));
+    }
+    let st = SafeTensors::deserialize(base).map_err(corrupt)?;
+    let mut replaced: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    for (name, m) in &adapter.modules {
+        let key = format!("{}.weight", name.strip_prefix(strip_prefix).unwrap_or(name));
+        let view = st.tensor(&key).map_err(|_| CheckpointError::MissingKey {
+            key: key.clone(),
+            expected: format!("{:?} in the base model", [m.dims().1, m.dims().0]),
+        })?;
+        let (d_in, d_out) = m.dims();
+        if view.shape() != [d_out, d_in] {
+            return Err(CheckpointError::ShapeMismatch {
+                key,
+                expected: vec![d_out, d_in],
+                found: view.shape().to_vec(),
+            });
+        }
+        let dtype = match view.dtype() {
+            safetensors::Dtype::F32 => burn::tensor::DType::F32,
+            safetensors::Dtype::F64 => burn::tensor::DType::F64,
+            safetensors::Dtype::F16 => burn::tensor::DType::F16,
+            safetensors::Dtype::BF16 => burn::tensor::DType::BF16,
+            other => {
+                return Err(CheckpointError::UnsupportedDtype {
+                    key,
+                    found: format!("{other:?}"),
+                })
+            }
+        };
+        let w = TensorData::from_bytes_vec(view.data().to_vec(), vec![d_out, d_in], dtype);
+        let delta = weight_delta(m, config.scaling());
+        let merged: Vec<f64> = w
+            .iter::<f64>()
+            .zip(&delta.data)
+            .map(|(w, d)| w + d)
+            .collect();
+        let bytes = TensorData::new(merged, vec![d_out, d_in])
+            .convert_dtype(dtype)
+            .as_bytes()
+            .to_vec();
+        replaced.insert(key, (view.dtype(), vec![d_out, d_in], bytes));
+    }
+    let mut all: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, view) in st.tensors() {
+        match replaced.remove(&name) {
+            Some((dtype, shape, bytes)) => all.push((name, dtype, shape, bytes)),
+            None => all.push((
+                name,
+                view.dtype(),
+                view.shape().to_vec(),
+                view.data().to_vec(),
+            )),
+        }
+    }
+    let views = all
+        .iter()
+        .map(|(n, d, s, b)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b).map(|v| (n.clone(), v))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt)?;
+    safetensors::tensor::serialize(views, None).map_err(corrupt)
+}

@@ -1,0 +1,111 @@
+//! Adapter checkpoints (feature `store`): save, load, import and merge.
+//!
+//! An adapter directory holds two files:
+//!
+//! * `adapter_model.safetensors`: only the adapter tensors, in PyTorch layout
+//!   and with the names of the reference PEFT fork, so that files move
+//!   between the Python reference and Burn:
+//!
+//!   | key | shape | Burn field |
+//!   |---|---|---|
+//!   | `<module>.lora_A.weight` | `[r, in]` | `lora_a` (transposed) |
+//!   | `<module>.lora_B{i}.weight` | `[out, r]` | rows `i*r..(i+1)*r` of `lora_b` (transposed) |
+//!   | `<module>.lora_route.weight` | `[N, in]` | `lora_route` (transposed) |
+//!   | `<module>.rlora_A0.weight` | `[r, in]` | `lora_a0`: this crate's compensation pair |
+//!   | `<module>.rlora_B0.weight` | `[out, r]` | `lora_b0` |
+//!
+//! * `adapter_config.json`: the full [`RLoraConfig`](crate::RLoraConfig), the
+//!   module names, the format version, the base model's name, a digest of the
+//!   tensor file, and the reference's fields (`r`, `lora_alpha`,
+//!   `lora_dropout`, `lora_nums`, `target_modules`, `peft_type: "LORA"`).
+//!
+//! `<module>` is the path of the layer in the Burn model (its field names,
+//! found with burn-store's collector), mapped by a [`ModuleNaming`] (prefix
+//! and regex rules) to the names of a Python model.
+//!
+//! ```
+//! use burn::backend::NdArray;
+//! use burn::module::Module;
+//! use burn::nn::{Linear, LinearConfig};
+//! use burn::tensor::{backend::Backend, Tensor};
+//! use burn_rlora::checkpoint::{load_adapter, save_adapter, LoadOptions, SaveOptions};
+//! use burn_rlora::{RLoraConfig, RLoraLinear};
+//!
+//! #[derive(Module, Debug)]
+//! struct Block<B: Backend> {
+//!     up: RLoraLinear<B>,
+//!     down: RLoraLinear<B>,
+//! }
+//!
+//! fn block(config: &RLoraConfig) -> Block<NdArray> {
+//!     let device = Default::default();
+//!     Block {
+//!         up: RLoraLinear::from_linear(LinearConfig::new(8, 16).init(&device), config).unwrap(),
+//!         down: RLoraLinear::from_linear(LinearConfig::new(16, 8).init(&device), config).unwrap(),
+//!     }
+//! }
+//!
+//! let config = RLoraConfig::r_lora(4, 32.0, 3);
+//! let trained = block(&config);
+//! let dir = std::env::temp_dir().join(format!("rlora-doc-{}", std::process::id()));
+//! save_adapter(&trained, &dir, &SaveOptions::new(config.clone()))?;
+//!
+//! // The same base with freshly drawn (different) heads: loading restores the saved ones.
+//! let base = |l: &RLoraLinear<NdArray>| Linear { weight: l.weight.clone(), bias: l.bias.clone() };
+//! let fresh = Block {
+//!     up: RLoraLinear::from_linear(base(&trained.up), &config).unwrap(),
+//!     down: RLoraLinear::from_linear(base(&trained.down), &config).unwrap(),
+//! };
+//! let heads = |m: &Block<NdArray>| m.up.lora_b.val().into_data();
+//! assert_ne!(heads(&fresh), heads(&trained));
+//! let (loaded, report) = load_adapter(fresh, &dir, &LoadOptions::new())?;
+//! assert_eq!(report.modules.len(), 2);
+//! assert_eq!(heads(&loaded), heads(&trained));
+//! let x = Tensor::<NdArray, 2>::ones([2, 8], &Default::default());
+//! let f = |m: &Block<NdArray>| m.down.forward(m.up.forward(x.clone())).into_data();
+//! assert_eq!(f(&loaded), f(&trained));
+//! # std::fs::remove_dir_all(&dir).ok();
+//! # Ok::<(), burn_rlora::checkpoint::CheckpointError>(())
+//! ```
+//!
+//! How much of this is burn-store: layers are found with its collector
+//! (`ModuleSnapshot::collect`, which records each tensor's path and container
+//! types) and loaded with its applier (`ModuleSnapshot::apply`, which checks
+//! shapes, moves to the device and keeps the trainable/frozen flags);
+//! PyTorch pickles are read with its `PytorchReader`; merged models are
+//! written with `SafetensorsStore`. The adapter file itself is encoded with
+//! the `safetensors` crate, because one Burn tensor (`lora_b`) becomes `N`
+//! tensors (`lora_B{i}`) and burn-store's key remapping is one-to-one, and
+//! the transposes are done on the host, because `PyTorchToBurnAdapter`
+//! transposes only the `weight` of `Struct:Linear` modules.
+//!
+//! Saving is atomic per file (temporary file in the same directory, then a
+//! rename), and a config and tensor file from different saves are detected
+//! by the digest. Loading validates every key, shape and dtype and returns a
+//! [`CheckpointError`] naming the key, the expected and the found value; it
+//! never panics on bad input (the loader is fuzzed, see `fuzz/`).
+//!
+//! Reference adapters (`adapter_model.bin`): see [`reference`](mod@reference). Merging: see
+//! [`merge_model`], [`merge_into`], [`save_merged`] and [`merge_safetensors`].
+
+mod error;
+mod format;
+mod load;
+mod merge;
+mod model;
+mod naming;
+pub mod reference;
+mod save;
+
+pub use error::CheckpointError;
+pub use format::{
+    AdapterConfig, AdapterFile, HostTensor, ModuleTensors, TensorDigest, TensorRole, CONFIG_FILE,
+    FORMAT_VERSION, REFERENCE_TENSORS_FILE, SUPPORTED_VERSIONS, TENSORS_FILE,
+};
+pub use load::{apply_adapter, load_adapter, read_config, LoadOptions, LoadReport};
+pub use merge::{
+    merge_into, merge_model, merge_safetensors, merged_bytes, save_merged, weight_delta,
+};
+pub use naming::ModuleNaming;
+pub use reference::{add_reference_compensation, load_reference, read_reference, ReferenceOptions};
+pub use save::{save_adapter, write_atomically, SaveOptions};

@@ -1,0 +1,183 @@
+//! Importing adapters written by the Python reference (`adapter_model.bin`).
+//!
+//! # What loading a reference adapter means
+//!
+//! The reference stores `A`, the heads and the router, but not the offset
+//! `s * mean_i(B_i A)` that it subtracted from the frozen base weight **in
+//! place** when it initialized the random heads. That offset is in neither
+//! the adapter nor the published base model. So:
+//!
+//! * Loading the adapter onto the *original* base (what the reference itself
+//!   does when it reloads) gives `W x + s * sum_i g_i B_i A x`: the layer the
+//!   reference *serves*, which differs from the one it *trained* by the lost
+//!   offset. [`load_reference`] without an initial adapter reproduces this,
+//!   exactly like the reference's reload. Build the model with
+//!   [`AdapterConfig::rlora_config`], which has no compensation pair.
+//! * To reconstruct the trained state, supply the adapter as it was at
+//!   initialization (the reference seeds its init, so it can be saved again
+//!   at step 0), together with the original base: its `A` and the mean of its
+//!   heads become this crate's frozen compensation pair `(A0, Bbar0)`, which
+//!   subtracts exactly the offset the reference folded into the base. Build
+//!   the model with [`AdapterConfig::rlora_config_with_compensation`] and set
+//!   [`ReferenceOptions::initial_adapter`].
+//! * If you kept the reference's modified base weights instead, load them as
+//!   the base (burn-store) and load the adapter without an initial adapter.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+
+use super::error::CheckpointError;
+use super::format::{
+    read_pytorch, read_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorRole,
+    CONFIG_FILE, REFERENCE_TENSORS_FILE, TENSORS_FILE,
+};
+use super::load::{apply_adapter, LoadOptions, LoadReport};
+use crate::init::InitScheme;
+use crate::RLoraConfig;
+
+impl AdapterConfig {
+    /// The layer config for a reference adapter whose trained state is to be
+    /// reconstructed with an initial adapter: like [`rlora_config`](Self::rlora_config),
+    /// but with random heads (so the layers carry a compensation pair) and a zero router init.
+    pub fn rlora_config_with_compensation(&self) -> RLoraConfig {
+        self.rlora_config()
+            .with_init_a(InitScheme::Unit)
+            .with_init_b(InitScheme::Unit)
+            .with_router_init(None)
+    }
+}
+
+/// How to load a reference adapter.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReferenceOptions {
+    /// Naming and strictness, as for [`load_adapter`](super::load_adapter).
+    pub load: LoadOptions,
+    /// The reference adapter as it was at initialization (a directory or
+    /// file, like the trained one). When set, its `A` and mean head become
+    /// the compensation pair; see the [module docs](self).
+    pub initial_adapter: Option<PathBuf>,
+}
+
+/// Read a reference adapter: a directory holding `adapter_config.json` and
+/// `adapter_model.bin` (torch pickle, read with burn-store's PyTorch reader)
+/// or `adapter_model.safetensors` in the same layout; or the path of the
+/// tensor file itself, with `adapter_config.json` next to it. bf16, f16 and
+/// f64 tensors are converted.
+///
+/// # Errors
+///
+/// As [`AdapterFile::from_bytes`], plus [`CheckpointError::Io`].
+pub fn read_reference(
+    path: impl AsRef<Path>,
+    strict: bool,
+) -> Result<AdapterFile, CheckpointError> {
+    let path = path.as_ref();
+    if !path.exists() {
+        return Err(CheckpointError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
+        ));
+    }
+    let (dir, tensors) = if path.is_dir() {
+        let bin = path.join(REFERENCE_TENSORS_FILE);
+        let tensors = if bin.exists() {
+            bin
+        } else {
+            path.join(TENSORS_FILE)
+        };
+        (path.to_path_buf(), tensors)
+    } else {
+        let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (dir, path.to_path_buf())
+    };
+    let config_path = dir.join(CONFIG_FILE);
+    let json = std::fs::read(&config_path).map_err(|e| CheckpointError::io(&config_path, e))?;
+    let config = AdapterConfig::from_json(&json, &config_path.display().to_string())?;
+    let is_safetensors = tensors.extension().is_some_and(|e| e == "safetensors");
+    let raw = if is_safetensors {
+        let bytes = std::fs::read(&tensors).map_err(|e| CheckpointError::io(&tensors, e))?;
+        read_safetensors(&bytes, &tensors.display().to_string())?
+    } else {
+        if !tensors.exists() {
+            return Err(CheckpointError::io(
+                &tensors,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            ));
+        }
+        read_pytorch(&tensors)?
+    };
+    AdapterFile::from_raw(config, raw, strict)
+}
+
+fn mean_head(heads: &[HostTensor]) -> HostTensor {
+    let n = heads.len().max(1) as f64;
+    let mut data = vec![0.0; heads[0].data.len()];
+    for h in heads {
+        data.iter_mut().zip(&h.data).for_each(|(m, v)| *m += v);
+    }
+    data.iter_mut().for_each(|m| *m /= n);
+    HostTensor::new(heads[0].shape.clone(), data)
+}
+
+/// Give every module of `file` the compensation pair `(A_init, mean_i B_i,init)`
+/// from the initial adapter `initial`.
+///
+/// # Errors
+///
+/// [`CheckpointError::MissingKey`] or [`CheckpointError::ShapeMismatch`] when
+/// the initial adapter does not cover every module with the same shapes.
+pub fn add_reference_compensation(
+    file: &mut AdapterFile,
+    initial: &AdapterFile,
+) -> Result<(), CheckpointError> {
+    for (name, m) in file.modules.iter_mut() {
+        let Some(init) = initial.modules.get(name) else {
+            return Err(CheckpointError::MissingKey {
+                key: TensorRole::A.key(name),
+                expected: format!("{:?} in the initial adapter", m.a.shape),
+            });
+        };
+        if init.a.shape != m.a.shape || init.heads.len() != m.heads.len() {
+            return Err(CheckpointError::ShapeMismatch {
+                key: TensorRole::A.key(name),
+                expected: m.a.shape.clone(),
+                found: init.a.shape.clone(),
+            });
+        }
+        if let Some((i, h)) = init
+            .heads
+            .iter()
+            .enumerate()
+            .find(|(i, h)| h.shape != m.heads[*i].shape)
+        {
+            return Err(CheckpointError::ShapeMismatch {
+                key: TensorRole::Head(i).key(name),
+                expected: m.heads[i].shape.clone(),
+                found: h.shape.clone(),
+            });
+        }
+        m.compensation = Some((init.a.clone(), mean_head(&init.heads)));
+    }
+    Ok(())
+}
+
+/// Load a reference adapter (see [`read_reference`]) into `model`; see the
+/// [module docs](self) for what this means and how to reconstruct the trained state.
+///
+/// # Errors
+///
+/// As [`read_reference`], [`add_reference_compensation`] and [`apply_adapter`].
+pub fn load_reference<B: Backend, M: Module<B>>(
+    model: M,
+    path: impl AsRef<Path>,
+    options: &ReferenceOptions,
+) -> Result<(M, LoadReport), CheckpointError> {
+    let strict = options.load.strict;
+    let mut file = read_reference(path, strict)?;
+    if let Some(init) = &options.initial_adapter {
+        add_reference_compensation(&mut file, &read_reference(init, strict)?)?;
+    }
+    apply_adapter(model, &file, &options.load)
+}
