@@ -156,9 +156,9 @@ pub enum Prepared<B: Backend> {
     /// The frozen base.
     Frozen(Linear<B>),
     /// An adapted layer.
-    Adapted(RLoraLinear<B>),
+    Adapted(Box<RLoraLinear<B>>),
     /// The naive loop.
-    Naive(NaiveMultiHead<B>),
+    Naive(Box<NaiveMultiHead<B>>),
 }
 
 /// Build `variant` at shape `s` on `device`.
@@ -168,14 +168,16 @@ pub fn prepare<B: Backend>(variant: Variant, s: Shape, device: &B::Device) -> Pr
         .no_grad();
     let _ = base.weight.val(); // materialize the lazy init outside the timing
     let adapted = |c: RLoraConfig| {
-        Prepared::Adapted(RLoraLinear::from_linear(base.clone(), &c).expect("valid shape"))
+        Prepared::Adapted(Box::new(
+            RLoraLinear::from_linear(base.clone(), &c).expect("valid shape"),
+        ))
     };
     match variant {
         Variant::Frozen => Prepared::Frozen(base),
         Variant::Lora => adapted(RLoraConfig::lora(s.r, 16.0)),
         Variant::HydraLora => adapted(RLoraConfig::hydra_lora(s.r, 16.0, s.n)),
         Variant::RLora => adapted(RLoraConfig::r_lora(s.r, 16.0, s.n)),
-        Variant::NaiveLoop => Prepared::Naive(NaiveMultiHead::new(base, s, device)),
+        Variant::NaiveLoop => Prepared::Naive(Box::new(NaiveMultiHead::new(base, s, device))),
     }
 }
 

@@ -282,7 +282,10 @@ pub fn available<B: Backend>(name: &str, device: &B::Device, require_var: &str) 
             // Written to the process's stderr directly, which the test harness
             // does not capture, so that the reason shows in CI logs.
             use std::io::Write;
-            let _ = writeln!(std::io::stderr(), "SKIPPED {name}: no usable device ({why})");
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {name}: no usable device ({why})"
+            );
             false
         }
     }
