@@ -154,7 +154,7 @@ impl<B: Backend> NaiveMultiHead<B> {
 /// A prepared variant: the layer and an input.
 pub enum Prepared<B: Backend> {
     /// The frozen base.
-    Frozen(Linear<B>),
+    Frozen(Box<Linear<B>>),
     /// An adapted layer.
     Adapted(Box<RLoraLinear<B>>),
     /// The naive loop.
@@ -173,7 +173,7 @@ pub fn prepare<B: Backend>(variant: Variant, s: Shape, device: &B::Device) -> Pr
         ))
     };
     match variant {
-        Variant::Frozen => Prepared::Frozen(base),
+        Variant::Frozen => Prepared::Frozen(Box::new(base)),
         Variant::Lora => adapted(RLoraConfig::lora(s.r, 16.0)),
         Variant::HydraLora => adapted(RLoraConfig::hydra_lora(s.r, 16.0, s.n)),
         Variant::RLora => adapted(RLoraConfig::r_lora(s.r, 16.0, s.n)),
