@@ -246,6 +246,13 @@ pub fn run_one<B: AutodiffBackend>(
         .iter()
         .map(|(name, layer)| (name.to_string(), layer.head_similarity()))
         .collect();
+    // The trained adapter alone (no frozen base), in the reference's format.
+    burn_rlora::checkpoint::save_adapter(
+        &model.body,
+        artifact_dir.join("adapter"),
+        &burn_rlora::checkpoint::SaveOptions::new(config),
+    )
+    .context("saving the trained adapter")?;
     let history = history.lock().map(|h| h.clone()).unwrap_or_default();
     Ok(RunResult {
         method: method.name().to_string(),
