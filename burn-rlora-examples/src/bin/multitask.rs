@@ -15,10 +15,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora::multitask::SamplingStrategy;
 use burn_rlora::Method;
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{matched_lora_rank, run_one, RunResult, TrainSettings};
+use burn_rlora_examples::compare::{
+    matched_lora_rank, parse_sampling, run_one, RunResult, TrainSettings,
+};
 use burn_rlora_examples::report;
 use burn_rlora_examples::synthetic::{Benchmark, D_HIDDEN};
 use clap::Parser;
@@ -86,19 +87,6 @@ struct Args {
     /// Print one line per epoch instead of the terminal dashboard.
     #[arg(long)]
     plain: bool,
-}
-
-fn parse_sampling(s: &str) -> Result<SamplingStrategy> {
-    Ok(match s {
-        "proportional" => SamplingStrategy::Proportional,
-        "uniform" => SamplingStrategy::Uniform,
-        t => match t.parse::<f64>() {
-            Ok(t) if t.is_finite() && t > 0.0 => SamplingStrategy::Temperature(t),
-            _ => bail!(
-                "--sampling must be 'proportional', 'uniform' or a positive temperature, got '{s}'"
-            ),
-        },
-    })
 }
 
 struct Compare {
