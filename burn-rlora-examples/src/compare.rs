@@ -430,6 +430,23 @@ pub fn run_one<B: AutodiffBackend>(
 }
 
 impl RunResult {
+    /// One line for the console: test accuracy, per task, wall time, time per
+    /// epoch and peak memory.
+    pub fn summary_line(&self, epochs: usize) -> String {
+        format!(
+            "   test accuracy {:.2}% (per task {:?}); {:.1} s in all, {:.1} s per epoch; peak RSS {}",
+            self.mean_accuracy,
+            self.task_accuracy
+                .iter()
+                .map(|a| format!("{a:.1}"))
+                .collect::<Vec<_>>(),
+            self.wall_seconds,
+            self.train_seconds / epochs.max(1) as f64,
+            self.peak_rss_mib
+                .map_or("n/a".into(), |m| format!("{m:.0} MiB")),
+        )
+    }
+
     /// Assemble a run's result from what [`fit_and_test`] returned; the
     /// wall time is measured from `start`, the peak memory read now.
     #[allow(clippy::too_many_arguments)]

@@ -180,6 +180,33 @@ pub fn write(
     Ok(vec![md, json, loss, heat, layers])
 }
 
+/// [`write`] the report, then print the table and the files written, with
+/// the total wall time since `start`.
+///
+/// # Errors
+///
+/// As [`write`].
+pub fn write_and_print(
+    dir: &Path,
+    runs: &[RunResult],
+    task_names: &[String],
+    header: &str,
+    start: std::time::Instant,
+) -> Result<()> {
+    let files = write(dir, runs, task_names, header)?;
+    println!("\n{}", markdown(&summarize(runs), task_names));
+    println!(
+        "total wall time {:.1} s; wrote {}",
+        start.elapsed().as_secs_f64(),
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
 fn smooth(values: &[f64], window: usize) -> Vec<(f64, f64)> {
     values
         .iter()

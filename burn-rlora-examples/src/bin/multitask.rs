@@ -115,15 +115,7 @@ impl BackendJob for Compare {
                     devices.clone(),
                 )
                 .with_context(|| format!("training {method} with seed {seed}"))?;
-                println!(
-                    "   test accuracy {:.2}% (per task {:?}), {:.1} s",
-                    run.mean_accuracy,
-                    run.task_accuracy
-                        .iter()
-                        .map(|a| format!("{a:.1}"))
-                        .collect::<Vec<_>>(),
-                    run.wall_seconds
-                );
+                println!("{}", run.summary_line(self.settings.epochs));
                 runs.push(run);
             }
         }
@@ -221,21 +213,5 @@ fn run() -> Result<()> {
         out: args.out.clone(),
     };
     let runs = run_on(backend, args.devices, job)??;
-    let files = report::write(&args.out, &runs, &task_names, &header)?;
-    println!(
-        "\n{}",
-        report::markdown(&report::summarize(&runs), &task_names)
-    );
-    println!(
-        "total wall time {:.1} s; wrote {}",
-        start.elapsed().as_secs_f64(),
-        {
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
-    Ok(())
+    report::write_and_print(&args.out, &runs, &task_names, &header, start)
 }
