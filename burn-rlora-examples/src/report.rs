@@ -58,6 +58,11 @@ pub struct MethodSummary {
     pub head_similarity: Option<f64>,
     /// Mean wall time per run, seconds.
     pub wall_seconds: f64,
+    /// Mean wall time of the Learner (training and validation) per run, seconds.
+    pub train_seconds: f64,
+    /// The largest peak resident memory of a run (process `VmHWM`, reset
+    /// before each run), MiB; `None` where it could not be read.
+    pub peak_rss_mib: Option<f64>,
     /// Seeds run.
     pub seeds: Vec<u64>,
 }
@@ -93,6 +98,8 @@ pub fn summarize(runs: &[RunResult]) -> Vec<MethodSummary> {
                 head_similarity: (!sims.is_empty())
                     .then(|| sims.iter().sum::<f64>() / sims.len() as f64),
                 wall_seconds: rs.iter().map(|r| r.wall_seconds).sum::<f64>() / rs.len() as f64,
+                train_seconds: rs.iter().map(|r| r.train_seconds).sum::<f64>() / rs.len() as f64,
+                peak_rss_mib: rs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max),
                 seeds: rs.iter().map(|r| r.seed).collect(),
             }
         })
@@ -105,8 +112,10 @@ pub fn markdown(summaries: &[MethodSummary], task_names: &[String]) -> String {
     for t in task_names {
         s.push_str(&format!(" {t} |"));
     }
-    s.push_str(" average | adapter params | trainable | head cos sim | s / run |\n|---|---|");
-    s.push_str(&"---|".repeat(task_names.len() + 5));
+    s.push_str(
+        " average | adapter params | trainable | head cos sim | s / run | peak RSS MiB |\n|---|---|",
+    );
+    s.push_str(&"---|".repeat(task_names.len() + 6));
     s.push('\n');
     for m in summaries {
         s.push_str(&format!("| {} | {} |", m.method, m.rank));
@@ -116,13 +125,17 @@ pub fn markdown(summaries: &[MethodSummary], task_names: &[String]) -> String {
         let sim = m
             .head_similarity
             .map_or("–".to_string(), |v| format!("{v:.3}"));
+        let rss = m
+            .peak_rss_mib
+            .map_or("–".to_string(), |v| format!("{v:.0}"));
         s.push_str(&format!(
-            " **{}** | {} | {} | {} | {:.1} |\n",
+            " **{}** | {} | {} | {} | {:.1} | {} |\n",
             m.mean_accuracy.show(),
             m.adapter_params,
             m.trainable,
             sim,
-            m.wall_seconds
+            m.wall_seconds,
+            rss
         ));
     }
     s
@@ -139,7 +152,9 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Write `table.md`, `results.json`, `loss.svg` and `head_similarity.svg` under `dir`.
+/// Write `table.md`, `results.json`, `loss.svg`, `head_similarity.svg` (heat
+/// maps, first seed) and `head_similarity_layers.svg` (mean pairwise head
+/// cosine similarity per adapted layer and method, averaged over seeds) under `dir`.
 pub fn write(
     dir: &Path,
     runs: &[RunResult],
@@ -159,7 +174,37 @@ pub fn write(
     plot_losses(&loss, runs).with_context(|| format!("plotting {}", loss.display()))?;
     let heat = dir.join("head_similarity.svg");
     plot_similarity(&heat, runs).with_context(|| format!("plotting {}", heat.display()))?;
-    Ok(vec![md, json, loss, heat])
+    let layers = dir.join("head_similarity_layers.svg");
+    plot_similarity_by_layer(&layers, runs)
+        .with_context(|| format!("plotting {}", layers.display()))?;
+    Ok(vec![md, json, loss, heat, layers])
+}
+
+/// [`write`] the report, then print the table and the files written, with
+/// the total wall time since `start`.
+///
+/// # Errors
+///
+/// As [`write`].
+pub fn write_and_print(
+    dir: &Path,
+    runs: &[RunResult],
+    task_names: &[String],
+    header: &str,
+    start: std::time::Instant,
+) -> Result<()> {
+    let files = write(dir, runs, task_names, header)?;
+    println!("\n{}", markdown(&summarize(runs), task_names));
+    println!(
+        "total wall time {:.1} s; wrote {}",
+        start.elapsed().as_secs_f64(),
+        files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
 }
 
 fn smooth(values: &[f64], window: usize) -> Vec<(f64, f64)> {
@@ -284,6 +329,85 @@ fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
                 }),
         )?;
     }
+    root.present()?;
+    Ok(())
+}
+
+/// Mean pairwise head cosine similarity per layer (the paper's measure), one
+/// line per method with several heads, averaged over seeds.
+fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
+    let mut methods: Vec<&str> = Vec::new();
+    for r in runs {
+        if !methods.contains(&r.method.as_str())
+            && r.head_similarity.iter().any(|(_, s)| s.is_some())
+        {
+            methods.push(&r.method);
+        }
+    }
+    let layers: Vec<String> = runs
+        .iter()
+        .find(|r| r.head_similarity.iter().any(|(_, s)| s.is_some()))
+        .map(|r| r.head_similarity.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let n = layers.len().max(1);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "mean pairwise head cosine similarity per adapted layer (lower = more diverse heads)",
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(60)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0f64..(n as f64 - 1.0).max(1.0), -0.1f64..1.05)?;
+    let names = layers.clone();
+    chart
+        .configure_mesh()
+        .x_labels(n)
+        .x_label_formatter(&move |x| {
+            names
+                .get(x.round().max(0.0) as usize)
+                .cloned()
+                .unwrap_or_default()
+        })
+        .x_desc("adapted layer")
+        .y_desc("cosine similarity")
+        .draw()?;
+    for (i, m) in methods.iter().enumerate() {
+        let points: Vec<(f64, f64)> = layers
+            .iter()
+            .enumerate()
+            .filter_map(|(k, layer)| {
+                let vals: Vec<f64> = runs
+                    .iter()
+                    .filter(|r| r.method == *m)
+                    .filter_map(|r| {
+                        r.head_similarity
+                            .iter()
+                            .find(|(n, _)| n == layer)
+                            .and_then(|(_, s)| *s)
+                    })
+                    .collect();
+                (!vals.is_empty()).then(|| (k as f64, MeanStd::of(&vals).mean))
+            })
+            .collect();
+        let color = Palette99::pick(i).stroke_width(2);
+        chart
+            .draw_series(LineSeries::new(points.clone(), color))?
+            .label(m.to_string())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i)));
+        chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 3, Palette99::pick(i).filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()?;
     root.present()?;
     Ok(())
 }

@@ -121,13 +121,20 @@ fn a_tiny_comparison_writes_the_report() {
     }
     // Each run saved its trained adapter alone, in the reference's format.
     let adapter = dir.join("runs/rlora-seed1/adapter");
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap()).unwrap();
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(adapter.join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(config["lora_nums"], 4);
     assert_eq!(config["r"], 4);
-    let tensors = std::fs::metadata(adapter.join("adapter_model.safetensors")).unwrap().len();
+    let tensors = std::fs::metadata(adapter.join("adapter_model.safetensors"))
+        .unwrap()
+        .len();
     // Two adapted 64x64 layers: A, 4 heads, router and the pair, in f32: far below the base.
-    assert!(tensors > 4 * 2 * (64 * 4 + 4 * 4 * 64 + 64 * 4) as u64, "adapter file of {tensors} bytes");
+    assert!(
+        tensors > 4 * 2 * (64 * 4 + 4 * 4 * 64 + 64 * 4) as u64,
+        "adapter file of {tensors} bytes"
+    );
     for plot in ["loss.svg", "head_similarity.svg"] {
         let svg = std::fs::read_to_string(dir.join(plot)).unwrap();
         assert!(

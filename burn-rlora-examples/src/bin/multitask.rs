@@ -15,10 +15,11 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora::multitask::SamplingStrategy;
 use burn_rlora::Method;
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{matched_lora_rank, run_one, RunResult, TrainSettings};
+use burn_rlora_examples::compare::{
+    matched_lora_rank, parse_sampling, run_one, RunResult, TrainSettings,
+};
 use burn_rlora_examples::report;
 use burn_rlora_examples::synthetic::{Benchmark, D_HIDDEN};
 use clap::Parser;
@@ -88,19 +89,6 @@ struct Args {
     plain: bool,
 }
 
-fn parse_sampling(s: &str) -> Result<SamplingStrategy> {
-    Ok(match s {
-        "proportional" => SamplingStrategy::Proportional,
-        "uniform" => SamplingStrategy::Uniform,
-        t => match t.parse::<f64>() {
-            Ok(t) if t.is_finite() && t > 0.0 => SamplingStrategy::Temperature(t),
-            _ => bail!(
-                "--sampling must be 'proportional', 'uniform' or a positive temperature, got '{s}'"
-            ),
-        },
-    })
-}
-
 struct Compare {
     bench: Benchmark,
     methods: Vec<Method>,
@@ -127,15 +115,7 @@ impl BackendJob for Compare {
                     devices.clone(),
                 )
                 .with_context(|| format!("training {method} with seed {seed}"))?;
-                println!(
-                    "   test accuracy {:.2}% (per task {:?}), {:.1} s",
-                    run.mean_accuracy,
-                    run.task_accuracy
-                        .iter()
-                        .map(|a| format!("{a:.1}"))
-                        .collect::<Vec<_>>(),
-                    run.wall_seconds
-                );
+                println!("{}", run.summary_line(self.settings.epochs));
                 runs.push(run);
             }
         }
@@ -233,21 +213,5 @@ fn run() -> Result<()> {
         out: args.out.clone(),
     };
     let runs = run_on(backend, args.devices, job)??;
-    let files = report::write(&args.out, &runs, &task_names, &header)?;
-    println!(
-        "\n{}",
-        report::markdown(&report::summarize(&runs), &task_names)
-    );
-    println!(
-        "total wall time {:.1} s; wrote {}",
-        start.elapsed().as_secs_f64(),
-        {
-            files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
-    Ok(())
+    report::write_and_print(&args.out, &runs, &task_names, &header, start)
 }

@@ -28,6 +28,7 @@ mod encoder;
 mod error;
 mod load;
 mod tokenize;
+mod train;
 
 pub use data::{
     email_body, read_bbc_news, read_rotten_tomatoes, read_spam_assassin, read_tweet_sentiment,
@@ -41,6 +42,11 @@ pub use encoder::{
 pub use error::MiniLmError;
 pub use load::{load_bert_weights, MiniLmPaths, PretrainedMiniLm, MINILM_SUBDIR};
 pub use tokenize::{MiniLmTokenizer, Padding, TokenizedBatch, DEFAULT_MAX_LEN};
+pub use train::{
+    adapted_shapes, build_classifier, minilm_adapter, minilm_dataset, prepare_tasks, run_minilm,
+    stratified_subsample, tokenize_all, MiniLmMethod, PreparedTask, SplitSettings, TokenCollate,
+    PAD_ID,
+};
 
 /// The data directory: `$BURN_RLORA_DATA` if set, else `data/` at the repository root.
 pub fn default_data_dir() -> std::path::PathBuf {
