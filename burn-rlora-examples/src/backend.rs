@@ -43,6 +43,20 @@ impl BackendName {
         }
     }
 
+    /// The backend named on a command line, or [`default_compiled`](Self::default_compiled)
+    /// when none is named.
+    ///
+    /// # Errors
+    ///
+    /// An unknown name, a backend not compiled in, or no backend compiled at all.
+    pub fn resolve(name: Option<&str>) -> Result<Self, BackendError> {
+        match name {
+            Some(name) => name.parse(),
+            None => Self::default_compiled()
+                .ok_or_else(|| BackendError("no backend feature was compiled in".into())),
+        }
+    }
+
     /// The default: the first compiled-in of flex, ndarray, wgpu, cuda.
     pub fn default_compiled() -> Option<Self> {
         Self::ALL.into_iter().find(|b| b.is_compiled())

@@ -140,10 +140,7 @@ fn run() -> Result<()> {
     if methods.is_empty() {
         bail!("--methods is empty");
     }
-    let backend = match &args.backend {
-        Some(name) => name.parse::<BackendName>()?,
-        None => BackendName::default_compiled().context("no backend feature was compiled in")?,
-    };
+    let backend = BackendName::resolve(args.backend.as_deref())?;
     if args.epochs == 0 || args.seeds == 0 || args.batch_size == 0 || args.devices == 0 {
         bail!("--epochs, --seeds, --batch-size and --devices must be at least 1");
     }
