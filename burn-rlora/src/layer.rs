@@ -366,8 +366,10 @@ impl<B: Backend> RLoraLinear<B> {
 
         let z = if input_dropout {
             // One mask on x, shared by all heads; 1/keep is folded into the gate scale.
-            let mask = x.random_like(Distribution::Bernoulli(keep));
-            (x * mask).matmul(self.lora_a.val())
+            let drop = x
+                .random_like(Distribution::Default)
+                .greater_equal_elem(keep);
+            x.mask_fill(drop, 0.0).matmul(self.lora_a.val())
         } else {
             take(r)
         };
@@ -377,20 +379,33 @@ impl<B: Backend> RLoraLinear<B> {
         let s = cfg.scaling();
         let gate_scale = if training { s / keep } else { s };
         // Gate and scale the r-dimensional activations first: g_i * B_i v = B_i (g_i v).
+        // Both factors are laid out as contiguous [T, N*r] before the product:
+        // a broadcasting [T, 1, r] x [T, N, 1] product (and its backward) runs
+        // on a slow strided path on the CPU backends.
         let mut act = match &gates {
             Some(g) => {
-                z.unsqueeze_dim::<3>(1) * g.clone().mul_scalar(gate_scale).unsqueeze_dim::<3>(2)
+                let z = z.unsqueeze_dim::<3>(1).repeat_dim(1, n);
+                let g = g
+                    .clone()
+                    .mul_scalar(gate_scale)
+                    .unsqueeze_dim::<3>(2)
+                    .expand([tokens, n, r]);
+                z.reshape([tokens, n * r]) * g.reshape([tokens, n * r])
             }
             None => z
                 .mul_scalar(gate_scale / n as f64)
                 .unsqueeze_dim::<3>(1)
-                .repeat_dim(1, n),
+                .repeat_dim(1, n)
+                .reshape([tokens, n * r]),
         };
         if head_dropout {
-            // Multi-head dropout: every head its own mask on z.
-            act = act.clone() * act.random_like(Distribution::Bernoulli(keep));
+            // Multi-head dropout: every head its own mask on z. A uniform draw
+            // and a comparison is about twice as fast as a Bernoulli draw.
+            let drop = act
+                .random_like(Distribution::Default)
+                .greater_equal_elem(keep);
+            act = act.mask_fill(drop, 0.0);
         }
-        let act = act.reshape([tokens, n * r]);
 
         let adapter = match (&self.lora_b0, z0) {
             (Some(b0), Some(z0)) => {

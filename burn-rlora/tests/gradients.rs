@@ -1,4 +1,7 @@
-//! Gradients of A, the heads and the router against central finite differences, in f64.
+//! Gradients of A, the heads and the router against central finite differences, in f64,
+//! with and without dropout (the masks are redrawn from the same seed for every evaluation).
+
+use std::sync::Mutex;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Param;
@@ -28,16 +31,28 @@ fn param(layer: &mut RLoraLinear<B>, which: Which) -> &mut Param<Tensor<B, 2>> {
     }
 }
 
+/// The backend's RNG is global: a test that reseeds it to redraw the same
+/// dropout masks must not interleave its draws with another test's.
+static RNG: Mutex<()> = Mutex::new(());
+
 /// loss = sum(y * w) for a fixed random `w`, so every output matters differently.
+/// The RNG is reseeded first, so every evaluation draws the same dropout masks.
 fn loss(layer: &RLoraLinear<B>, x: &Tensor<B, 3>, w: &Tensor<B, 3>) -> Tensor<B, 1> {
+    <B as burn::tensor::backend::Backend>::seed(&x.device(), 11);
     (layer.forward(x.clone()) * w.clone()).sum()
 }
 
 fn check(config: RLoraConfig, whiches: &[Which]) {
+    check_with_dropout(config, 0.0, whiches);
+}
+
+/// Returns the analytic gradients, in the order of `whiches`.
+fn check_with_dropout(config: RLoraConfig, dropout: f64, whiches: &[Which]) -> Vec<Vec<f64>> {
+    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
     let device = Default::default();
     <B as burn::tensor::backend::Backend>::seed(&device, 3);
     let base = LinearConfig::new(6, 5).init::<B>(&device);
-    let mut layer = RLoraLinear::from_linear(base, &config.with_dropout(0.0)).unwrap();
+    let mut layer = RLoraLinear::from_linear(base, &config.with_dropout(dropout)).unwrap();
     // Move away from init so the router is not uniform and every path is live.
     for &which in whiches {
         let p = param(&mut layer, which);
@@ -47,6 +62,7 @@ fn check(config: RLoraConfig, whiches: &[Which]) {
     let w = Tensor::<B, 3>::random([2, 3, 5], Distribution::Normal(0.0, 1.0), &device);
 
     let grads = loss(&layer, &x, &w).backward();
+    let mut all = Vec::new();
     for &which in whiches {
         let analytic = values(param(&mut layer, which).grad(&grads).unwrap());
         let p = param(&mut layer, which).val();
@@ -74,7 +90,9 @@ fn check(config: RLoraConfig, whiches: &[Which]) {
             analytic.iter().any(|g| g.abs() > 1e-6),
             "{which:?}: gradient is all zero"
         );
+        all.push(analytic);
     }
+    all
 }
 
 #[test]
@@ -100,4 +118,24 @@ fn no_router_and_lora_gradients_match_finite_differences() {
         &[Which::A, Which::Heads],
     );
     check(RLoraConfig::lora(2, 4.0), &[Which::A, Which::Heads]);
+}
+
+#[test]
+fn gradients_through_both_dropout_modes_match_finite_differences() {
+    let whiches = [Which::A, Which::Heads, Which::Router];
+    for config in [
+        RLoraConfig::r_lora(3, 8.0, 4),     // one mask per head on A x
+        RLoraConfig::hydra_lora(2, 4.0, 3), // one mask on x
+    ] {
+        let dropped = check_with_dropout(config.clone(), 0.4, &whiches);
+        // The masks must have changed the gradients, or the check above
+        // would not have tested the dropout path.
+        let clean = check_with_dropout(config, 0.0, &whiches);
+        let differs = dropped
+            .iter()
+            .flatten()
+            .zip(clean.iter().flatten())
+            .any(|(a, b)| (a - b).abs() > 1e-6);
+        assert!(differs, "dropout 0.4 left every gradient unchanged");
+    }
 }
