@@ -6,11 +6,14 @@
 #   bash benches/compare.sh                 # python3 must import torch
 #   PYTHON=/path/to/venv/bin/python bash benches/compare.sh
 #   SAMPLES=15 SHAPES=S1,S3 bash benches/compare.sh
+#   FEATURES=x86-v4 bash benches/compare.sh  # flex's AVX-512 GEMM kernels
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 SAMPLES=${SAMPLES:-11}
 SHAPES=${SHAPES:-S1,S2,S3,S4}
+FEATURES=${FEATURES:-}
+TARGET=${CARGO_TARGET_DIR:-target}
 out=benches/compare.md
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -19,9 +22,12 @@ trap 'rm -rf "$tmp"' EXIT
   echo "error: $PYTHON cannot import torch; pip install torch numpy (or set PYTHON)" >&2
   exit 1
 }
-cargo build --release -p burn-rlora-benches --bin ratios
-./target/release/ratios --backend flex --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/burn.json" | tee "$tmp/burn.md"
-"$PYTHON" benches/torch_reference.py --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/torch.json" | tee "$tmp/torch.md"
+cargo build --release -p burn-rlora-benches --bin ratios ${FEATURES:+--features "$FEATURES"}
+"$TARGET/release/ratios" --backend flex --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/burn.json" | tee "$tmp/burn.md"
+# The same allocator settings as the Burn bench applies to itself
+# (burn_rlora_benches::keep_freed_memory): freed memory stays with the process.
+MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=2147483647 MALLOC_TOP_PAD_=67108864 \
+  "$PYTHON" benches/torch_reference.py --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/torch.json" | tee "$tmp/torch.md"
 
 "$PYTHON" - "$tmp/burn.json" "$tmp/torch.json" "$out" <<'PY'
 import json, sys
@@ -31,7 +37,7 @@ rows = ["| shape | burn frozen ms | torch frozen ms | burn rlora ms | torch loop
 for shape, b in burn["flex"].items():
     t = torch[shape]
     rows.append(f"| {shape} | {b['frozen']:.1f} | {t['frozen']:.1f} | {b['rlora']:.1f} | {t['loop']:.1f} | {t['fused']:.1f} | "
-                f"{b['rlora']/b['frozen']:.2f} | {t['loop']/t['frozen']:.2f} | {t['fused']/t['frozen']:.2f} | "
+                f"{b['rlora/frozen']:.2f} | {t['loop/frozen']:.2f} | {t['fused/frozen']:.2f} | "
                 f"{b['rlora']/t['loop']:.2f} | {b['rlora']/t['fused']:.2f} |")
 open(out, "w").write("\n".join(rows) + "\n")
 print("\n".join(rows))

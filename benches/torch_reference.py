@@ -7,11 +7,17 @@ the CPU, for the frozen layer alone and two renderings of R-LoRA:
 
 * loop:  the reference code's structure: a loop over heads, `A x`
          recomputed and dropped per head, one [T, out] product per head;
-* fused: `A` and the router in one product, the gate-scaled dropped copies of
-         `z` side by side, and one [T, N*r] x [N*r, out] product.
+* fused: burn-rlora's structure: `A`, the router and the frozen `A0` of the
+         compensation pair in one product, the gate-scaled dropped copies of
+         `z` side by side with `-s A0 x`, and one [T, (N+1) r] x
+         [(N+1) r, out] product with the heads and the frozen `Bbar0`.
+
+The ratios are, as in `ratios`, the median over rounds of each round's
+ratio to the frozen layer (the variants run back to back in each round).
 
 Prints the same kind of table as `cargo run -p burn-rlora-benches --bin
-ratios` and, with --json, writes the medians (ms) for benches/compare.sh.
+ratios` and, with --json, writes the medians (ms) and ratios for
+benches/compare.sh.
 """
 import argparse
 import json
@@ -62,15 +68,64 @@ class Fused(Frozen):
         self.r, self.n = r, n
         self.a_route = torch.nn.Parameter(torch.randn(r + n, d_in) * 0.02)
         self.heads = torch.nn.Parameter(torch.randn(n * r, d_out) * 0.02)
+        self.register_buffer("a0", torch.randn(r, d_in) * 0.02)
+        self.register_buffer("b0", torch.randn(r, d_out) * 0.02)
 
     def forward(self, x):
         y = self.base(x)
-        zr = x @ self.a_route.t()
-        z, logits = zr[:, : self.r], zr[:, self.r :]
+        proj = x @ torch.cat([self.a_route, self.a0]).t()
+        r, n = self.r, self.n
+        z, logits, z0 = proj[:, :r], proj[:, r : r + n], proj[:, r + n :]
         g = torch.softmax(logits, dim=-1) * (SCALE / (1 - P))
         act = z.unsqueeze(1) * g.unsqueeze(2)
         act = act * (torch.rand_like(act) > P)
-        return y + act.reshape(x.shape[0], -1) @ self.heads
+        act = torch.cat([act.reshape(x.shape[0], -1), z0 * -SCALE], dim=1)
+        return y + act @ torch.cat([self.heads, self.b0])
+
+
+def products(d_in, d_out, r, n, t):
+    """The products of a step, as in burn_rlora_benches::Shape::{frozen,rlora}_products:
+    (name, m, k, n, lhs transposed view, rhs transposed view)."""
+    p, pt, k, kt = 2 * r + n, r + n, (n + 1) * r, n * r
+    return [
+        ("x W", t, d_in, d_out, False, False),
+        ("dy W^T", t, d_out, d_in, False, True),
+        ("x [A|Wr|A0]", t, d_in, p, False, False),
+        ("act [B;B0]", t, k, d_out, False, False),
+        ("dy [B;B0]^T", t, d_out, k, False, True),
+        ("act^T dy (dB)", kt, t, d_out, True, False),
+        ("dproj P^T (dx)", t, p, d_in, False, True),
+        ("x^T dproj (dA, dWr)", d_in, t, pt, True, False),
+    ]
+
+
+def gemms(name, rounds):
+    """Time each product alone, interleaved over rounds; print the same table
+    as `breakdown --gemms`."""
+    prods = products(*SHAPES[name])
+    operands = []
+    for _, m, k, n, lt, rt in prods:
+        a = torch.rand(k, m) if lt else torch.rand(m, k)
+        b = torch.rand(n, k) if rt else torch.rand(k, n)
+        operands.append((a, b))
+    jobs = [
+        (lambda a=a, b=b, lt=lt, rt=rt: (a.t() if lt else a) @ (b.t() if rt else b))
+        for (a, b), (_, _, _, _, lt, rt) in zip(operands, prods)
+    ]
+    times = [[] for _ in jobs]
+    for job in jobs:
+        job()
+    for k in range(rounds):
+        for j in range(len(jobs)):
+            i = (j + k) % len(jobs)
+            start = time.perf_counter()
+            jobs[i]()
+            times[i].append((time.perf_counter() - start) * 1e3)
+    med = [statistics.median(ts) for ts in times]
+    for (label, m, k, n, _, _), ms in zip(prods, med):
+        print(f"| {name} | {label} | [{m}, {k}] x [{k}, {n}] | {ms:.2f} | {2 * m * k * n / ms / 1e6:.0f} |")
+    frozen, adapter = sum(med[:2]), sum(med[2:])
+    print(f"| {name} | **bound** | adapter products {adapter:.2f} ms / frozen products {frozen:.2f} ms | **{1 + adapter / frozen:.3f}** | |")
 
 
 def step(layer, x):
@@ -86,9 +141,16 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
+    ap.add_argument("--gemms", action="store_true", help="time the step's products alone")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.gemms:
+        print(f"| shape (torch {torch.__version__}) | product | dims | ms | GFLOP/s |")
+        print("|---|---|---|---|---|")
+        for name in args.shapes.split(","):
+            gemms(name, args.samples)
+        return
     results = {}
     print(f"| torch {torch.__version__} | shape | frozen ms | loop | fused |")
     print("|---|---|---|---|---|")
@@ -107,8 +169,15 @@ def main():
                 step(layers[i], x)
                 times[i].append((time.perf_counter() - start) * 1e3)
         med = [statistics.median(ts) for ts in times]
-        results[name] = {"frozen": med[0], "loop": med[1], "fused": med[2]}
-        print(f"| torch | {name} | {med[0]:.1f} | {med[1] / med[0]:.2f} | {med[2] / med[0]:.2f} |")
+        paired = [statistics.median(a / f for a, f in zip(ts, times[0])) for ts in times[1:]]
+        results[name] = {
+            "frozen": med[0],
+            "loop": med[1],
+            "fused": med[2],
+            "loop/frozen": paired[0],
+            "fused/frozen": paired[1],
+        }
+        print(f"| torch | {name} | {med[0]:.1f} | {paired[0]:.2f} | {paired[1]:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

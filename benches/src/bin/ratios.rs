@@ -1,6 +1,7 @@
-//! The headline table: each variant's median step time over the frozen
-//! layer's, measured in the same run with the variants interleaved, so that
-//! the load of a shared machine hits all of them alike.
+//! The headline table: each variant's step time over the frozen layer's,
+//! measured in the same run with the variants interleaved round by round;
+//! a cell is the median over rounds of that round's ratio, so that the load
+//! of a shared machine hits both sides of each ratio alike.
 //!
 //! ```text
 //! cargo run --release -p burn-rlora-benches --bin ratios -- --backend flex --samples 15
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora_benches::{input, prepare, step, Shape, Variant, SHAPES};
+use burn_rlora_benches::{input, median, prepare, shapes_named, step, Shape, Variant};
 use clap::Parser;
 
 /// Time the adapter variants against the frozen layer.
@@ -28,17 +29,17 @@ struct Args {
     /// Untimed steps per variant first.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// Also write the medians (ms) as JSON: backend → shape → variant → ms.
+    /// Leave glibc's allocator at its defaults (return freed memory to the
+    /// kernel, so large buffers page-fault on every step).
+    #[arg(long)]
+    system_malloc: bool,
+    /// Also write the results as JSON: backend → shape → variant → median ms,
+    /// and `<variant>/frozen` → the paired ratio of the table.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
 }
 
 type Medians = BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 fn run<B: AutodiffBackend>(
     backend: &str,
@@ -70,6 +71,12 @@ fn run<B: AutodiffBackend>(
                 times[i].push(start.elapsed().as_secs_f64() * 1e3);
             }
         }
+        // Each round's variants ran back to back, so a round's ratios share
+        // the machine's state; the median over rounds of those paired ratios
+        // is steadier than a ratio of medians on a shared machine.
+        let ratios: Vec<f64> = (1..layers.len())
+            .map(|i| median((0..samples).map(|k| times[i][k] / times[0][k]).collect()))
+            .collect();
         let medians: Vec<f64> = times.into_iter().map(median).collect();
         let cell = all
             .entry(backend.to_string())
@@ -79,13 +86,13 @@ fn run<B: AutodiffBackend>(
         for (v, m) in Variant::ALL.iter().zip(&medians) {
             cell.insert(v.name().to_string(), *m);
         }
+        for (v, q) in Variant::ALL[1..].iter().zip(&ratios) {
+            cell.insert(format!("{}/frozen", v.name()), *q);
+        }
         let base = medians[0];
-        let ratios: Vec<String> = medians[1..]
-            .iter()
-            .map(|m| format!("{:.2}", m / base))
-            .collect();
+        let ratios: Vec<String> = ratios.iter().map(|q| format!("{q:.2}")).collect();
         println!(
-            "| {backend} | {} {}→{} r{} N{} T{} | {:.1} | {} |",
+            "| {backend} | {} {}→{} r{} N{} T{} | {:.1} | {} | {:.2} |",
             s.name,
             s.d_in,
             s.d_out,
@@ -93,34 +100,31 @@ fn run<B: AutodiffBackend>(
             s.n,
             s.t,
             base,
-            ratios.join(" | ")
+            ratios.join(" | "),
+            s.rlora_flop_floor()
         );
     }
 }
 
 fn main() {
     let args = Args::parse();
-    let shapes: Vec<Shape> = args
-        .shapes
-        .iter()
-        .map(|n| {
-            SHAPES
-                .iter()
-                .copied()
-                .find(|s| s.name.eq_ignore_ascii_case(n))
-                .unwrap_or_else(|| {
-                    eprintln!("error: unknown shape '{n}' (expected S1..S4)");
-                    std::process::exit(2)
-                })
-        })
-        .collect();
+    if !args.system_malloc && !burn_rlora_benches::keep_freed_memory() {
+        eprintln!("note: could not tune the allocator (not glibc); large buffers may page-fault every step");
+    }
+    let shapes = shapes_named(&args.shapes).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
     if args.samples == 0 {
         eprintln!("error: --samples must be at least 1");
         std::process::exit(2);
     }
     let names: Vec<&str> = Variant::ALL[1..].iter().map(|v| v.name()).collect();
-    println!("| backend | shape | frozen ms | {} |", names.join(" | "));
-    println!("|---|---|---|{}", "---|".repeat(names.len()));
+    println!(
+        "| backend | shape | frozen ms | {} | rlora FLOP floor |",
+        names.join(" | ")
+    );
+    println!("|---|---|---|{}---|", "---|".repeat(names.len()));
     let mut all = Medians::new();
     for b in &args.backend {
         match b.as_str() {

@@ -1,0 +1,218 @@
+//! Where the R-LoRA preset's time goes on flex, beyond the ratio table.
+//!
+//! Two reports, each interleaved round by round, with the median over rounds
+//! of each round's ratio to the frozen layer:
+//!
+//! - `--gemms`: the matrix products of a step, timed alone. The products the
+//!   adapter needs, at this backend's measured speed and with every other
+//!   operation free, give a lower bound on the step ratio; next to it, the
+//!   FLOP floor (the same products at the frozen product's speed).
+//! - otherwise: ablations of the preset (no dropout, no compensation pair,
+//!   no router, none of the three), to price each part.
+//!
+//! ```text
+//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shape S3 --gemms
+//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shape S3
+//! ```
+
+use std::time::Instant;
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::Module;
+use burn::nn::LinearConfig;
+use burn::tensor::{Device, Distribution, Tensor};
+use burn_rlora::{RLoraConfig, RLoraLinear};
+use burn_rlora_benches::{
+    input, median, prepare, shapes_named, step, Prepared, Product, Shape, Variant,
+};
+use clap::Parser;
+
+type A = Autodiff<Flex>;
+
+/// Price the parts of the R-LoRA preset's step on flex.
+#[derive(Parser, Debug)]
+struct Args {
+    /// Shapes (S1..S4).
+    #[arg(long, value_delimiter = ',', default_value = "S1,S2,S3,S4")]
+    shapes: Vec<String>,
+    /// Time the step's matrix products alone instead of ablations.
+    #[arg(long)]
+    gemms: bool,
+    /// Variants for the ablations, the baseline first: frozen, lora,
+    /// hydralora, rlora, naive-loop, or the ablations nodrop, nocomp,
+    /// norouter, bare (no router, dropout or compensation).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "frozen,rlora,nodrop,nocomp,norouter,bare"
+    )]
+    variants: Vec<String>,
+    /// Rounds.
+    #[arg(long, default_value_t = 15)]
+    rounds: usize,
+}
+
+/// Run every job once per round, rotating the order; return per job the
+/// median time (ms) and the median over rounds of its ratio to job 0.
+fn interleave(jobs: &mut [Box<dyn FnMut() + '_>], rounds: usize) -> Vec<(f64, f64)> {
+    for job in jobs.iter_mut() {
+        job();
+    }
+    let mut times = vec![Vec::with_capacity(rounds); jobs.len()];
+    for k in 0..rounds {
+        for j in 0..jobs.len() {
+            let i = (j + k) % jobs.len();
+            let start = Instant::now();
+            jobs[i]();
+            times[i].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    (0..jobs.len())
+        .map(|i| {
+            let ratios = (0..rounds).map(|k| times[i][k] / times[0][k]).collect();
+            (median(times[i].clone()), median(ratios))
+        })
+        .collect()
+}
+
+fn gemms(s: Shape, rounds: usize) {
+    let device = Default::default();
+    let frozen = s.frozen_products();
+    let adapter = s.rlora_products();
+    let all: Vec<Product> = frozen.iter().chain(&adapter).copied().collect();
+    let operands: Vec<(Tensor<Flex, 2>, Tensor<Flex, 2>)> = all
+        .iter()
+        .map(|p| {
+            let shape = |rows, cols, t: bool| if t { [cols, rows] } else { [rows, cols] };
+            let draw = |dims: [usize; 2]| Tensor::random(dims, Distribution::Default, &device);
+            (
+                draw(shape(p.m, p.k, p.lhs_t)),
+                draw(shape(p.k, p.n, p.rhs_t)),
+            )
+        })
+        .collect();
+    let mut jobs: Vec<Box<dyn FnMut() + '_>> = all
+        .iter()
+        .zip(&operands)
+        .map(|(p, (a, b))| {
+            let p = *p;
+            Box::new(move || {
+                let a = if p.lhs_t {
+                    a.clone().transpose()
+                } else {
+                    a.clone()
+                };
+                let b = if p.rhs_t {
+                    b.clone().transpose()
+                } else {
+                    b.clone()
+                };
+                let _ = a.matmul(b).into_primitive();
+            }) as Box<dyn FnMut() + '_>
+        })
+        .collect();
+    let measured = interleave(&mut jobs, rounds);
+    let frozen_ms: f64 = measured[..frozen.len()].iter().map(|m| m.0).sum();
+    let adapter_ms: f64 = measured[frozen.len()..].iter().map(|m| m.0).sum();
+    for (p, (ms, _)) in all.iter().zip(&measured) {
+        println!(
+            "| {} | {} | [{}, {}] x [{}, {}] | {:.2} | {:.0} |",
+            s.name,
+            p.name,
+            p.m,
+            p.k,
+            p.k,
+            p.n,
+            ms,
+            p.flops() / ms / 1e6
+        );
+    }
+    println!(
+        "| {} | **bound** | adapter products {:.2} ms / frozen products {:.2} ms | **{:.3}** (FLOP floor {:.3}) | |",
+        s.name,
+        adapter_ms,
+        frozen_ms,
+        1.0 + adapter_ms / frozen_ms,
+        s.rlora_flop_floor()
+    );
+}
+
+fn build(name: &str, s: Shape, device: &Device<A>) -> Prepared<A> {
+    let base = || {
+        LinearConfig::new(s.d_in, s.d_out)
+            .init::<A>(device)
+            .no_grad()
+    };
+    let adapted = |c: RLoraConfig, fold: bool| {
+        let layer = RLoraLinear::from_linear(base(), &c).expect("valid shape");
+        let layer = if fold {
+            layer.fold_compensation()
+        } else {
+            layer
+        };
+        Prepared::Adapted(Box::new(layer))
+    };
+    let preset = RLoraConfig::r_lora(s.r, 16.0, s.n);
+    let no_router = RLoraConfig::r_lora_no_router(s.r, 16.0, s.n);
+    match name {
+        "nodrop" => adapted(preset.with_dropout(0.0), false),
+        "nocomp" => adapted(preset, true),
+        "norouter" => adapted(no_router, false),
+        "bare" => adapted(no_router.with_dropout(0.0), true),
+        other => match Variant::ALL.iter().find(|v| v.name() == other) {
+            Some(&v) => prepare::<A>(v, s, device),
+            None => {
+                eprintln!("error: unknown variant '{other}'");
+                std::process::exit(2);
+            }
+        },
+    }
+}
+
+fn ablations(s: Shape, variants: &[String], rounds: usize) {
+    let device = Default::default();
+    let x = input::<A>(s, &device);
+    let layers: Vec<Prepared<A>> = variants.iter().map(|v| build(v, s, &device)).collect();
+    let mut jobs: Vec<Box<dyn FnMut() + '_>> = layers
+        .iter()
+        .map(|l| Box::new(|| step(l, &x)) as Box<dyn FnMut() + '_>)
+        .collect();
+    let measured = interleave(&mut jobs, rounds);
+    let cells: Vec<String> = measured.iter().map(|(_, q)| format!("{q:.2}")).collect();
+    println!(
+        "| {} | {:.1} | {} |",
+        s.name,
+        measured[0].0,
+        cells[1..].join(" | ")
+    );
+}
+
+fn main() {
+    let args = Args::parse();
+    burn_rlora_benches::keep_freed_memory();
+    if args.rounds == 0 {
+        eprintln!("error: --rounds must be at least 1");
+        std::process::exit(2);
+    }
+    let shapes = shapes_named(&args.shapes).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    if args.gemms {
+        println!("| shape | product | dims | ms | GFLOP/s |");
+        println!("|---|---|---|---|---|");
+        for s in shapes {
+            gemms(s, args.rounds);
+        }
+    } else {
+        println!(
+            "| shape | {} ms | {} |",
+            args.variants[0],
+            args.variants[1..].join(" | ")
+        );
+        println!("|---|---|{}", "---|".repeat(args.variants.len() - 1));
+        for s in shapes {
+            ablations(s, &args.variants, args.rounds);
+        }
+    }
+}
