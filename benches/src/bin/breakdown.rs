@@ -7,12 +7,16 @@
 //!   adapter needs, at this backend's measured speed and with every other
 //!   operation free, give a lower bound on the step ratio; next to it, the
 //!   FLOP floor (the same products at the frozen product's speed).
+//! - `--layouts`: the layout choices of the layer's forward, each timed
+//!   against the alternative it replaced (gating, dropout masks, the
+//!   orientation of an add).
 //! - otherwise: ablations of the preset (no dropout, no compensation pair,
 //!   no router, none of the three), to price each part.
 //!
 //! ```text
-//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shape S3 --gemms
-//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shape S3
+//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shapes S3 --gemms
+//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shapes S3 --layouts
+//! cargo run --release -p burn-rlora-benches --bin breakdown -- --shapes S3
 //! ```
 
 use std::time::Instant;
@@ -36,8 +40,14 @@ struct Args {
     #[arg(long, value_delimiter = ',', default_value = "S1,S2,S3,S4")]
     shapes: Vec<String>,
     /// Time the step's matrix products alone instead of ablations.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "layouts")]
     gemms: bool,
+    /// Time the forward's layout choices against their alternatives instead.
+    #[arg(long)]
+    layouts: bool,
+    /// Leave glibc's allocator at its defaults (see `ratios --system-malloc`).
+    #[arg(long)]
+    system_malloc: bool,
     /// Variants for the ablations, the baseline first: frozen, lora,
     /// hydralora, rlora, naive-loop, or the ablations nodrop, nocomp,
     /// norouter, bare (no router, dropout or compensation).
@@ -137,6 +147,48 @@ fn gemms(s: Shape, rounds: usize) {
     );
 }
 
+/// The layer's layout choices against the alternatives they replaced, at the
+/// sizes of shape `s` (`T x N x r` activations, `T x d_in` inputs).
+fn layouts(s: Shape, rounds: usize) {
+    let device = Default::default();
+    let draw = |dims: [usize; 2]| Tensor::<Flex, 2>::random(dims, Distribution::Default, &device);
+    let (t, n, r) = (s.t, s.n, s.r);
+    let (z, g, act) = (draw([t, r]), draw([t, n]), draw([t, n * r]));
+    let (x, x_t) = (draw([t, s.d_in]), draw([s.d_in, t]));
+    let done = |y: Tensor<Flex, 2>| drop(y.into_primitive());
+    let labels = [
+        "gating: broadcast [T,1,r] x [T,N,1] (before)",
+        "gating: contiguous [T, N r] factors (now)",
+        "mask: Bernoulli draw and product (before)",
+        "mask: uniform draw, compare, mask_fill (now)",
+        "dx add: [T, d_in] + contiguous (now)",
+        "dx add: [T, d_in] + transposed view (rejected)",
+    ];
+    let mut jobs: Vec<Box<dyn FnMut() + '_>> = vec![
+        Box::new(|| {
+            let y = z.clone().unsqueeze_dim::<3>(1) * g.clone().unsqueeze_dim::<3>(2);
+            done(y.reshape([t, n * r]))
+        }),
+        Box::new(|| {
+            let zr = z.clone().unsqueeze_dim::<3>(1).repeat_dim(1, n);
+            let gr = g.clone().unsqueeze_dim::<3>(2).expand([t, n, r]);
+            done(zr.reshape([t, n * r]) * gr.reshape([t, n * r]))
+        }),
+        Box::new(|| done(act.clone() * act.random_like(Distribution::Bernoulli(0.9)))),
+        Box::new(|| {
+            let drop = act
+                .random_like(Distribution::Default)
+                .greater_equal_elem(0.9);
+            done(act.clone().mask_fill(drop, 0.0))
+        }),
+        Box::new(|| done(x.clone() + x.clone())),
+        Box::new(|| done(x.clone() + x_t.clone().transpose())),
+    ];
+    for (label, (ms, _)) in labels.iter().zip(interleave(&mut jobs, rounds)) {
+        println!("| {} | {label} | {ms:.3} |", s.name);
+    }
+}
+
 fn build(name: &str, s: Shape, device: &Device<A>) -> Prepared<A> {
     let base = || {
         LinearConfig::new(s.d_in, s.d_out)
@@ -189,7 +241,9 @@ fn ablations(s: Shape, variants: &[String], rounds: usize) {
 
 fn main() {
     let args = Args::parse();
-    burn_rlora_benches::keep_freed_memory();
+    if !args.system_malloc && !burn_rlora_benches::keep_freed_memory() {
+        eprintln!("note: could not tune the allocator (not glibc)");
+    }
     if args.rounds == 0 {
         eprintln!("error: --rounds must be at least 1");
         std::process::exit(2);
@@ -198,7 +252,13 @@ fn main() {
         eprintln!("error: {e}");
         std::process::exit(2)
     });
-    if args.gemms {
+    if args.layouts {
+        println!("| shape | operation | ms |");
+        println!("|---|---|---|");
+        for s in shapes {
+            layouts(s, args.rounds);
+        }
+    } else if args.gemms {
         println!("| shape | product | dims | ms | GFLOP/s |");
         println!("|---|---|---|---|---|");
         for s in shapes {
