@@ -310,9 +310,9 @@ fn loss_device<B: Backend>() -> B::Device {
 /// Make glibc's allocator keep freed memory instead of handing it back to
 /// the kernel, so that a step's large buffers do not page-fault anew on every
 /// step. With the defaults, the zero-filling of fresh pages costs more than
-/// the adapter's arithmetic (S1: 79 ms for `x W` against 49 ms with this),
-/// and it hits the variants unevenly. Returns `false` where it does not apply
-/// (not glibc) or was refused.
+/// the adapter's arithmetic (S1: 90 ms for `x W` against 61 ms with this,
+/// benches/RESULTS.md), and it hits the variants unevenly. Returns `false`
+/// where it does not apply (not glibc) or was refused.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
