@@ -88,6 +88,43 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// One timing per job: the median time and the paired ratio to job 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    /// Median wall time of one run, in milliseconds.
+    pub median_ms: f64,
+    /// Median over rounds of this job's time over job 0's in the same round.
+    pub ratio: f64,
+}
+
+/// Run each job `warmup` times, then once per round for `rounds` rounds,
+/// rotating the order so that no job always runs first. Each round's jobs
+/// run back to back and share the machine's state, so the median over rounds
+/// of the paired ratios is steadier on a shared machine than a ratio of
+/// medians.
+pub fn interleave(jobs: &mut [Box<dyn FnMut() + '_>], rounds: usize, warmup: usize) -> Vec<Timing> {
+    for job in jobs.iter_mut() {
+        for _ in 0..warmup {
+            job();
+        }
+    }
+    let mut times = vec![Vec::with_capacity(rounds); jobs.len()];
+    for k in 0..rounds {
+        for j in 0..jobs.len() {
+            let i = (j + k) % jobs.len();
+            let start = std::time::Instant::now();
+            jobs[i]();
+            times[i].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    (0..jobs.len())
+        .map(|i| Timing {
+            median_ms: median(times[i].clone()),
+            ratio: median((0..rounds).map(|k| times[i][k] / times[0][k]).collect()),
+        })
+        .collect()
+}
+
 /// One matrix product `[m, k] x [k, n]` of a training step. `lhs_t`/`rhs_t`:
 /// the operand is a transposed view, as autodiff's backward passes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -342,6 +379,30 @@ mod tests {
         assert!(err.contains("'S9'"), "{err}");
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert!(median(Vec::new()).is_nan());
+    }
+
+    #[test]
+    fn interleave_runs_every_job_each_round_and_pairs_the_ratios() {
+        use std::cell::Cell;
+        let runs = [Cell::new(0), Cell::new(0)];
+        let sleep = |ms: u64| std::thread::sleep(std::time::Duration::from_millis(ms));
+        let mut jobs: Vec<Box<dyn FnMut() + '_>> = vec![
+            Box::new(|| {
+                runs[0].set(runs[0].get() + 1);
+                sleep(2)
+            }),
+            Box::new(|| {
+                runs[1].set(runs[1].get() + 1);
+                sleep(8)
+            }),
+        ];
+        let t = interleave(&mut jobs, 5, 1);
+        assert_eq!((runs[0].get(), runs[1].get()), (6, 6));
+        assert_eq!(t[0].ratio, 1.0);
+        // A sleep never ends early, so each median is at least its sleep;
+        // nothing here depends on how loaded the machine is.
+        assert!(t[0].median_ms >= 2.0 && t[1].median_ms >= 8.0, "{t:?}");
+        assert!(t[1].ratio.is_finite() && t[1].ratio > 0.0, "{t:?}");
     }
 
     #[test]

@@ -19,15 +19,13 @@
 //! cargo run --release -p burn-rlora-benches --bin breakdown -- --shapes S3
 //! ```
 
-use std::time::Instant;
-
 use burn::backend::{Autodiff, Flex};
 use burn::module::Module;
 use burn::nn::LinearConfig;
 use burn::tensor::{Device, Distribution, Tensor};
 use burn_rlora::{RLoraConfig, RLoraLinear};
 use burn_rlora_benches::{
-    input, median, prepare, shapes_named, step, Prepared, Product, Shape, Variant,
+    input, interleave, prepare, shapes_named, step, Prepared, Product, Shape, Variant,
 };
 use clap::Parser;
 
@@ -60,29 +58,6 @@ struct Args {
     /// Rounds.
     #[arg(long, default_value_t = 15)]
     rounds: usize,
-}
-
-/// Run every job once per round, rotating the order; return per job the
-/// median time (ms) and the median over rounds of its ratio to job 0.
-fn interleave(jobs: &mut [Box<dyn FnMut() + '_>], rounds: usize) -> Vec<(f64, f64)> {
-    for job in jobs.iter_mut() {
-        job();
-    }
-    let mut times = vec![Vec::with_capacity(rounds); jobs.len()];
-    for k in 0..rounds {
-        for j in 0..jobs.len() {
-            let i = (j + k) % jobs.len();
-            let start = Instant::now();
-            jobs[i]();
-            times[i].push(start.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    (0..jobs.len())
-        .map(|i| {
-            let ratios = (0..rounds).map(|k| times[i][k] / times[0][k]).collect();
-            (median(times[i].clone()), median(ratios))
-        })
-        .collect()
 }
 
 fn gemms(s: Shape, rounds: usize) {
@@ -121,10 +96,10 @@ fn gemms(s: Shape, rounds: usize) {
             }) as Box<dyn FnMut() + '_>
         })
         .collect();
-    let measured = interleave(&mut jobs, rounds);
-    let frozen_ms: f64 = measured[..frozen.len()].iter().map(|m| m.0).sum();
-    let adapter_ms: f64 = measured[frozen.len()..].iter().map(|m| m.0).sum();
-    for (p, (ms, _)) in all.iter().zip(&measured) {
+    let measured = interleave(&mut jobs, rounds, 1);
+    let frozen_ms: f64 = measured[..frozen.len()].iter().map(|t| t.median_ms).sum();
+    let adapter_ms: f64 = measured[frozen.len()..].iter().map(|t| t.median_ms).sum();
+    for (p, t) in all.iter().zip(&measured) {
         println!(
             "| {} | {} | [{}, {}] x [{}, {}] | {:.2} | {:.0} |",
             s.name,
@@ -133,8 +108,8 @@ fn gemms(s: Shape, rounds: usize) {
             p.k,
             p.k,
             p.n,
-            ms,
-            p.flops() / ms / 1e6
+            t.median_ms,
+            p.flops() / t.median_ms / 1e6
         );
     }
     println!(
@@ -184,8 +159,8 @@ fn layouts(s: Shape, rounds: usize) {
         Box::new(|| done(x.clone() + x.clone())),
         Box::new(|| done(x.clone() + x_t.clone().transpose())),
     ];
-    for (label, (ms, _)) in labels.iter().zip(interleave(&mut jobs, rounds)) {
-        println!("| {} | {label} | {ms:.3} |", s.name);
+    for (label, t) in labels.iter().zip(interleave(&mut jobs, rounds, 1)) {
+        println!("| {} | {label} | {:.3} |", s.name, t.median_ms);
     }
 }
 
@@ -229,12 +204,12 @@ fn ablations(s: Shape, variants: &[String], rounds: usize) {
         .iter()
         .map(|l| Box::new(|| step(l, &x)) as Box<dyn FnMut() + '_>)
         .collect();
-    let measured = interleave(&mut jobs, rounds);
-    let cells: Vec<String> = measured.iter().map(|(_, q)| format!("{q:.2}")).collect();
+    let measured = interleave(&mut jobs, rounds, 1);
+    let cells: Vec<String> = measured.iter().map(|t| format!("{:.2}", t.ratio)).collect();
     println!(
         "| {} | {:.1} | {} |",
         s.name,
-        measured[0].0,
+        measured[0].median_ms,
         cells[1..].join(" | ")
     );
 }

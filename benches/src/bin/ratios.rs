@@ -8,10 +8,9 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::time::Instant;
 
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora_benches::{input, median, prepare, shapes_named, step, Shape, Variant};
+use burn_rlora_benches::{input, interleave, prepare, shapes_named, step, Shape, Variant};
 use clap::Parser;
 
 /// Time the adapter variants against the frozen layer.
@@ -56,28 +55,13 @@ fn run<B: AutodiffBackend>(
             .iter()
             .map(|&v| (v, prepare::<B>(v, s, &device)))
             .collect();
-        for (_, layer) in &layers {
-            for _ in 0..warmup {
-                step(layer, &x);
-            }
-        }
-        let mut times = vec![Vec::with_capacity(samples); layers.len()];
-        for k in 0..samples {
-            // Rotate the order so that no variant always runs first.
-            for j in 0..layers.len() {
-                let i = (j + k) % layers.len();
-                let start = Instant::now();
-                step(&layers[i].1, &x);
-                times[i].push(start.elapsed().as_secs_f64() * 1e3);
-            }
-        }
-        // Each round's variants ran back to back, so a round's ratios share
-        // the machine's state; the median over rounds of those paired ratios
-        // is steadier than a ratio of medians on a shared machine.
-        let ratios: Vec<f64> = (1..layers.len())
-            .map(|i| median((0..samples).map(|k| times[i][k] / times[0][k]).collect()))
+        let mut jobs: Vec<Box<dyn FnMut() + '_>> = layers
+            .iter()
+            .map(|(_, layer)| Box::new(|| step(layer, &x)) as Box<dyn FnMut() + '_>)
             .collect();
-        let medians: Vec<f64> = times.into_iter().map(median).collect();
+        let timings = interleave(&mut jobs, samples, warmup);
+        let ratios: Vec<f64> = timings[1..].iter().map(|t| t.ratio).collect();
+        let medians: Vec<f64> = timings.iter().map(|t| t.median_ms).collect();
         let cell = all
             .entry(backend.to_string())
             .or_default()
