@@ -28,7 +28,9 @@ pub struct Shape {
     pub t: usize,
 }
 
-/// The shapes of the issue (and of `shared/method.md`'s PyTorch measurements).
+/// The four benchmark shapes: two projections of a 0.5B-parameter LLM's MLP
+/// (S1, S2), a small square layer over many tokens (S3) and a larger square
+/// layer with more heads (S4).
 pub const SHAPES: [Shape; 4] = [
     Shape {
         name: "S1",
