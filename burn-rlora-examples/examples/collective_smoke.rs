@@ -103,13 +103,16 @@ fn run_node(opts: &Options, node: usize) -> Result<(), String> {
         let start = Instant::now();
         let sum = all_reduce::<B>(peer, x.into_primitive().tensor(), ReduceOperation::Sum)
             .map_err(|e| format!("all-reduce {round}: {e:?}"))?;
-        let sum: Vec<f32> = Tensor::<B, 1>::from_primitive(burn::tensor::TensorPrimitive::Float(sum))
-            .into_data()
-            .to_vec()
-            .map_err(|e| format!("{e:?}"))?;
+        let sum: Vec<f32> =
+            Tensor::<B, 1>::from_primitive(burn::tensor::TensorPrimitive::Float(sum))
+                .into_data()
+                .to_vec()
+                .map_err(|e| format!("{e:?}"))?;
         let expected = (1..=NODES).map(|n| n as f32 * round as f32).sum::<f32>();
         if sum.iter().any(|&v| v != expected) {
-            return Err(format!("all-reduce {round}: wrong sum, expected {expected}"));
+            return Err(format!(
+                "all-reduce {round}: wrong sum, expected {expected}"
+            ));
         }
         println!("round {round} ok in {:.3} s", start.elapsed().as_secs_f64());
     }
@@ -168,6 +171,15 @@ fn launch(opts: &Options) -> Result<(), String> {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    // A node that printed "finished" gets a few seconds to exit.
+    let grace = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < grace
+        && children
+            .iter_mut()
+            .any(|c| matches!(c.try_wait(), Ok(None)))
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let mut statuses = Vec::new();
     for (node, child) in children.iter_mut().enumerate() {
         match child.try_wait() {
@@ -175,7 +187,7 @@ fn launch(opts: &Options) -> Result<(), String> {
             _ => {
                 child.kill().ok();
                 child.wait().ok();
-                statuses.push(format!("node {node} still running at the deadline, killed"));
+                statuses.push(format!("node {node} still running, killed"));
             }
         }
     }
@@ -185,7 +197,10 @@ fn launch(opts: &Options) -> Result<(), String> {
         statuses.join("; ")
     );
     if rounds.iter().all(|&r| r == opts.rounds) && finished.iter().all(|&f| f) {
-        println!("burn-collective: {} consecutive global all-reduces completed", opts.rounds);
+        println!(
+            "burn-collective: {} consecutive global all-reduces completed",
+            opts.rounds
+        );
         Ok(())
     } else {
         let stuck = rounds.iter().min().copied().unwrap_or(0) + 1;

@@ -44,7 +44,7 @@ use burn_rlora::{Method, ParamCount};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::compare::{method_config, parse_sampling, TrainSettings};
 use burn_rlora_examples::distributed::flat::{
-    masked_values, trainable_mask, trainable_values, with_trainable_values, GradLayout,
+    broadcast_from_root, masked_values, trainable_mask, GradLayout,
 };
 use burn_rlora_examples::distributed::shard::{
     shard_indices, GroupBatcher, GroupedDataset, ShardDataset,
@@ -52,7 +52,7 @@ use burn_rlora_examples::distributed::shard::{
 use burn_rlora_examples::distributed::{
     DataParallel, Exchange, LossLog, MpiExchange, SilentRenderer, SingleProcess,
 };
-use burn_rlora_examples::synthetic::{Benchmark, SyntheticBody, TaskData, D_HIDDEN};
+use burn_rlora_examples::synthetic::{Benchmark, SyntheticBody, TaskData, D_HIDDEN, D_IN};
 use clap::Parser;
 use serde::Serialize;
 
@@ -178,7 +178,10 @@ fn run<X: Exchange + 'static>(args: &Args, exchange: Arc<X>, data_ranks: usize) 
         bail!("--epochs, --batch-size and --simulate-ranks must be at least 1");
     }
     if !(args.data_scale.is_finite() && args.data_scale > 0.0) {
-        bail!("--data-scale must be a positive number, got {}", args.data_scale);
+        bail!(
+            "--data-scale must be a positive number, got {}",
+            args.data_scale
+        );
     }
     let settings = TrainSettings {
         rank: args.rank,
@@ -228,7 +231,11 @@ fn dataset(
 ) -> Result<MultiTaskDataset<Vec<f32>>> {
     let mut builder = MultiTaskDataset::builder(sampling, seed);
     for task in &bench.tasks {
-        builder = builder.task(task.name.clone(), task.num_classes, InMemDataset::new(pick(task)));
+        builder = builder.task(
+            task.name.clone(),
+            task.num_classes,
+            InMemDataset::new(pick(task)),
+        );
     }
     builder.build().context("building the multi-task dataset")
 }
@@ -277,19 +284,9 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         )
         .with_balance_coef(settings.balance);
 
-        // Identical starts: every rank takes rank 0's trainable weights.
-        let mut values = trainable_values::<B, _>(&model).map_err(anyhow::Error::msg)?;
-        let mut len = [values.len() as f32];
-        exchange.broadcast_from_root(&mut len);
-        if len[0] as usize != values.len() {
-            bail!(
-                "rank {rank} has {} trainable values, rank 0 has {}: the ranks run different models",
-                values.len(),
-                len[0]
-            );
-        }
-        exchange.broadcast_from_root(&mut values);
-        let model = with_trainable_values::<B, _>(model, &values).map_err(anyhow::Error::msg)?;
+        // Identical starts: every rank takes rank 0's weights, frozen ones included.
+        let model =
+            broadcast_from_root::<B, _, _>(model, exchange.as_ref()).map_err(anyhow::Error::msg)?;
 
         let layout = GradLayout::of::<B, _>(&model);
         let mask = trainable_mask::<B, _>(&model);
@@ -300,9 +297,12 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
             .iter()
             .map(|(_, l)| l.num_adapter_params())
             .sum();
-        // Full fine-tuning of the same layers: every weight but the adapters',
-        // the same flags and the two figures.
-        let full_bytes = (count.total - adapter + layout.num_tensors() + 2) * 4;
+        // Full fine-tuning of the same layers: the two base layers' weights
+        // and biases instead of the adapters, the same task heads; one flag
+        // per tensor and the two figures, as the adapter's buffer has.
+        let heads = count.trainable - adapter;
+        let base = D_IN * D_HIDDEN + D_HIDDEN + D_HIDDEN * D_HIDDEN + D_HIDDEN;
+        let full_bytes = (base + heads + 4 + 2 * classes.len() + 2) * std::mem::size_of::<f32>();
 
         // 10% of each task's training examples validate, as in `multitask`.
         let cut = |t: &TaskData| t.train.len() - (t.train.len() / 10).max(1);
@@ -340,7 +340,10 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
                 Some(args.seed),
             )
         } else {
-            let shard = shards.into_iter().nth(rank).context("no shard for this rank")?;
+            let shard = shards
+                .into_iter()
+                .nth(rank)
+                .context("no shard for this rank")?;
             loader::<B, TaskItem<Vec<f32>>, _>(
                 batcher.clone(),
                 ShardDataset::new(train, shard),
@@ -383,7 +386,8 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         let strategy: TrainingStrategy<_> = if simulated {
             ExecutionStrategy::SingleDevice(device.clone()).into()
         } else {
-            let mut dp = DataParallel::<B, X>::new(device.clone(), exchange.clone(), losses.clone());
+            let mut dp =
+                DataParallel::<B, X>::new(device.clone(), exchange.clone(), losses.clone());
             if let Some(k) = args.exit_after_steps {
                 let stop = args.exit_rank;
                 dp = dp.with_step_hook(move |r, done| {
@@ -418,7 +422,8 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         let train_seconds = start.elapsed().as_secs_f64();
 
         if args.dump_params {
-            let values = masked_values::<B::InnerBackend, _>(&model, &mask).map_err(anyhow::Error::msg)?;
+            let values =
+                masked_values::<B::InnerBackend, _>(&model, &mask).map_err(anyhow::Error::msg)?;
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::create_dir_all(&args.out)?;
             let path = args.out.join(format!("params-rank{rank}.f32"));
@@ -431,7 +436,11 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
 
         let loss_per_step = if simulated {
             let history = history.lock().map(|h| h.clone()).unwrap_or_default();
-            history.train_batches.get("Loss").cloned().unwrap_or_default()
+            history
+                .train_batches
+                .get("Loss")
+                .cloned()
+                .unwrap_or_default()
         } else {
             losses.values()
         };

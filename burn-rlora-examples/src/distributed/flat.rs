@@ -71,7 +71,10 @@ impl GradLayout {
 
     /// Number of trainable scalars.
     pub fn num_values(&self) -> usize {
-        self.shapes.iter().map(|s| s.iter().product::<usize>()).sum()
+        self.shapes
+            .iter()
+            .map(|s| s.iter().product::<usize>())
+            .sum()
     }
 
     /// Length of the gradient buffer: values, flags, count and loss.
@@ -275,7 +278,10 @@ pub fn trainable_mask<B: Backend, M: Module<B>>(module: &M) -> Vec<bool> {
 ///
 /// When the mask does not have one entry per float parameter, or a parameter
 /// cannot be read back as `f32`.
-pub fn masked_values<B: Backend, M: Module<B>>(module: &M, mask: &[bool]) -> Result<Vec<f32>, String> {
+pub fn masked_values<B: Backend, M: Module<B>>(
+    module: &M,
+    mask: &[bool],
+) -> Result<Vec<f32>, String> {
     struct Values<'a> {
         mask: &'a [bool],
         index: usize,
@@ -325,42 +331,254 @@ pub fn trainable_values<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<f32>
     masked_values::<B, M>(module, &trainable_mask::<B, M>(module))
 }
 
-/// `module` with its trainable parameters replaced by `values` (in module
-/// order, as [`trainable_values`] gives them); ids and frozen parameters are
-/// kept.
+/// `module` with the float parameters that `mask` selects (as
+/// [`trainable_mask`] orders them) replaced by `values`, in module order, as
+/// [`masked_values`] gives them. Ids and whether each parameter requires a
+/// gradient are kept.
 ///
 /// # Errors
 ///
-/// When `values` does not have one value per trainable scalar.
-pub fn with_trainable_values<B: Backend, M: Module<B>>(
+/// When the mask does not have one entry per float parameter, or `values`
+/// not one value per selected scalar.
+pub fn with_masked_values<B: Backend, M: Module<B>>(
     module: M,
+    mask: &[bool],
     values: &[f32],
 ) -> Result<M, String> {
-    let expected = GradLayout::of::<B, M>(&module).num_values();
-    if values.len() != expected {
+    struct Sizes<'a> {
+        mask: &'a [bool],
+        index: usize,
+        selected: usize,
+    }
+    impl<B: Backend> ModuleVisitor<B> for Sizes<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            if self.mask.get(self.index).copied().unwrap_or(false) {
+                self.selected += param.lazy_shape().num_elements();
+            }
+            self.index += 1;
+        }
+    }
+    let mut sizes = Sizes {
+        mask,
+        index: 0,
+        selected: 0,
+    };
+    module.visit(&mut sizes);
+    if sizes.index != mask.len() || sizes.selected != values.len() {
         return Err(format!(
-            "{} values for {expected} trainable parameters",
-            values.len()
+            "{} values and a mask of {} for {} float parameters holding {} selected values",
+            values.len(),
+            mask.len(),
+            sizes.index,
+            sizes.selected
         ));
     }
     struct Load<'a> {
+        mask: &'a [bool],
+        index: usize,
         values: &'a [f32],
         offset: usize,
     }
     impl<B: Backend> ModuleMapper<B> for Load<'_> {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let selected = self.mask.get(self.index).copied().unwrap_or(false);
+            self.index += 1;
             let (id, value, mapper) = param.consume();
-            if !value.is_require_grad() {
+            if !selected {
                 return Param::from_mapped_value(id, value, mapper);
             }
             let shape = value.shape();
             let numel = shape.num_elements();
             let slice = self.values[self.offset..self.offset + numel].to_vec();
             self.offset += numel;
-            let loaded = Tensor::<B, D>::from_data(TensorData::new(slice, shape), &value.device())
-                .require_grad();
+            let mut loaded =
+                Tensor::<B, D>::from_data(TensorData::new(slice, shape), &value.device());
+            if value.is_require_grad() {
+                loaded = loaded.require_grad();
+            }
             Param::from_mapped_value(id, loaded, mapper)
         }
     }
-    Ok(module.map(&mut Load { values, offset: 0 }))
+    Ok(module.map(&mut Load {
+        mask,
+        index: 0,
+        values,
+        offset: 0,
+    }))
+}
+
+/// Give every rank rank 0's values of all of `module`'s float parameters,
+/// trainable and frozen (a frozen part may be random too, such as an
+/// adapter's compensation pair): two broadcasts, the count and then the
+/// values. Ids stay those of each process.
+///
+/// # Errors
+///
+/// When this rank's module holds another number of values than rank 0's.
+pub fn broadcast_from_root<B: Backend, M: Module<B>, X: super::Exchange + ?Sized>(
+    module: M,
+    exchange: &X,
+) -> Result<M, String> {
+    let mask = vec![true; trainable_mask::<B, M>(&module).len()];
+    let mut values = masked_values::<B, M>(&module, &mask)?;
+    // f64 would be exact for any count; two f32 halves keep one buffer type.
+    let mut count = [
+        (values.len() >> 24) as f32,
+        (values.len() & 0xff_ffff) as f32,
+    ];
+    exchange.broadcast_from_root(&mut count);
+    let root = ((count[0] as usize) << 24) | count[1] as usize;
+    if root != values.len() {
+        return Err(format!(
+            "rank {} has {} parameter values, rank 0 has {root}: the ranks built different models",
+            exchange.rank(),
+            values.len()
+        ));
+    }
+    exchange.broadcast_from_root(&mut values);
+    with_masked_values::<B, M>(module, &mask, &values)
+}
+
+#[cfg(all(test, feature = "ndarray"))]
+mod tests {
+    use super::*;
+    use crate::distributed::SingleProcess;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::nn::{Linear, LinearConfig};
+
+    type B = Autodiff<NdArray>;
+
+    #[derive(Module, Debug)]
+    struct Tiny<B: Backend> {
+        frozen: Param<Tensor<B, 2>>,
+        first: Linear<B>,
+        unused: Linear<B>,
+        second: Linear<B>,
+    }
+
+    fn tiny() -> Tiny<B> {
+        let device = Default::default();
+        let frozen = Tensor::<B, 2>::from_data(
+            TensorData::new(vec![0.5f32, -1.0, 2.0, 0.25, 1.5, -0.75], [3, 2]),
+            &device,
+        );
+        Tiny {
+            frozen: Param::from_tensor(frozen).set_require_grad(false),
+            first: LinearConfig::new(3, 4).init(&device),
+            unused: LinearConfig::new(2, 2).init(&device),
+            second: LinearConfig::new(4, 2).init(&device),
+        }
+    }
+
+    fn input(rows: &[[f32; 2]]) -> Tensor<B, 2> {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_data(TensorData::new(flat, [rows.len(), 2]), &Default::default())
+    }
+
+    /// Mean over the batch of a scalar per example.
+    fn loss(model: &Tiny<B>, x: Tensor<B, 2>) -> Tensor<B, 1> {
+        let h = x.matmul(model.frozen.val().transpose());
+        let y = model.second.forward(model.first.forward(h).tanh());
+        y.powf_scalar(2.0).sum_dim(1).mean()
+    }
+
+    fn values(grads: &GradientsParams, param: &Param<Tensor<B, 2>>) -> Vec<f32> {
+        grads
+            .get::<NdArray, 2>(param.id)
+            .expect("a gradient")
+            .into_data()
+            .to_vec()
+            .unwrap()
+    }
+
+    #[test]
+    fn layout_counts_trainable_values_only() {
+        let layout = GradLayout::of::<B, _>(&tiny());
+        // first 3x4+4, unused 2x2+2, second 4x2+2; the frozen 3x2 is left out.
+        assert_eq!(layout.num_values(), 16 + 6 + 10);
+        assert_eq!(layout.num_tensors(), 6);
+        assert_eq!(layout.grad_buffer_len(), 32 + 6 + 2);
+        assert_eq!(layout.bytes_per_step(), 40 * 4);
+    }
+
+    #[test]
+    fn summed_buffers_give_the_gradient_of_the_combined_batch() {
+        let model = tiny();
+        let layout = GradLayout::of::<B, _>(&model);
+        let rows = [[1.0, -2.0], [0.5, 0.25], [-1.5, 3.0], [2.0, 1.0]];
+        // "Rank 0" has 3 examples, "rank 1" one: unequal batches.
+        let mut sum = vec![0.0f32; layout.grad_buffer_len()];
+        let mut losses = Vec::new();
+        for part in [&rows[..3], &rows[3..]] {
+            let l = loss(&model, input(part));
+            let value = l.clone().into_scalar() as f64;
+            losses.push((part.len(), value));
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            let buf = layout
+                .pack::<B, _>(&model, grads, part.len(), value)
+                .unwrap();
+            sum.iter_mut().zip(&buf).for_each(|(s, b)| *s += b);
+        }
+        let (avg, step) = layout.unpack::<B, _>(&model, &sum).unwrap();
+
+        let combined = loss(&model, input(&rows));
+        let expected_loss = combined.clone().into_scalar() as f64;
+        let expected = GradientsParams::from_grads(combined.backward(), &model);
+        assert_eq!(step.examples, 4.0);
+        assert!(
+            (step.loss - expected_loss).abs() < 1e-5,
+            "{step:?} vs {expected_loss}"
+        );
+        let weighted = (losses[0].0 as f64 * losses[0].1 + losses[1].1) / 4.0;
+        assert!((step.loss - weighted).abs() < 1e-5);
+        for param in [&model.first.weight, &model.second.weight] {
+            let (a, b) = (values(&avg, param), values(&expected, param));
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(&b) {
+                assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+            }
+        }
+        // Used nowhere, so no gradient on any rank: none after the exchange either.
+        assert!(avg.get::<NdArray, 2>(model.unused.weight.id).is_none());
+        assert_eq!(avg.len(), expected.len());
+    }
+
+    #[test]
+    fn a_buffer_of_another_length_is_an_error() {
+        let model = tiny();
+        let layout = GradLayout::of::<B, _>(&model);
+        let err = layout
+            .unpack::<B, _>(&model, &vec![0.0; layout.grad_buffer_len() - 1])
+            .unwrap_err();
+        assert!(err.contains("expected 40"), "{err}");
+    }
+
+    #[test]
+    fn masked_values_round_trip_and_keep_frozen_parameters_frozen() {
+        let model = tiny();
+        let mask = trainable_mask::<B, _>(&model);
+        assert_eq!(mask, vec![false, true, true, true, true, true, true]);
+        let all = vec![true; mask.len()];
+        let new: Vec<f32> = (0..38).map(|i| i as f32 * 0.5).collect();
+        let loaded = with_masked_values::<B, _>(model, &all, &new).unwrap();
+        assert_eq!(masked_values::<B, _>(&loaded, &all).unwrap(), new);
+        assert!(!loaded.frozen.val().is_require_grad());
+        assert!(loaded.first.weight.val().is_require_grad());
+        // The trainable ones alone: the frozen 3x2 comes first in module order.
+        assert_eq!(
+            trainable_values::<B, _>(&loaded).unwrap(),
+            new[6..].to_vec()
+        );
+        let err = with_masked_values::<B, _>(loaded, &all, &new[1..]).unwrap_err();
+        assert!(err.contains("37 values"), "{err}");
+    }
+
+    #[test]
+    fn broadcast_on_one_rank_keeps_the_module() {
+        let model = tiny();
+        let all = vec![true; 7];
+        let before = masked_values::<B, _>(&model, &all).unwrap();
+        let after = broadcast_from_root::<B, _, _>(model, &SingleProcess).unwrap();
+        assert_eq!(masked_values::<B, _>(&after, &all).unwrap(), before);
+    }
 }

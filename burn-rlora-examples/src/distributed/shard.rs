@@ -165,7 +165,9 @@ mod tests {
 
     #[test]
     fn groups_hold_every_shards_item_at_a_position() {
-        let data = Arc::new(InMemDataset::new((0..8).map(|i| i * 10).collect::<Vec<i32>>()));
+        let data = Arc::new(InMemDataset::new(
+            (0..8).map(|i| i * 10).collect::<Vec<i32>>(),
+        ));
         let shards = vec![vec![3, 1], vec![0, 5]];
         let shard1 = ShardDataset::new(data.clone(), shards[1].clone());
         assert_eq!(shard1.get(1), Some(50));

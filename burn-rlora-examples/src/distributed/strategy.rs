@@ -66,7 +66,7 @@ type StepHook = Box<dyn Fn(usize, usize)>;
 /// [`Exchange::all_reduce_sum`], and hands the batch-size-weighted mean
 /// gradient to the Learner's `optimizer_step`. Every rank thus applies the
 /// same update; started from the same weights (broadcast them first, see
-/// [`crate::distributed::flat::with_trainable_values`]) they stay identical.
+/// [`crate::distributed::flat::broadcast_from_root`]) they stay identical.
 ///
 /// Rank 0 alone validates after each epoch and saves the Learner's
 /// checkpoints (configure the checkpointer there only). The training metrics
@@ -189,4 +189,3 @@ where
         (learner.model(), processor)
     }
 }
-
