@@ -22,6 +22,7 @@
 //! of a data-parallel run.
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -144,10 +145,10 @@ struct Report {
 fn main() {
     let args = Args::parse();
     let code = match args.simulate_ranks {
-        Some(ranks) => report_error(run(&args, Arc::new(SingleProcess), ranks)),
+        Some(ranks) => report_error(run(&args, Rc::new(SingleProcess), ranks)),
         None => match MpiExchange::init() {
             Some(exchange) => {
-                let exchange = Arc::new(exchange);
+                let exchange = Rc::new(exchange);
                 let ranks = exchange.size();
                 let code = report_error(run(&args, exchange.clone(), ranks));
                 if code != 0 {
@@ -171,7 +172,7 @@ fn report_error(result: Result<()>) -> i32 {
     }
 }
 
-fn run<X: Exchange + 'static>(args: &Args, exchange: Arc<X>, data_ranks: usize) -> Result<()> {
+fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -> Result<()> {
     let method: Method = args.method.parse()?;
     let backend = BackendName::resolve(args.backend.as_deref())?;
     if args.epochs == 0 || args.batch_size == 0 || data_ranks == 0 {
@@ -218,7 +219,7 @@ struct Job<X> {
     method: Method,
     backend: BackendName,
     settings: TrainSettings,
-    exchange: Arc<X>,
+    exchange: Rc<X>,
     data_ranks: usize,
 }
 

@@ -1,6 +1,7 @@
 //! [`DataParallel`]: burn-train's training loop with a gradient all-reduce
 //! between the backward pass and the optimizer step.
 
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use burn::data::dataloader::Progress;
@@ -79,7 +80,7 @@ type StepHook = Box<dyn Fn(usize, usize)>;
 /// [`crate::distributed::shard`]).
 pub struct DataParallel<B: Backend, X> {
     device: B::Device,
-    exchange: Arc<X>,
+    exchange: Rc<X>,
     losses: LossLog,
     hook: Option<StepHook>,
 }
@@ -87,7 +88,7 @@ pub struct DataParallel<B: Backend, X> {
 impl<B: Backend, X: Exchange> DataParallel<B, X> {
     /// A strategy training on `device`, exchanging gradients through `exchange`
     /// and recording the global loss of every step in `losses`.
-    pub fn new(device: B::Device, exchange: Arc<X>, losses: LossLog) -> Self {
+    pub fn new(device: B::Device, exchange: Rc<X>, losses: LossLog) -> Self {
         Self {
             device,
             exchange,
