@@ -1,11 +1,13 @@
 //! Shared pieces of the example binaries: backend selection by name, the
 //! embedded multi-task benchmark and comparison runner, and the MiniLM
-//! encoder, tokenizer and task data of the real example.
+//! encoder, tokenizer and task data of the real example, and data-parallel
+//! training across processes (`distributed`).
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod compare;
+pub mod distributed;
 pub mod minilm;
 pub mod report;
 pub mod synthetic;
