@@ -91,11 +91,13 @@ fn normal_cdf_pdf(x: f32) -> (f32, f32) {
 }
 
 /// Exact GELU of one value, `x Φ(x)`.
+#[inline(always)]
 pub fn gelu_f32(x: f32) -> f32 {
     x * normal_cdf_pdf(x).0
 }
 
 /// The derivative of exact GELU, `Φ(x) + x φ(x)`.
+#[inline(always)]
 pub fn gelu_grad_f32(x: f32) -> f32 {
     let (cdf, pdf) = normal_cdf_pdf(x);
     cdf + x * pdf
@@ -129,24 +131,82 @@ fn par_chunks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     });
 }
 
+/// GELU values of `x` into `y` (and derivatives into `d`), one pass.
+#[inline(always)]
+fn gelu_kernel(x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
+    match d {
+        Some(d) => {
+            for ((&v, y), d) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
+                let (cdf, pdf) = normal_cdf_pdf(v);
+                *y = v * cdf;
+                *d = cdf + v * pdf;
+            }
+        }
+        None => {
+            for (&v, y) in x.iter().zip(y.iter_mut()) {
+                *y = gelu_f32(v);
+            }
+        }
+    }
+}
+
+/// [`gelu_kernel`] compiled for AVX2 and FMA (8 lanes instead of SSE2's 4).
+///
+/// # Safety
+///
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn gelu_kernel_avx2(x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
+    gelu_kernel(x, y, d)
+}
+
+/// [`gelu_kernel`] with the widest vectors this CPU has.
+fn gelu_dispatch(x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: both features were just detected.
+        unsafe { gelu_kernel_avx2(x, y, d) };
+        return;
+    }
+    gelu_kernel(x, y, d)
+}
+
 /// GELU values of `x` and, when `grad` is set, its derivatives.
 fn gelu_host(x: &[f32], grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let mut y = vec![0.0f32; x.len()];
-    par_chunks(&mut y, |at, out| {
-        for (o, &v) in out.iter_mut().zip(&x[at..]) {
-            *o = gelu_f32(v);
+    if !grad {
+        par_chunks(&mut y, |at, out| {
+            gelu_dispatch(&x[at..at + out.len()], out, None)
+        });
+        return (y, None);
+    }
+    // Values and derivatives side by side, split once.
+    let mut d = vec![0.0f32; x.len()];
+    {
+        let mut pairs: Vec<(&mut [f32], &mut [f32])> = Vec::new();
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = if threads < 2 || x.len() < PARALLEL_MIN {
+            x.len().max(1)
+        } else {
+            x.len().div_ceil(threads)
+        };
+        for (yc, dc) in y.chunks_mut(chunk).zip(d.chunks_mut(chunk)) {
+            pairs.push((yc, dc));
         }
-    });
-    let d = grad.then(|| {
-        let mut d = vec![0.0f32; x.len()];
-        par_chunks(&mut d, |at, out| {
-            for (o, &v) in out.iter_mut().zip(&x[at..]) {
-                *o = gelu_grad_f32(v);
+        std::thread::scope(|s| {
+            let last = pairs.len().saturating_sub(1);
+            for (i, (yc, dc)) in pairs.into_iter().enumerate() {
+                let xc = &x[i * chunk..i * chunk + yc.len()];
+                if i == last {
+                    gelu_dispatch(xc, yc, Some(dc));
+                } else {
+                    s.spawn(move || gelu_dispatch(xc, yc, Some(dc)));
+                }
             }
         });
-        d
-    });
-    (y, d)
+    }
+    (y, Some(d))
 }
 
 /// Exact GELU (`x Φ(x)`, erf-based, as PyTorch's default and BERT's `gelu`).
