@@ -24,11 +24,15 @@ const PARALLEL_MIN: usize = 1 << 16;
 /// this module are cheaper than the backend's: flex and ndarray, with or
 /// without autodiff.
 pub fn host_ops_apply<B: Backend>(device: &B::Device) -> bool {
-    let name = B::name(device);
+    is_host_backend(&B::name(device))
+}
+
+/// True for the names `flex`, `ndarray`, `autodiff<flex>` and `autodiff<ndarray>`.
+fn is_host_backend(name: &str) -> bool {
     let inner = name
         .strip_prefix("autodiff<")
         .and_then(|n| n.strip_suffix('>'))
-        .unwrap_or(&name);
+        .unwrap_or(name);
     matches!(inner, "flex" | "ndarray")
 }
 
@@ -302,7 +306,7 @@ pub fn dropout<B: Backend, const D: usize>(
     x * mask
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
 
@@ -482,13 +486,22 @@ mod tests {
     }
 
     #[test]
-    fn host_ops_apply_only_to_host_memory_backends() {
+    fn host_ops_apply_to_flex_and_ndarray_only() {
         type F = burn::backend::Flex;
-        type N = burn::backend::NdArray;
         assert!(host_ops_apply::<F>(&Default::default()));
         assert!(host_ops_apply::<burn::backend::Autodiff<F>>(
             &Default::default()
         ));
-        assert!(host_ops_apply::<N>(&Default::default()));
+        #[cfg(feature = "ndarray")]
+        assert!(host_ops_apply::<burn::backend::NdArray>(&Default::default()));
+        for name in [
+            "cuda",
+            "autodiff<cuda>",
+            "wgpu",
+            "autodiff<fusion<flex>>",
+            "flexible",
+        ] {
+            assert!(!is_host_backend(name), "{name}");
+        }
     }
 }
