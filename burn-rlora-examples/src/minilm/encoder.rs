@@ -17,13 +17,16 @@ use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{ElementConversion, Int, Tensor};
 use burn_rlora::{HeadSimilarity, RLoraConfig, RLoraLinear};
 use serde::{Deserialize, Serialize};
 
 use super::error::MiniLmError;
+use super::host_ops;
 
 fn default_eps() -> f64 {
     1e-12
@@ -235,6 +238,7 @@ impl BertConfig {
                 dropout: hidden_dropout(),
             },
             encoder: BertEncoder { layer },
+            host_ops: true,
             max_position_embeddings: self.max_position_embeddings,
             vocab_size: self.vocab_size,
             type_vocab_size: self.type_vocab_size,
@@ -546,6 +550,9 @@ pub struct BertModel<B: Backend> {
     pub embeddings: BertEmbeddings<B>,
     /// Transformer blocks.
     pub encoder: BertEncoder<B>,
+    /// Compute GELU and the dropout masks with [`host_ops`] where they apply.
+    #[module(skip)]
+    host_ops: bool,
     #[module(skip)]
     max_position_embeddings: usize,
     #[module(skip)]
@@ -556,12 +563,36 @@ pub struct BertModel<B: Backend> {
 
 type Sink<'a, B> = Option<&'a mut Vec<LayerGates<B>>>;
 
+/// GELU and dropout, by Burn's ops or by [`host_ops`].
+#[derive(Debug, Clone, Copy)]
+struct Elementwise {
+    host: bool,
+}
+
+impl Elementwise {
+    fn gelu<B: Backend, const D: usize>(self, x: Tensor<B, D>) -> Tensor<B, D> {
+        if self.host {
+            host_ops::gelu(x)
+        } else {
+            burn::tensor::activation::gelu(x)
+        }
+    }
+
+    fn dropout<B: Backend, const D: usize>(self, x: Tensor<B, D>, d: &Dropout) -> Tensor<B, D> {
+        if self.host {
+            host_ops::dropout(x, d)
+        } else {
+            d.forward(x)
+        }
+    }
+}
+
 impl<B: Backend> BertSelfAttention<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
-        layer: usize,
+        (layer, ops): (usize, Elementwise),
         sink: &mut Sink<'_, B>,
     ) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
@@ -580,12 +611,23 @@ impl<B: Backend> BertSelfAttention<B> {
             self.value
                 .forward_collect(x, layer, TargetModule::Value, sink),
         );
-        let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
-        let probs = self.dropout.forward(softmax(scores, 3));
-        probs
-            .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, hidden])
+        let context = if B::ad_enabled(&q.device()) {
+            let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
+            let probs = ops.dropout(softmax(scores, 3), &self.dropout);
+            probs.matmul(v)
+        } else {
+            // Evaluation (no dropout): the backend's fused attention, with the
+            // same scale 1/sqrt(head_dim) and additive mask.
+            attention(
+                q,
+                k,
+                v,
+                None,
+                Some(mask_bias),
+                AttentionModuleOptions::default(),
+            )
+        };
+        context.swap_dims(1, 2).reshape([batch, seq, hidden])
     }
 }
 
@@ -594,17 +636,19 @@ impl<B: Backend> BertLayer<B> {
         &self,
         x: Tensor<B, 3>,
         mask_bias: Tensor<B, 4>,
-        layer: usize,
+        (layer, ops): (usize, Elementwise),
         sink: &mut Sink<'_, B>,
     ) -> Tensor<B, 3> {
         let attn = self
             .attention
             .self_attention
-            .forward(x.clone(), mask_bias, layer, sink);
-        let x =
-            self.attention
-                .output
-                .forward(attn, x, (layer, TargetModule::AttentionOutput), sink);
+            .forward(x.clone(), mask_bias, (layer, ops), sink);
+        let x = self.attention.output.forward(
+            attn,
+            x,
+            (layer, TargetModule::AttentionOutput, ops),
+            sink,
+        );
         let up = self.intermediate.dense.forward_collect(
             x.clone(),
             layer,
@@ -612,7 +656,7 @@ impl<B: Backend> BertLayer<B> {
             sink,
         );
         self.output
-            .forward(gelu(up), x, (layer, TargetModule::Output), sink)
+            .forward(ops.gelu(up), x, (layer, TargetModule::Output, ops), sink)
     }
 }
 
@@ -622,11 +666,12 @@ impl<B: Backend> BertOutput<B> {
         &self,
         x: Tensor<B, 3>,
         residual: Tensor<B, 3>,
-        (layer, module): (usize, TargetModule),
+        (layer, module, ops): (usize, TargetModule, Elementwise),
         sink: &mut Sink<'_, B>,
     ) -> Tensor<B, 3> {
         let y = self.dense.forward_collect(x, layer, module, sink);
-        self.layer_norm.forward(self.dropout.forward(y) + residual)
+        self.layer_norm
+            .forward(ops.dropout(y, &self.dropout) + residual)
     }
 }
 
@@ -634,6 +679,14 @@ impl<B: Backend> BertModel<B> {
     /// The number of transformer blocks.
     pub fn num_layers(&self) -> usize {
         self.encoder.layer.len()
+    }
+
+    /// Choose how GELU and the dropout masks are computed: by the host
+    /// kernels of [`host_ops`] where the backend keeps tensors in host memory
+    /// (`true`, the default), or always by Burn's `gelu` and `Dropout`.
+    pub fn with_host_ops(mut self, enabled: bool) -> Self {
+        self.host_ops = enabled;
+        self
     }
 
     /// The longest sequence the position embeddings cover.
@@ -731,18 +784,26 @@ impl<B: Backend> BertModel<B> {
             + e.position_embeddings.forward(positions)
             + e.token_type_embeddings
                 .forward(input.token_type_ids.clone());
-        let mut x = e.dropout.forward(e.layer_norm.forward(x));
+        let ops = Elementwise {
+            host: self.host_ops,
+        };
+        let mut x = ops.dropout(e.layer_norm.forward(x), &e.dropout);
 
         // Additive mask as in BERT: 0 for real tokens, -10000 for padding keys.
-        let mask_bias = input
+        let mut mask_bias = input
             .attention_mask
             .clone()
             .float()
             .sub_scalar(1.0)
             .mul_scalar(10000.0)
             .reshape([batch, 1, 1, seq]);
+        if !B::ad_enabled(&device) {
+            // The fused attention of evaluation takes a bias with its query
+            // dimension laid out; one [batch, 1, seq, seq] copy serves every block.
+            mask_bias = Tensor::zeros([batch, 1, seq, seq], &device) + mask_bias;
+        }
         for (i, layer) in self.encoder.layer.iter().enumerate() {
-            x = layer.forward(x, mask_bias.clone(), i, &mut sink);
+            x = layer.forward(x, mask_bias.clone(), (i, ops), &mut sink);
         }
         x
     }

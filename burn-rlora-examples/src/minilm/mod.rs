@@ -26,6 +26,7 @@
 mod data;
 mod encoder;
 mod error;
+pub mod host_ops;
 mod load;
 mod tokenize;
 mod train;
