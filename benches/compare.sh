@@ -6,7 +6,7 @@
 #   bash benches/compare.sh                 # python3 must import torch
 #   PYTHON=/path/to/venv/bin/python bash benches/compare.sh
 #   SAMPLES=15 SHAPES=S1,S3 bash benches/compare.sh
-#   FEATURES=x86-v4 bash benches/compare.sh  # flex's AVX-512 GEMM kernels
+#   NO_DEFAULT=1 bash benches/compare.sh  # without flex's AVX-512 GEMM kernels (on by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -22,7 +22,7 @@ trap 'rm -rf "$tmp"' EXIT
   echo "error: $PYTHON cannot import torch; pip install torch numpy (or set PYTHON)" >&2
   exit 1
 }
-cargo build --release -p burn-rlora-benches --bin ratios ${FEATURES:+--features "$FEATURES"}
+cargo build --release -p burn-rlora-benches ${NO_DEFAULT:+--no-default-features} --bin ratios ${FEATURES:+--features "$FEATURES"}
 "$TARGET/release/ratios" --backend flex --shapes "$SHAPES" --samples "$SAMPLES" --json "$tmp/burn.json" | tee "$tmp/burn.md"
 # The same allocator settings as the Burn bench applies to itself
 # (burn_rlora_benches::keep_freed_memory): freed memory stays with the process.

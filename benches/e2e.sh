@@ -9,7 +9,7 @@
 #   bash benches/e2e.sh                    # python3 must import torch and numpy
 #   PYTHON=/path/to/venv/bin/python bash benches/e2e.sh
 #   REPEATS=5 ROUNDS=7 METHODS=rlora,probe bash benches/e2e.sh
-#   FEATURES=x86-v4 bash benches/e2e.sh    # flex's AVX-512 GEMM kernels
+#   NO_DEFAULT=1 bash benches/e2e.sh  # without flex's AVX-512 GEMM kernels (on by default)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -27,7 +27,7 @@ trap 'rm -rf "$tmp"' EXIT
   echo "error: $PYTHON cannot import torch and numpy; pip install torch numpy (or set PYTHON)" >&2
   exit 1
 }
-cargo build --release -p burn-rlora-benches --bin e2e ${FEATURES:+--features "$FEATURES"}
+cargo build --release -p burn-rlora-benches ${NO_DEFAULT:+--no-default-features} --bin e2e ${FEATURES:+--features "$FEATURES"}
 e2e="$TARGET/release/e2e"
 "$e2e" --methods "$METHODS" --dump "$tmp/inputs.json"
 # The same allocator settings as the Burn bench applies to itself
