@@ -803,6 +803,8 @@ fn atomic_writes_replace_the_whole_file() {
 
 #[test]
 fn the_seeded_loader_orders_each_epoch_by_seed_and_epoch_alone() {
+    // Each epoch reseeds the backend's generator.
+    let _rng = common::rng_lock();
     let (train, _) = tiny_data(1);
     let loader: SeededEpochLoader<B, TaskItem<Vec<f32>>, MultiTaskBatch<B, Tensor<B, 2>>> =
         SeededEpochLoader::new(MultiTaskBatcher::new(DenseCollate), train, 16, 5);
