@@ -89,7 +89,7 @@ fn bad_numbers_are_usage_errors_naming_the_option() {
         (vec!["--sampling", "hot"], "--sampling", "temperature"),
         (vec!["--lr", "1e400"], "--lr", "finite"),
         (vec!["--alpha", "0"], "--alpha", "greater than 0"),
-        (vec!["--dropout", "-0.1"], "--dropout", "[0, 1)"),
+        (vec!["--dropout=-0.1"], "--dropout", "[0, 1)"),
         (vec!["--rank", "0"], "--rank", "1..=384"),
         (vec!["--heads", "1000"], "--heads", "1..=64"),
         (
