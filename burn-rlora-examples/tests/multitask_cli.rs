@@ -199,7 +199,7 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
             "--epochs",
             "3",
             "--data-scale",
-            "0.05",
+            "0.1",
             "--batch-size",
             "16",
             "--plain",

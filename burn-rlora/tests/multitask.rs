@@ -662,6 +662,9 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A loader of dense multi-task batches on `Bk`.
+type DenseLoader<Bk> = Arc<dyn DataLoader<Bk, MultiTaskBatch<Bk, Tensor<Bk, 2>>>>;
+
 /// `epochs` epochs of the tiny model with dropout on a seeded loader, resumed
 /// from checkpoint `resume` if given; the adapter's values at the end.
 fn seeded_run<Bk: Backend>(
@@ -675,14 +678,13 @@ fn seeded_run<Bk: Backend>(
     let first = resume.map_or(1, |e| e + 1);
     model.guard().starting_epoch(first);
     let (train, valid) = tiny_data(1);
-    let train: Arc<dyn DataLoader<Ad<Bk>, MultiTaskBatch<Ad<Bk>, Tensor<Ad<Bk>, 2>>>> = Arc::new(
+    let train: DenseLoader<Ad<Bk>> = Arc::new(
         SeededEpochLoader::new(MultiTaskBatcher::new(DenseCollate), train, 16, 5)
             .starting_epoch(first),
     );
-    let valid: Arc<dyn DataLoader<Bk, MultiTaskBatch<Bk, Tensor<Bk, 2>>>> =
-        DataLoaderBuilder::new(MultiTaskBatcher::new(DenseCollate))
-            .batch_size(32)
-            .build(valid);
+    let valid: DenseLoader<Bk> = DataLoaderBuilder::new(MultiTaskBatcher::new(DenseCollate))
+        .batch_size(32)
+        .build(valid);
     let training = SupervisedTraining::new(dir, train, valid)
         .metric_valid_numeric(TaskLossMetric::overall())
         .renderer(PlainRenderer::new());
