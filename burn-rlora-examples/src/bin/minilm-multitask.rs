@@ -34,7 +34,7 @@ use clap::{CommandFactory, Parser};
 
 /// Multi-task fine-tuning of pretrained MiniLM on four real text tasks.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "minilm-multitask", version, about)]
 struct Args {
     /// Methods, comma-separated: probe (frozen encoder, heads only), lora,
     /// hydralora, hydralora-mt, hydralora-init, rlora, rlora-norouter.

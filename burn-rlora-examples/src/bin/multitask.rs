@@ -28,7 +28,7 @@ use clap::{CommandFactory, Parser};
 
 /// Compare multi-head LoRA methods on embedded multi-task data.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "multitask", version, about)]
 struct Args {
     /// Methods to train, comma-separated: lora, hydralora, hydralora-mt, hydralora-init, rlora, rlora-norouter.
     #[arg(
