@@ -1,29 +1,34 @@
 //! Training one method with one seed through burn-train's `Learner`, and
 //! scoring it on the held-out split.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::{Dataset, InMemDataset};
 use burn::module::AutodiffModule;
-use burn::optim::AdamConfig;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig};
+use burn::record::FullPrecisionSettings;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::metric::ItemLazy;
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{
-    ExecutionStrategy, InferenceStep, Learner, MultiDeviceOptim, SupervisedTraining, TrainStep,
+    ExecutionStrategy, InferenceStep, Learner, LearningComponentsMarker, MultiDeviceOptim,
+    SupervisedTraining, TrainStep,
 };
 use burn_rlora::multitask::{
-    Collate, DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier,
-    MultiTaskDataset, MultiTaskOutput, PlainRenderer, RecordingRenderer, SamplingStrategy,
-    TaskAccuracyMetric, TaskHeads, TaskId, TaskLossMetric, TaskStats, WarmupCosineLr,
+    last_complete_checkpoint, write_atomically, AtomicMpkRecorder, Collate, DenseCollate,
+    Divergence, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier,
+    MultiTaskDataset, MultiTaskOutput, PlainRenderer, RecordingRenderer, ResumePoint,
+    SamplingStrategy, SeededEpochLoader, TaskAccuracyMetric, TaskHeads, TaskId, TaskLossMetric,
+    TaskStats, WarmupCosineLr,
 };
 use burn_rlora::{HeadSimilarity, Method, ParamCount, RLoraConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN, D_IN};
 
@@ -52,11 +57,17 @@ pub struct TrainSettings {
     /// Number of devices for data-parallel training.
     pub devices: usize,
     /// Use the plain renderer even on a terminal.
+    #[serde(skip)]
     pub plain: bool,
+    /// Continue from what an earlier invocation left in the output directory
+    /// (finished runs are read back, unfinished ones resume from their last
+    /// complete epoch) instead of starting every run afresh.
+    #[serde(skip)]
+    pub resume: bool,
 }
 
 /// What one run produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
     /// The method.
     pub method: String,
@@ -109,22 +120,120 @@ pub fn matched_lora_rank_over(rank: usize, heads: usize, shapes: &[(usize, usize
     ((multi as f64 / per_rank.max(1) as f64).round() as usize).clamp(1, max.max(1))
 }
 
-/// Parse a `--sampling` value: `proportional`, `uniform`, or a positive temperature such as `2`.
+/// Parse a `--sampling` value: `proportional`, `uniform`, or a temperature
+/// in [[`MIN_TEMPERATURE`], [`MAX_TEMPERATURE`]] such as `2` (a clap value parser).
 ///
 /// # Errors
 ///
 /// When the value is none of these.
-pub fn parse_sampling(s: &str) -> Result<SamplingStrategy> {
+pub fn parse_sampling(s: &str) -> Result<SamplingStrategy, String> {
     Ok(match s {
         "proportional" => SamplingStrategy::Proportional,
         "uniform" => SamplingStrategy::Uniform,
         t => match t.parse::<f64>() {
-            Ok(t) if t.is_finite() && t > 0.0 => SamplingStrategy::Temperature(t),
-            _ => anyhow::bail!(
-                "--sampling must be 'proportional', 'uniform' or a positive temperature, got '{s}'"
-            ),
+            Ok(t) if (MIN_TEMPERATURE..=MAX_TEMPERATURE).contains(&t) => {
+                SamplingStrategy::Temperature(t)
+            }
+            _ => {
+                return Err(format!(
+                    "expected 'proportional', 'uniform' or a temperature from {MIN_TEMPERATURE} \
+                     to {MAX_TEMPERATURE}"
+                ))
+            }
         },
     })
+}
+
+/// The smallest sampling temperature accepted (below it nearly every draw goes to the largest task).
+pub const MIN_TEMPERATURE: f64 = 0.1;
+/// The largest sampling temperature accepted (above it the mix is all but uniform).
+pub const MAX_TEMPERATURE: f64 = 100.0;
+
+fn parse_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err("must be a finite number".into())
+    }
+}
+
+/// A clap value parser: a finite number greater than 0 (learning rates, alpha).
+///
+/// # Errors
+///
+/// When the value is not such a number.
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if v > 0.0 {
+        Ok(v)
+    } else {
+        Err("must be greater than 0".into())
+    }
+}
+
+/// A clap value parser: a finite number, 0 or more (coefficients).
+///
+/// # Errors
+///
+/// When the value is not such a number.
+pub fn parse_non_negative(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if v >= 0.0 {
+        Ok(v)
+    } else {
+        Err("must be 0 or more".into())
+    }
+}
+
+/// A clap value parser: a probability in `[0, 1)` (dropout).
+///
+/// # Errors
+///
+/// When the value is not in that range.
+pub fn parse_dropout(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if (0.0..1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err("must be in [0, 1)".into())
+    }
+}
+
+/// A clap value parser: a fraction strictly between 0 and 1.
+///
+/// # Errors
+///
+/// When the value is not in that range.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    let v = parse_f64(s)?;
+    if v > 0.0 && v < 1.0 {
+        Ok(v)
+    } else {
+        Err("must be strictly between 0 and 1".into())
+    }
+}
+
+/// The seeds `seed, seed + 1, ..., seed + count - 1`.
+///
+/// # Errors
+///
+/// When the last one would pass `u64::MAX`, or `count` is 0.
+pub fn seed_range(seed: u64, count: u64) -> Result<Vec<u64>, String> {
+    if count == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    seed.checked_add(count - 1)
+        .map(|_| (0..count).map(|k| seed + k).collect())
+        .ok_or_else(|| {
+            format!(
+                "--seed {seed} with --seeds {count} runs past the largest seed {}",
+                u64::MAX
+            )
+        })
 }
 
 /// The adapter config of `method` under `settings`.
@@ -216,13 +325,62 @@ pub struct Fitted<M> {
 /// The trained (inner-backend) model of a [`MultiTaskClassifier`] over `E`.
 pub type InnerClassifier<B, E> = <MultiTaskClassifier<B, E> as AutodiffModule<B>>::InnerModule;
 
+/// The Learner's components in [`fit_and_test`].
+pub type Components<B, E> = LearningComponentsMarker<
+    B,
+    WarmupCosineLr,
+    MultiTaskClassifier<B, E>,
+    OptimizerAdaptor<Adam, MultiTaskClassifier<B, E>, B>,
+>;
+
+/// The checkpoints' precision: full, so that a resumed run continues exactly.
+pub type CheckpointPrecision = FullPrecisionSettings;
+
+/// A run stopped by a non-finite loss or gradient.
+#[derive(Debug)]
+pub struct RunDiverged {
+    /// Where and what.
+    pub divergence: Divergence,
+    /// The run's checkpoint directory.
+    pub checkpoint_dir: PathBuf,
+    /// The newest complete checkpoint there (the last good state), if any.
+    pub last_good_epoch: Option<usize>,
+}
+
+impl fmt::Display for RunDiverged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; no adapter was saved; ", self.divergence)?;
+        match self.last_good_epoch {
+            Some(e) => write!(
+                f,
+                "the last good state is the checkpoint of epoch {e} in {} \
+                 (model-{e}.mpk, optim-{e}.mpk, scheduler-{e}.mpk)",
+                self.checkpoint_dir.display()
+            ),
+            None => write!(
+                f,
+                "no epoch completed before, so there is no checkpoint to go back to"
+            ),
+        }?;
+        write!(f, ". Try a smaller --lr")
+    }
+}
+
+impl std::error::Error for RunDiverged {}
+
 /// Train `model` on `splits.train` with burn-train's `Learner` (Adam, 3%
 /// warm-up and cosine decay, per-task metrics), then score `splits.test`
 /// task by task. `collate` stacks the inputs of `X` for both backends.
 ///
+/// With `settings.resume`, training continues from the newest checkpoint of
+/// `artifact_dir` that loads (skipping damaged ones); otherwise earlier
+/// checkpoints there are removed. Checkpoints are full precision and written
+/// atomically; the last two epochs are kept.
+///
 /// # Errors
 ///
-/// None today besides those of the data; kept fallible for callers.
+/// An empty training split, and [`RunDiverged`] when a non-finite loss or
+/// gradient stopped the run (the weights are then not returned).
 #[allow(clippy::too_many_arguments)]
 pub fn fit_and_test<B, E, X, C>(
     model: MultiTaskClassifier<B, E>,
@@ -259,9 +417,44 @@ where
     <E::InnerModule as MultiTaskBody<B::InnerBackend>>::Input: std::fmt::Debug,
 {
     let Splits { train, valid, test } = splits;
+    if train.is_empty() {
+        bail!("the training split is empty: an epoch would train on nothing");
+    }
     let names = train.task_names();
     let steps = train.len().div_ceil(settings.batch_size) * settings.epochs;
     let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
+    let device = devices[0].clone();
+
+    // Resume from the newest checkpoint that loads, or start afresh.
+    let checkpoint_dir = artifact_dir.join("checkpoint");
+    let resume = if settings.resume {
+        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+            &checkpoint_dir,
+            settings.epochs,
+            &device,
+        )
+    } else {
+        if checkpoint_dir.exists() {
+            std::fs::remove_dir_all(&checkpoint_dir)
+                .with_context(|| format!("removing {}", checkpoint_dir.display()))?;
+        }
+        ResumePoint::default()
+    };
+    for rejected in &resume.rejected {
+        println!(
+            "   skipping the checkpoint of epoch {}: {}",
+            rejected.epoch, rejected.reason
+        );
+    }
+    let first_epoch = resume.epoch.map_or(1, |e| e + 1);
+    if let Some(e) = resume.epoch {
+        println!(
+            "   resuming after epoch {e} from {}",
+            checkpoint_dir.display()
+        );
+    }
+    let guard = model.guard().clone();
+    guard.starting_epoch(first_epoch);
 
     let inner: Box<dyn MetricsRenderer> =
         if settings.plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
@@ -274,9 +467,19 @@ where
         };
     let (renderer, history) = RecordingRenderer::new(inner);
 
+    // Epoch e's order and dropout masks depend on (seed, e) alone.
+    let train_loader: Arc<dyn DataLoader<B, MultiTaskBatch<B, E::Input>>> = Arc::new(
+        SeededEpochLoader::new(
+            MultiTaskBatcher::new(collate.clone()),
+            train,
+            settings.batch_size,
+            seed,
+        )
+        .starting_epoch(first_epoch),
+    );
     let mut training = SupervisedTraining::new(
         &artifact_dir,
-        loader::<B, X, C>(collate.clone(), train, settings.batch_size, Some(seed)),
+        train_loader,
         loader::<B::InnerBackend, X, C>(collate.clone(), valid, settings.batch_size, None),
     )
     .metric_train_numeric(TaskLossMetric::overall())
@@ -288,10 +491,15 @@ where
             .metric_valid_numeric(TaskLossMetric::task(TaskId(t), name))
             .metric_valid_numeric(TaskAccuracyMetric::task(TaskId(t), name));
     }
-    let mut training = training
-        .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new())
+    // The last two complete epochs are kept; a diverging epoch writes and deletes nothing.
+    let mut training = guard
+        .attach(training, 2)
+        .with_file_checkpointer(AtomicMpkRecorder::<CheckpointPrecision>::new())
         .num_epochs(settings.epochs)
         .renderer(renderer);
+    if let Some(e) = resume.epoch {
+        training = training.checkpoint(e);
+    }
     if devices.len() > 1 {
         training = training.with_training_strategy(
             ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into(),
@@ -301,6 +509,20 @@ where
     let learner = Learner::new(model, AdamConfig::new().init(), lr);
     let result = training.launch(learner);
     drop(result.renderer);
+    if let Err(divergence) = guard.check() {
+        let last_good_epoch = last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+            &checkpoint_dir,
+            settings.epochs,
+            &device,
+        )
+        .epoch;
+        return Err(RunDiverged {
+            divergence,
+            checkpoint_dir,
+            last_good_epoch,
+        }
+        .into());
+    }
     let model = result.model;
     let train_seconds = start.elapsed().as_secs_f64();
 
@@ -490,6 +712,192 @@ impl RunResult {
             peak_rss_mib: peak_rss_mib(),
         }
     }
+}
+
+/// The directory of one run of a comparison: `<out>/runs/<method>-seed<seed>/`,
+/// holding `settings.json`, `checkpoint/`, `adapter/` and, once the run has
+/// finished, `result.json`.
+pub fn run_dir(out: &Path, method: &str, seed: u64) -> PathBuf {
+    out.join("runs").join(format!("{method}-seed{seed}"))
+}
+
+/// A head-similarity matrix as stored in a run's `result.json`.
+#[derive(Serialize, Deserialize)]
+struct StoredSimilarity {
+    layer: String,
+    num_heads: usize,
+    matrix: Vec<f64>,
+    mean_pairwise: Option<f64>,
+}
+
+/// A run's `result.json`: its result and its head-similarity matrices.
+#[derive(Serialize, Deserialize)]
+struct StoredRun {
+    run: RunResult,
+    similarity: Vec<StoredSimilarity>,
+}
+
+impl RunResult {
+    /// Write this result to `path` atomically (JSON, with the similarity matrices).
+    ///
+    /// # Errors
+    ///
+    /// Serialization or I/O.
+    pub fn store(&self, path: &Path) -> Result<()> {
+        let stored = StoredRun {
+            run: self.clone(),
+            similarity: self
+                .similarity_matrices
+                .iter()
+                .map(|(layer, s)| StoredSimilarity {
+                    layer: layer.clone(),
+                    num_heads: s.num_heads,
+                    matrix: s.matrix.clone(),
+                    mean_pairwise: s.mean_pairwise,
+                })
+                .collect(),
+        };
+        write_atomically(path, serde_json::to_string_pretty(&stored)?.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Read a result written by [`store`](Self::store).
+    ///
+    /// # Errors
+    ///
+    /// I/O or a file that is not such a result.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let stored: StoredRun =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let mut run = stored.run;
+        run.similarity_matrices = stored
+            .similarity
+            .into_iter()
+            .map(|s| {
+                (
+                    s.layer,
+                    HeadSimilarity {
+                        matrix: s.matrix,
+                        num_heads: s.num_heads,
+                        mean_pairwise: s.mean_pairwise,
+                    },
+                )
+            })
+            .collect();
+        Ok(run)
+    }
+}
+
+/// What identifies a run's training: `settings` (all but the renderer and
+/// the resume flag) and the binary's own options in `extra` (data, splits).
+/// A run is resumed only under the same fingerprint.
+pub fn fingerprint(settings: &TrainSettings, extra: serde_json::Value) -> serde_json::Value {
+    let mut value = serde_json::to_value(settings).unwrap_or_default();
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("sampling".into(), format!("{:?}", settings.sampling).into());
+        if let serde_json::Value::Object(extra) = extra {
+            map.extend(extra);
+        }
+    }
+    value
+}
+
+/// The keys whose values differ between two fingerprints.
+fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (a, b) = (
+        a.as_object().unwrap_or(&empty),
+        b.as_object().unwrap_or(&empty),
+    );
+    let mut keys: Vec<String> = a
+        .keys()
+        .chain(b.keys())
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| v.map_or("none".into(), |v| v.to_string());
+            format!("{k}: {} before, {} now", show(a.get(k)), show(b.get(k)))
+        })
+        .collect();
+    keys.dedup();
+    keys
+}
+
+/// Every `(method, seed)` run of a comparison, in order, each in its
+/// [`run_dir`] under `out`, trained by `train_one(method, seed, dir)`.
+///
+/// A finished run's result is written atomically to `result.json` at once,
+/// and `after_each` gets every result so far (to rewrite the report). With
+/// `settings.resume`, finished runs are read back instead of trained, and an
+/// unfinished one resumes from its checkpoints (in `train_one`); a run
+/// directory started under another [`fingerprint`] is an error. Without it,
+/// each run directory is emptied first.
+///
+/// # Errors
+///
+/// The first run that fails, a settings mismatch, or I/O.
+pub fn run_comparison<M: fmt::Display + Copy>(
+    out: &Path,
+    methods: &[M],
+    seeds: &[u64],
+    settings: &TrainSettings,
+    fingerprint: &serde_json::Value,
+    mut train_one: impl FnMut(M, u64, PathBuf) -> Result<RunResult>,
+    mut after_each: impl FnMut(&[RunResult]) -> Result<()>,
+) -> Result<Vec<RunResult>> {
+    let mut runs = Vec::new();
+    for &method in methods {
+        for &seed in seeds {
+            let dir = run_dir(out, &method.to_string(), seed);
+            let settings_file = dir.join("settings.json");
+            let result_file = dir.join("result.json");
+            if settings.resume {
+                if let Ok(text) = std::fs::read_to_string(&settings_file) {
+                    let before: serde_json::Value = serde_json::from_str(&text)
+                        .with_context(|| format!("parsing {}", settings_file.display()))?;
+                    let diff = differing_keys(&before, fingerprint);
+                    if !diff.is_empty() {
+                        bail!(
+                            "{} was started with other settings ({}); run without --resume to \
+                             start over, or choose another --out",
+                            dir.display(),
+                            diff.join("; ")
+                        );
+                    }
+                }
+                if result_file.exists() {
+                    match RunResult::load(&result_file) {
+                        Ok(run) => {
+                            println!(
+                                "== {method}, seed {seed}: finished before, read back from {}",
+                                result_file.display()
+                            );
+                            runs.push(run);
+                            continue;
+                        }
+                        Err(e) => println!("== {method}, seed {seed}: {e:#}; training it again"),
+                    }
+                }
+            } else if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            write_atomically(
+                &settings_file,
+                serde_json::to_string_pretty(fingerprint)?.as_bytes(),
+            )
+            .with_context(|| format!("writing {}", settings_file.display()))?;
+            println!("== {method}, seed {seed}");
+            let run = train_one(method, seed, dir)
+                .with_context(|| format!("training {method} with seed {seed}"))?;
+            println!("{}", run.summary_line(settings.epochs));
+            run.store(&result_file)?;
+            runs.push(run);
+            after_each(&runs)?;
+        }
+    }
+    Ok(runs)
 }
 
 /// Sanity check used by the tests: the input width the body expects.

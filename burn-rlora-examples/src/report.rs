@@ -7,6 +7,8 @@ use anyhow::{Context, Result};
 use plotters::prelude::*;
 use serde::Serialize;
 
+use burn_rlora::multitask::write_atomically;
+
 use crate::compare::RunResult;
 
 /// Mean and sample standard deviation.
@@ -154,7 +156,9 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
 
 /// Write `table.md`, `results.json`, `loss.svg`, `head_similarity.svg` (heat
 /// maps, first seed) and `head_similarity_layers.svg` (mean pairwise head
-/// cosine similarity per adapted layer and method, averaged over seeds) under `dir`.
+/// cosine similarity per adapted layer and method, averaged over seeds) under
+/// `dir`. Each file is replaced atomically: a kill leaves the previous
+/// version, never a part.
 pub fn write(
     dir: &Path,
     runs: &[RunResult],
@@ -164,20 +168,35 @@ pub fn write(
     let summaries = summarize(runs);
     let table = markdown(&summaries, task_names);
     let md = dir.join("table.md");
-    fs::write(&md, format!("{header}\n\n{table}"))
+    write_atomically(&md, format!("{header}\n\n{table}").as_bytes())
         .with_context(|| format!("writing {}", md.display()))?;
     let json = dir.join("results.json");
     let value = serde_json::json!({ "tasks": task_names, "summary": summaries, "runs": runs });
-    fs::write(&json, serde_json::to_string_pretty(&value)?)
+    write_atomically(&json, serde_json::to_string_pretty(&value)?.as_bytes())
         .with_context(|| format!("writing {}", json.display()))?;
     let loss = dir.join("loss.svg");
-    plot_losses(&loss, runs).with_context(|| format!("plotting {}", loss.display()))?;
+    plot_atomically(&loss, |p| plot_losses(p, runs))?;
     let heat = dir.join("head_similarity.svg");
-    plot_similarity(&heat, runs).with_context(|| format!("plotting {}", heat.display()))?;
+    plot_atomically(&heat, |p| plot_similarity(p, runs))?;
     let layers = dir.join("head_similarity_layers.svg");
-    plot_similarity_by_layer(&layers, runs)
-        .with_context(|| format!("plotting {}", layers.display()))?;
+    plot_atomically(&layers, |p| plot_similarity_by_layer(p, runs))?;
     Ok(vec![md, json, loss, heat, layers])
+}
+
+/// Draw with `plot` into a temporary file next to `path`, then rename it over `path`.
+fn plot_atomically(path: &Path, plot: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.drawing-{}", std::process::id()));
+    let drawn = plot(&tmp)
+        .and_then(|()| fs::rename(&tmp, path).map_err(Into::into))
+        .with_context(|| format!("plotting {}", path.display()));
+    if drawn.is_err() {
+        fs::remove_file(&tmp).ok();
+    }
+    drawn
 }
 
 /// [`write`] the report, then print the table and the files written, with

@@ -159,10 +159,23 @@ const TASKS: [TaskSpec; 4] = [
 /// Test examples per task.
 pub const TEST_PER_TASK: usize = 400;
 
+/// The largest `scale` [`Benchmark::generate`] accepts (640,000 examples of
+/// the largest task, about 80 MiB of features).
+pub const MAX_DATA_SCALE: f64 = 100.0;
+
 impl Benchmark {
     /// Generate the benchmark from `data_seed`. `scale` multiplies the train
     /// sizes (at least 1 example per task).
-    pub fn generate(data_seed: u64, scale: f64) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// Unless `0 < scale <=` [`MAX_DATA_SCALE`].
+    pub fn generate(data_seed: u64, scale: f64) -> anyhow::Result<Self> {
+        if !(scale > 0.0 && scale <= MAX_DATA_SCALE) {
+            anyhow::bail!(
+                "the data scale must be above 0 and at most {MAX_DATA_SCALE}, got {scale}"
+            );
+        }
         let mut rng = StdRng::seed_from_u64(data_seed);
         let (d_in, d_h) = (D_IN, D_HIDDEN);
         let w1 = normal(&mut rng, d_in * d_h, (2.0 / d_in as f64).sqrt());
@@ -238,7 +251,7 @@ impl Benchmark {
             })
             .collect();
         let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
-        Benchmark {
+        Ok(Benchmark {
             base: BaseWeights {
                 w1: to32(w1),
                 b1: to32(b1),
@@ -246,7 +259,7 @@ impl Benchmark {
                 b2: to32(b2),
             },
             tasks,
-        }
+        })
     }
 }
 

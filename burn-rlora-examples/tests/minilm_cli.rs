@@ -75,20 +75,50 @@ fn missing_data_says_to_run_the_fetch_script() {
 }
 
 #[test]
-fn bad_numbers_are_clear_errors() {
-    for (args, needle) in [
-        (vec!["--epochs", "0"], "at least 1"),
-        (vec!["--train-per-task", "1"], "--train-per-task"),
-        (vec!["--sampling", "hot"], "--sampling"),
-        (vec!["--backend", "tpu"], "unknown backend 'tpu'"),
+fn bad_numbers_are_usage_errors_naming_the_option() {
+    for (args, option, needle) in [
+        (vec!["--epochs", "0"], "--epochs", "0"),
+        (vec!["--train-per-task", "1"], "--train-per-task", "2.."),
+        (vec!["--test-per-task", "0"], "--test-per-task", "1.."),
+        (
+            vec!["--test-fraction", "1"],
+            "--test-fraction",
+            "between 0 and 1",
+        ),
+        (vec!["--max-len", "100000"], "--max-len", "3..=512"),
+        (vec!["--sampling", "hot"], "--sampling", "temperature"),
+        (vec!["--lr", "1e400"], "--lr", "finite"),
+        (vec!["--alpha", "0"], "--alpha", "greater than 0"),
+        (vec!["--dropout=-0.1"], "--dropout", "[0, 1)"),
+        (vec!["--rank", "0"], "--rank", "1..=384"),
+        (vec!["--heads", "1000"], "--heads", "1..=64"),
+        (
+            vec!["--seed", "18446744073709551615", "--seeds", "3"],
+            "--seed",
+            "past the largest seed",
+        ),
     ] {
         let mut all = args.clone();
         let out_dir = temp("n");
         all.extend(["--out", out_dir.to_str().unwrap()]);
         let out = run(&all, None);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(option) && err.contains(needle),
+            "{args:?}: {err}"
+        );
     }
+    let out = run(
+        &["--backend", "tpu", "--out", temp("b").to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown backend 'tpu'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -157,4 +187,89 @@ fn a_tiny_real_run_writes_the_report() {
         );
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The adapter tensors of a run, by name.
+fn adapter_tensors(run: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(run.join("adapter/adapter_model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    tensors.sort();
+    tensors
+}
+
+#[test]
+fn a_killed_real_run_resumes_to_the_same_adapter() {
+    let Some(data) = common::fetched_data_or_skip("a_killed_real_run_resumes_to_the_same_adapter")
+    else {
+        return;
+    };
+    let args = |dir: &std::path::Path| -> Vec<String> {
+        [
+            "--methods",
+            "rlora",
+            "--seeds",
+            "1",
+            "--epochs",
+            "3",
+            "--train-per-task",
+            "12",
+            "--test-per-task",
+            "2",
+            "--max-len",
+            "12",
+            "--batch-size",
+            "4",
+            "--plain",
+            "--resume",
+            "--data-dir",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([
+            data.display().to_string(),
+            "--out".into(),
+            dir.display().to_string(),
+        ])
+        .collect()
+    };
+    let straight = temp("straight");
+    let a = args(&straight);
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>(), None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = adapter_tensors(&straight.join("runs/rlora-seed0"));
+
+    let killed = temp("killed");
+    let b = args(&killed);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let checkpoints = killed.join("runs/rlora-seed0/checkpoint");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_minilm-multitask"))
+        .args(&b)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let saved = |n: &str| checkpoints.join(format!("{n}-1.mpk")).exists();
+    while !(saved("model") && saved("optim") && saved("scheduler")) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the kill"
+        );
+        assert!(start.elapsed().as_secs() < 900, "no checkpoint of epoch 1");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run(&b, None);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("resuming after epoch"), "{stdout}");
+    assert_eq!(adapter_tensors(&killed.join("runs/rlora-seed0")), expected);
+    std::fs::remove_dir_all(&straight).ok();
+    std::fs::remove_dir_all(&killed).ok();
 }

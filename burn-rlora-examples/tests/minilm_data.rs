@@ -307,3 +307,45 @@ fn real_tasks_read_when_fetched() {
         );
     }
 }
+
+#[test]
+fn an_unterminated_quote_costs_one_row_and_reading_goes_on() {
+    let dir = temp_dir("quote");
+    let path = dir.join("tweets.csv");
+    std::fs::write(
+        &path,
+        "sentiment,confidence,text\n\
+         negative,0.5,\"fine text\"\n\
+         positive,0.9,\"this quote never closes\n\
+         neutral,0.6,\"next row is fine\"\n\
+         positive,0.8,plain row\n\
+         negative,0.7,\"a quoted field\n\
+         over two lines\"\n\
+         neutral,0.4,\"and an open quote at the end\n",
+    )
+    .unwrap();
+    let data = Task::TweetSentiment.read(&path).expect("reads");
+    let texts: Vec<&str> = data.examples.iter().map(|e| e.text.as_str()).collect();
+    assert_eq!(
+        texts,
+        [
+            "fine text",
+            "next row is fine",
+            "plain row",
+            "a quoted field\nover two lines"
+        ]
+    );
+    let skipped: Vec<(String, &str)> = data
+        .skipped
+        .iter()
+        .map(|s| (s.location.clone(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, format!("{}:3", path.display()));
+    assert!(
+        skipped[0].1.starts_with("unterminated quote"),
+        "{skipped:?}"
+    );
+    assert_eq!(skipped[1].0, format!("{}:8", path.display()));
+    std::fs::remove_dir_all(&dir).ok();
+}

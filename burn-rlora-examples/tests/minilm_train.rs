@@ -39,6 +39,7 @@ fn settings() -> TrainSettings {
         sampling: SamplingStrategy::Temperature(2.0),
         devices: 1,
         plain: true,
+        resume: false,
     }
 }
 

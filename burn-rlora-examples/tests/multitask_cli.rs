@@ -73,20 +73,266 @@ fn an_unwritable_output_directory_is_a_clear_error() {
 }
 
 #[test]
-fn bad_numbers_are_clear_errors() {
-    for (args, needle) in [
-        (vec!["--epochs", "0"], "at least 1"),
-        (vec!["--sampling", "hot"], "--sampling"),
-        (vec!["--rank", "0"], "rank must be at least 1"),
-        (vec!["--dropout", "1.5"], "dropout must be in [0, 1)"),
+fn bad_numbers_are_usage_errors_naming_the_option() {
+    for (args, option, needle) in [
+        (vec!["--epochs", "0"], "--epochs", "0"),
+        (vec!["--sampling", "hot"], "--sampling", "temperature"),
+        (vec!["--sampling", "1e-300"], "--sampling", "0.1"),
+        (vec!["--rank", "0"], "--rank", "1..=64"),
+        (vec!["--rank", "65"], "--rank", "1..=64"),
+        (vec!["--heads", "0"], "--heads", "1..=64"),
+        (vec!["--dropout", "1.5"], "--dropout", "[0, 1)"),
+        (vec!["--lr", "0"], "--lr", "greater than 0"),
+        (vec!["--lr", "nan"], "--lr", "finite"),
+        (vec!["--lr=-1e-3"], "--lr", "greater than 0"),
+        (vec!["--alpha", "inf"], "--alpha", "finite"),
+        (vec!["--balance=-1"], "--balance", "0 or more"),
+        (vec!["--data-scale", "1e30"], "--data-scale", "at most 100"),
+        (vec!["--data-scale", "0"], "--data-scale", "greater than 0"),
+        (vec!["--batch-size", "0"], "--batch-size", "0"),
+        (vec!["--devices", "0"], "--devices", "0"),
+        (vec!["--seeds", "0"], "--seeds", "0"),
+        (
+            vec!["--seed", "18446744073709551615", "--seeds", "2"],
+            "--seed",
+            "past the largest seed",
+        ),
     ] {
         let mut all = args.clone();
         let out_dir = temp("n");
         all.extend(["--out", out_dir.to_str().unwrap()]);
         let out = run(&all);
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(option) && err.contains(needle),
+            "{args:?}: {err}"
+        );
+        assert!(!out_dir.exists(), "{args:?} created {}", out_dir.display());
     }
+}
+
+#[test]
+fn a_diverging_run_exits_non_zero_naming_the_iteration_and_saves_no_adapter() {
+    let dir = temp("diverge");
+    let out = run(&[
+        "--methods",
+        "rlora",
+        "--seeds",
+        "1",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e30",
+        "--data-scale",
+        "0.02",
+        "--plain",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("training diverged: non-finite")
+            && err.contains("at epoch 1, iteration ")
+            && err.contains("no adapter was saved")
+            && err.contains("no epoch completed"),
+        "{err}"
+    );
+    let run_dir = dir.join("runs/rlora-seed0");
+    assert!(!run_dir.join("adapter").exists(), "an adapter was saved");
+    assert!(!run_dir.join("result.json").exists());
+    assert!(!dir.join("table.md").exists(), "a report of a diverged run");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The tensors of a saved adapter, by name.
+fn adapter_tensors(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join("adapter/adapter_model.safetensors")).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors: Vec<(String, Vec<u8>)> = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, view.data().to_vec()))
+        .collect();
+    tensors.sort();
+    tensors
+}
+
+/// Whether all three checkpoint files of `epoch` are there (each is written atomically).
+fn epoch_saved(checkpoints: &std::path::Path, epoch: usize) -> bool {
+    ["model", "optim", "scheduler"]
+        .iter()
+        .all(|n| checkpoints.join(format!("{n}-{epoch}.mpk")).exists())
+}
+
+/// Start `args`, wait until `ready` holds (polling), then SIGKILL it.
+fn kill_when(args: &[&str], ready: impl Fn() -> bool) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_multitask"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let start = std::time::Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed");
+        }
+        assert!(start.elapsed().as_secs() < 600, "the run never got there");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
+    let args = |dir: &std::path::Path| -> Vec<String> {
+        [
+            "--methods",
+            "rlora",
+            "--seeds",
+            "1",
+            "--seed",
+            "3",
+            "--epochs",
+            "3",
+            "--data-scale",
+            "0.1",
+            "--batch-size",
+            "16",
+            "--plain",
+            "--resume",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.display().to_string()])
+        .collect()
+    };
+    let straight = temp("straight");
+    let a = args(&straight);
+    let out = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let expected = adapter_tensors(&straight.join("runs/rlora-seed3"));
+
+    // Killed in epoch 2, after epoch 1's checkpoint is complete.
+    let killed = temp("killed");
+    let b = args(&killed);
+    let b: Vec<&str> = b.iter().map(String::as_str).collect();
+    let checkpoints = killed.join("runs/rlora-seed3/checkpoint");
+    kill_when(&b, || epoch_saved(&checkpoints, 1));
+    assert!(
+        !checkpoints.join("model-2.mpk").exists(),
+        "killed too late: epoch 2 was done"
+    );
+    let out = run(&b);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout.contains("resuming after epoch 1"), "{stdout}");
+    assert_eq!(
+        adapter_tensors(&killed.join("runs/rlora-seed3")),
+        expected,
+        "the resumed run ended on other weights"
+    );
+
+    // Killed in epoch 3 with epoch 2's model file then truncated: epoch 2 is
+    // skipped, epoch 1 resumed from, and the weights are still the same.
+    let damaged = temp("damaged");
+    let c = args(&damaged);
+    let c: Vec<&str> = c.iter().map(String::as_str).collect();
+    let checkpoints = damaged.join("runs/rlora-seed3/checkpoint");
+    kill_when(&c, || epoch_saved(&checkpoints, 2));
+    assert!(
+        !checkpoints.join("model-3.mpk").exists(),
+        "killed too late: epoch 3 was done"
+    );
+    let model2 = checkpoints.join("model-2.mpk");
+    let bytes = std::fs::read(&model2).unwrap();
+    std::fs::write(&model2, &bytes[..bytes.len() / 3]).unwrap();
+    let out = run(&c);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout.contains("skipping the checkpoint of epoch 2")
+            && stdout.contains("resuming after epoch 1"),
+        "{stdout}"
+    );
+    assert_eq!(adapter_tensors(&damaged.join("runs/rlora-seed3")), expected);
+    for d in [straight, killed, damaged] {
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
+
+#[test]
+fn a_resumed_comparison_reads_finished_runs_back_and_refuses_other_settings() {
+    let dir = temp("compare");
+    let args = |extra: &[&str]| -> Vec<String> {
+        [
+            "--methods",
+            "lora,rlora",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--data-scale",
+            "0.02",
+            "--plain",
+            "--resume",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([dir.display().to_string()])
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+    };
+    let first = args(&[]);
+    let first: Vec<&str> = first.iter().map(String::as_str).collect();
+    let out = run(&first);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for run_name in ["lora-seed0", "rlora-seed0"] {
+        assert!(dir.join("runs").join(run_name).join("result.json").exists());
+    }
+    let table = std::fs::read_to_string(dir.join("table.md")).unwrap();
+    // Remove the report: the rerun writes it again from the stored results.
+    std::fs::remove_file(dir.join("table.md")).unwrap();
+    let out = run(&first);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout.matches("finished before, read back").count(),
+        2,
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("epoch 1/1 train"),
+        "a finished run trained again: {stdout}"
+    );
+    let again = std::fs::read_to_string(dir.join("table.md")).unwrap();
+    let rows = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("| lora") || l.starts_with("| rlora"))
+            .map(|l| {
+                // The accuracy columns; the wall time differs between the two writes.
+                l.split('|').take(8).collect::<Vec<_>>().join("|")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(rows(&again), rows(&table));
+    assert_eq!(rows(&again).len(), 2);
+
+    let other = args(&["--lr", "0.01"]);
+    let other: Vec<&str> = other.iter().map(String::as_str).collect();
+    let out = run(&other);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("other settings") && err.contains("lr"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Adapter checkpoints: round trips, whole models, the reference fixture,
 //! every load error, atomic saves and merging. Needs the `store` feature.
 
+mod common;
 mod suite;
 
 use std::path::{Path, PathBuf};
@@ -108,6 +109,7 @@ fn fresh_like(m: &Mlp<NB>, config: &RLoraConfig) -> Mlp<NB> {
         weight: Param::from_tensor(l.weight.val()),
         bias: l.bias.as_ref().map(|b| Param::from_tensor(b.val())),
     };
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 999);
     Mlp {
         up_proj: RLoraLinear::from_linear(base(&m.up_proj), config).unwrap(),
@@ -184,6 +186,7 @@ fn load_err(model: Mlp<NB>, dir: &Path, options: &LoadOptions) -> CheckpointErro
 #[test]
 fn round_trip_every_preset_is_bit_identical() {
     for method in Method::ALL {
+        let _rng = common::rng_lock();
         NB::seed(&dev(), 1);
         let config = method.config(4, 16.0, 3);
         let model = trained(mlp(&config));
@@ -222,6 +225,7 @@ fn round_trip_every_preset_is_bit_identical() {
 
 #[test]
 fn file_holds_only_adapter_tensors_in_pytorch_layout_with_reference_names() {
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 2);
     let config = RLoraConfig::r_lora(4, 16.0, 3);
     let model = trained(mlp(&config));
@@ -294,6 +298,7 @@ fn file_holds_only_adapter_tensors_in_pytorch_layout_with_reference_names() {
 
 #[test]
 fn whole_model_round_trip_with_rename_rules() {
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 3);
     let config = RLoraConfig::r_lora(2, 8.0, 4);
     let decoder = Decoder {
@@ -338,6 +343,7 @@ fn whole_model_round_trip_with_rename_rules() {
 
 #[test]
 fn a_single_layer_round_trips_under_its_prefix_name() {
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 9);
     let config = RLoraConfig::hydra_lora_init(2, 8.0, 2);
     let layer = perturb(
@@ -384,6 +390,7 @@ fn loading_into_an_autodiff_model_keeps_trainable_and_frozen_flags() {
     let config = RLoraConfig::r_lora(2, 8.0, 3);
     let make =
         || RLoraLinear::from_linear(LinearConfig::new(6, 5).init::<AD>(&dev()), &config).unwrap();
+    let _rng = common::rng_lock();
     AD::seed(&dev(), 10);
     let saved = make();
     let dir = tmp("autodiff");
@@ -411,6 +418,7 @@ fn loading_into_an_autodiff_model_keeps_trainable_and_frozen_flags() {
 
 #[test]
 fn half_precision_files_are_converted_to_the_model_type() {
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 4);
     let config = RLoraConfig::r_lora(4, 16.0, 3);
     let model = trained(mlp(&config));
@@ -441,6 +449,7 @@ fn half_precision_files_are_converted_to_the_model_type() {
 // -------------------------------------------------------------- error cases
 
 fn saved(name: &str, config: &RLoraConfig) -> (Mlp<NB>, TempDir) {
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 5);
     let model = trained(mlp(config));
     let dir = tmp(name);
@@ -705,6 +714,7 @@ fn failed_save_leaves_previous_checkpoint_intact() {
     let blocker = dir.join(format!(".{TENSORS_FILE}.tmp-{}", std::process::id()));
     std::fs::create_dir(&blocker).unwrap();
     std::fs::write(blocker.join("keep"), b"x").unwrap();
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 77);
     let other = trained(mlp(&config));
     let err = save_adapter(&other, &dir, &SaveOptions::new(config.clone())).unwrap_err();
@@ -727,6 +737,7 @@ fn config_from_another_save_is_detected() {
     let config = RLoraConfig::r_lora(4, 16.0, 3);
     let (fresh, dir) = saved("digest", &config);
     let old_json = read_bytes(&dir).0;
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 78);
     save_default(&trained(mlp(&config)), &config, &dir);
     // As if a crash happened between the two renames.
@@ -753,6 +764,7 @@ fn merge_whole_model_into_plain_type_is_exact() {
         RLoraConfig::lora(4, 8.0),
         RLoraConfig::r_lora_no_router(4, 16.0, 3),
     ] {
+        let _rng = common::rng_lock();
         NB::seed(&dev(), 6);
         let model = trained(mlp(&config));
         let x = input(8);
@@ -807,6 +819,7 @@ fn merging_a_softmax_router_explains_why_not() {
 
 #[test]
 fn merge_safetensors_matches_layer_merge() {
+    let _rng = common::rng_lock();
     NB::seed(&dev(), 8);
     let config = RLoraConfig::r_lora_no_router(4, 16.0, 3);
     let model = trained(mlp(&config));

@@ -1,13 +1,13 @@
 //! Gradients of A, the heads and the router against central finite differences, in f64,
 //! with and without dropout (the masks are redrawn from the same seed for every evaluation).
 
-use std::sync::Mutex;
-
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Param;
 use burn::nn::LinearConfig;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use burn_rlora::{RLoraConfig, RLoraLinear};
+
+mod common;
 
 type B = Autodiff<NdArray<f64>>;
 
@@ -31,10 +31,6 @@ fn param(layer: &mut RLoraLinear<B>, which: Which) -> &mut Param<Tensor<B, 2>> {
     }
 }
 
-/// The backend's RNG is global: a test that reseeds it to redraw the same
-/// dropout masks must not interleave its draws with another test's.
-static RNG: Mutex<()> = Mutex::new(());
-
 /// loss = sum(y * w) for a fixed random `w`, so every output matters differently.
 /// The RNG is reseeded first, so every evaluation draws the same dropout masks.
 fn loss(layer: &RLoraLinear<B>, x: &Tensor<B, 3>, w: &Tensor<B, 3>) -> Tensor<B, 1> {
@@ -48,7 +44,7 @@ fn check(config: RLoraConfig, whiches: &[Which]) {
 
 /// Returns the analytic gradients, in the order of `whiches`.
 fn check_with_dropout(config: RLoraConfig, dropout: f64, whiches: &[Which]) -> Vec<Vec<f64>> {
-    let _rng = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let _rng = common::rng_lock();
     let device = Default::default();
     <B as burn::tensor::backend::Backend>::seed(&device, 3);
     let base = LinearConfig::new(6, 5).init::<B>(&device);

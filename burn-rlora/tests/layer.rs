@@ -1,6 +1,7 @@
 //! Layer behaviour checked on ndarray: dropout masks, init statistics, errors,
 //! merge, base loading, display and shapes.
 
+mod common;
 mod suite;
 
 use burn::backend::{Autodiff, NdArray};
@@ -47,6 +48,7 @@ fn mask_probe(mode: DropoutMode, r: usize, n: usize, p: f64) -> (RLoraLinear<AB>
 
 #[test]
 fn per_head_masks_are_independent_with_keep_fraction_one_minus_p() {
+    let _rng = common::rng_lock();
     AB::seed(&Default::default(), 21);
     let (r, n, p, tokens) = (8, 4, 0.3, 4000);
     let (layer, unit) = mask_probe(DropoutMode::PerHead, r, n, p);
@@ -91,6 +93,7 @@ fn per_head_masks_are_independent_with_keep_fraction_one_minus_p() {
 
 #[test]
 fn input_dropout_shares_one_mask_across_heads() {
+    let _rng = common::rng_lock();
     AB::seed(&Default::default(), 22);
     let (r, n, p, tokens) = (8, 3, 0.25, 3000);
     let (layer, unit) = mask_probe(DropoutMode::Input, r, n, p);
@@ -115,6 +118,7 @@ fn input_dropout_shares_one_mask_across_heads() {
 
 #[test]
 fn dropout_is_applied_only_in_training() {
+    let _rng = common::rng_lock();
     AB::seed(&Default::default(), 23);
     let (layer, unit) = mask_probe(DropoutMode::PerHead, 4, 3, 0.5);
     let x = Tensor::<B, 2>::ones([50, 4], &Default::default());
@@ -143,6 +147,7 @@ fn within(got: f64, want: f64, rel: f64, what: &str) {
 
 #[test]
 fn init_statistics_match_each_scheme() {
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 24);
     let (d_in, d_out, r, n) = (400, 900, 8, 4);
     let layer_with = |a: InitScheme, b: InitScheme, gamma: Option<f64>| {
@@ -232,6 +237,7 @@ fn init_statistics_match_each_scheme() {
 
 #[test]
 fn heads_differ_under_r_lora_and_are_identical_zeros_under_hydra_lora() {
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 25);
     let r_lora =
         RLoraLinear::from_linear(base::<B>(64, 48), &RLoraConfig::r_lora(4, 32.0, 5)).unwrap();
@@ -495,6 +501,7 @@ fn wrong_input_width_is_an_error_from_try_forward() {
 
 #[test]
 fn forward_works_for_ranks_one_to_four_like_linear() {
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 26);
     let layer = suite::perturb(
         RLoraLinear::from_linear(base::<B>(6, 5), &RLoraConfig::r_lora(2, 4.0, 3)).unwrap(),
@@ -522,6 +529,7 @@ fn forward_works_for_ranks_one_to_four_like_linear() {
 
 #[test]
 fn merge_is_exact_for_lora_and_the_uniform_router() {
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 27);
     let x = Tensor::<B, 2>::random([9, 12], Distribution::Normal(0.0, 1.0), &Default::default());
     for config in [
@@ -554,6 +562,7 @@ fn merge_with_a_softmax_router_says_why_not() {
 
 #[test]
 fn folding_the_compensation_keeps_the_function_and_the_layout() {
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 28);
     let col = LinearConfig::new(12, 10)
         .with_layout(LinearLayout::Col)
@@ -575,6 +584,7 @@ fn folding_the_compensation_keeps_the_function_and_the_layout() {
 
 #[test]
 fn col_layout_base_is_accepted_and_identity_holds() {
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 29);
     let col = LinearConfig::new(12, 10)
         .with_layout(LinearLayout::Col)
@@ -588,6 +598,7 @@ fn col_layout_base_is_accepted_and_identity_holds() {
 #[test]
 fn a_plain_linear_checkpoint_loads_into_the_adapted_layer() {
     use burn_store::{ModuleSnapshot, SafetensorsStore};
+    let _rng = common::rng_lock();
     B::seed(&Default::default(), 30);
     let dir = std::env::temp_dir().join(format!("burn-rlora-base-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

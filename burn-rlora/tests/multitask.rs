@@ -19,6 +19,8 @@ use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraini
 use burn_rlora::multitask::*;
 use burn_rlora::{load_balance_loss, RLoraConfig, RLoraLinear};
 
+mod common;
+
 type B = NdArray<f32>;
 type AB = Autodiff<B>;
 
@@ -192,15 +194,25 @@ impl<B: Backend> MultiTaskBody<B> for TinyBody<B> {
 }
 
 fn tiny_model<Bk: Backend>(device: &Bk::Device) -> MultiTaskClassifier<Bk, TinyBody<Bk>> {
+    tiny_model_with_dropout(device, 0.0)
+}
+
+fn tiny_model_with_dropout<Bk: Backend>(
+    device: &Bk::Device,
+    dropout: f64,
+) -> MultiTaskClassifier<Bk, TinyBody<Bk>> {
+    let _rng = common::rng_lock();
     Bk::seed(device, 9);
     let base = LinearConfig::new(4, 8).init::<Bk>(device);
     let layer =
-        RLoraLinear::from_linear(base, &RLoraConfig::r_lora(2, 4.0, 3).with_dropout(0.0)).unwrap();
+        RLoraLinear::from_linear(base, &RLoraConfig::r_lora(2, 4.0, 3).with_dropout(dropout))
+            .unwrap();
     MultiTaskClassifier::new(TinyBody { layer }, TaskHeads::new(8, &[3, 2], device))
 }
 
 #[test]
 fn loss_is_the_batch_mean_cross_entropy_plus_the_balance_term() {
+    let _rng = common::rng_lock();
     let device = Default::default();
     let model = tiny_model::<B>(&device);
     let x = Tensor::<B, 2>::from_data(
@@ -446,6 +458,7 @@ fn learner(model: Model, steps: usize) -> Learner<Components> {
 
 #[test]
 fn a_short_learner_run_lowers_the_loss_and_reports_every_task() {
+    let _rng = common::rng_lock();
     let dir = artifact_dir("learner");
     let model = tiny_model::<AB>(&Default::default());
     let before = mean_loss(&model.valid());
@@ -486,6 +499,7 @@ fn adapter_values<Bk: Backend>(m: &MultiTaskClassifier<Bk, TinyBody<Bk>>) -> Vec
 
 #[test]
 fn training_resumes_from_a_checkpoint() {
+    let _rng = common::rng_lock();
     let dir = artifact_dir("resume");
     let device = Default::default();
     let (t, _) = training(&dir, 1);
@@ -536,6 +550,7 @@ fn training_resumes_from_a_checkpoint() {
 
 #[test]
 fn multi_device_data_parallel_training_runs_on_two_cpu_workers() {
+    let _rng = common::rng_lock();
     let dir = artifact_dir("multi");
     let model = tiny_model::<AB>(&Default::default());
     let before = mean_loss(&model.valid());
@@ -548,4 +563,275 @@ fn multi_device_data_parallel_training_runs_on_two_cpu_workers() {
     let after = mean_loss(&trained);
     assert!(after < 0.9 * before, "validation loss {before} -> {after}");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn extreme_temperatures_give_a_full_epoch_not_nan() {
+    let sizes = [900, 300, 100];
+    // T -> 0: every draw from the largest task; T -> inf: uniform.
+    let cold = SamplingStrategy::Temperature(1e-300);
+    assert_eq!(cold.probabilities(&sizes).unwrap(), vec![1.0, 0.0, 0.0]);
+    assert_eq!(cold.counts(&sizes).unwrap(), vec![1300, 0, 0]);
+    let hot = SamplingStrategy::Temperature(1e300).counts(&sizes).unwrap();
+    assert_eq!(hot, vec![434, 433, 433]);
+    let data = three_tasks(cold, 1);
+    assert_eq!(data.len(), 1300);
+    assert_eq!(data.task_counts(), &[1300, 0, 0]);
+}
+
+/// A body that turns its features into NaN from the `poison_at`-th training
+/// forward on (0-based), to make a run diverge at a known iteration.
+#[derive(Module, Debug)]
+struct PoisonBody<B: Backend> {
+    inner: TinyBody<B>,
+    #[module(skip)]
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+    #[module(skip)]
+    poison_at: usize,
+}
+
+impl<B: Backend> MultiTaskBody<B> for PoisonBody<B> {
+    type Input = Tensor<B, 2>;
+
+    fn forward(&self, x: Tensor<B, 2>) -> BodyOutput<B> {
+        let mut out = self.inner.forward(x);
+        if B::ad_enabled(&out.features.device()) {
+            let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if call >= self.poison_at {
+                out.features = out.features.mul_scalar(f64::NAN);
+            }
+        }
+        out
+    }
+}
+
+type PoisonModel = MultiTaskClassifier<AB, PoisonBody<AB>>;
+type PoisonComponents = burn::train::LearningComponentsMarker<
+    AB,
+    WarmupCosineLr,
+    PoisonModel,
+    burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, PoisonModel, AB>,
+>;
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
+    let _rng = common::rng_lock();
+    let dir = artifact_dir("diverge");
+    let device = Default::default();
+    let tiny = tiny_model::<AB>(&device);
+    // Poisoned from the 6th step of epoch 3.
+    let body = PoisonBody {
+        inner: tiny.body,
+        calls: Default::default(),
+        poison_at: 2 * ITERS_PER_EPOCH + 5,
+    };
+    let model = MultiTaskClassifier::new(body, tiny.heads);
+    let guard = model.guard().clone();
+    let (train, valid) = loaders(1);
+    let training = SupervisedTraining::new(&dir, train, valid)
+        .metric_valid_numeric(TaskLossMetric::overall())
+        .renderer(PlainRenderer::new());
+    // Keep only the newest epoch: the diverging one must not push it out.
+    let training: SupervisedTraining<PoisonComponents> = guard
+        .attach(training, 1)
+        .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new())
+        .num_epochs(5);
+    let optim = AdamConfig::new().init();
+    let lr = WarmupCosineLr::new(2e-2, 0.0, 1, 5 * ITERS_PER_EPOCH);
+    let trained = training.launch(Learner::new(model, optim, lr)).model;
+
+    let divergence = guard.check().unwrap_err();
+    assert_eq!(
+        (divergence.phase, divergence.epoch, divergence.iteration),
+        (Phase::Training, 3, 6),
+        "{divergence}"
+    );
+    assert!(divergence.loss.is_nan());
+    assert!(
+        divergence
+            .to_string()
+            .contains("non-finite training loss (NaN) at epoch 3, iteration 6"),
+        "{divergence}"
+    );
+    // The diverging step and the run's end never touched the weights.
+    let values = adapter_values(&MultiTaskClassifier::new(trained.body.inner, trained.heads));
+    assert!(values.iter().all(|v| v.is_finite()), "{values:?}");
+    let checkpoints = dir.join("checkpoint");
+    assert_eq!(checkpoint_epochs(&checkpoints), vec![2]);
+    assert!(!checkpoints.join("optim-3.mpk").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A loader of dense multi-task batches on `Bk`.
+type DenseLoader<Bk> = Arc<dyn DataLoader<Bk, MultiTaskBatch<Bk, Tensor<Bk, 2>>>>;
+
+/// `epochs` epochs of the tiny model with dropout on a seeded loader, resumed
+/// from checkpoint `resume` if given; the adapter's values at the end.
+fn seeded_run<Bk: Backend>(
+    dir: &std::path::Path,
+    epochs: usize,
+    resume: Option<usize>,
+) -> Vec<f32> {
+    type Ad<Bk> = Autodiff<Bk>;
+    let device = Default::default();
+    let model = tiny_model_with_dropout::<Ad<Bk>>(&device, 0.2);
+    let first = resume.map_or(1, |e| e + 1);
+    model.guard().starting_epoch(first);
+    let (train, valid) = tiny_data(1);
+    let train: DenseLoader<Ad<Bk>> = Arc::new(
+        SeededEpochLoader::new(MultiTaskBatcher::new(DenseCollate), train, 16, 5)
+            .starting_epoch(first),
+    );
+    let valid: DenseLoader<Bk> = DataLoaderBuilder::new(MultiTaskBatcher::new(DenseCollate))
+        .batch_size(32)
+        .build(valid);
+    let training = SupervisedTraining::new(dir, train, valid)
+        .metric_valid_numeric(TaskLossMetric::overall())
+        .renderer(PlainRenderer::new());
+    let mut training = model
+        .guard()
+        .attach(training, 2)
+        .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new())
+        .num_epochs(epochs);
+    if let Some(e) = resume {
+        training = training.checkpoint(e);
+    }
+    let lr = WarmupCosineLr::new(2e-2, 0.0, 1, 3 * ITERS_PER_EPOCH);
+    let guard = model.guard().clone();
+    let trained = training
+        .launch(Learner::new(model, AdamConfig::new().init(), lr))
+        .model;
+    guard.check().unwrap();
+    adapter_values(&trained)
+}
+
+fn same_seed_same_adapter<Bk: Backend>(name: &str) {
+    let _rng = common::rng_lock();
+    let (a, b) = (
+        artifact_dir(&format!("{name}-a")),
+        artifact_dir(&format!("{name}-b")),
+    );
+    let first = seeded_run::<Bk>(&a, 2, None);
+    let second = seeded_run::<Bk>(&b, 2, None);
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&first), bits(&second), "{name}: two runs differ");
+    assert_ne!(
+        first,
+        adapter_values(&tiny_model::<Bk>(&Default::default()))
+    );
+    std::fs::remove_dir_all(&a).ok();
+    std::fs::remove_dir_all(&b).ok();
+}
+
+#[test]
+fn the_same_seed_gives_a_bit_identical_adapter_on_ndarray() {
+    same_seed_same_adapter::<NdArray<f32>>("same-ndarray");
+}
+
+#[test]
+fn the_same_seed_gives_a_bit_identical_adapter_on_flex() {
+    same_seed_same_adapter::<burn::backend::Flex>("same-flex");
+}
+
+#[test]
+fn a_resumed_run_ends_bit_identical_and_skips_a_damaged_checkpoint() {
+    let _rng = common::rng_lock();
+    let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    let straight_dir = artifact_dir("straight");
+    let straight = bits(seeded_run::<B>(&straight_dir, 3, None));
+
+    // Two epochs, then the third from checkpoint 2.
+    let dir = artifact_dir("resumed");
+    seeded_run::<B>(&dir, 2, None);
+    let checkpoints = dir.join("checkpoint");
+    type Tiny = MultiTaskClassifier<AB, TinyBody<AB>>;
+    type TinyComponents = burn::train::LearningComponentsMarker<
+        AB,
+        WarmupCosineLr,
+        Tiny,
+        burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Tiny, AB>,
+    >;
+    let scan = |dir: &std::path::Path| {
+        last_complete_checkpoint::<TinyComponents, FullPrecisionSettings>(
+            dir,
+            3,
+            &Default::default(),
+        )
+    };
+    assert_eq!(scan(&checkpoints).epoch, Some(2));
+    let resumed = bits(seeded_run::<B>(&dir, 3, Some(2)));
+    assert_eq!(resumed, straight, "resumed from epoch 2");
+
+    // A truncated epoch-2 model file (and a leftover temporary file) is skipped
+    // in favour of epoch 1, and the run still ends on the same weights.
+    let dir = artifact_dir("damaged");
+    seeded_run::<B>(&dir, 2, None);
+    let checkpoints = dir.join("checkpoint");
+    let model2 = checkpoints.join("model-2.mpk");
+    let bytes = std::fs::read(&model2).unwrap();
+    std::fs::write(&model2, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(checkpoints.join(".optim-3.mpk.partial-1"), b"half").unwrap();
+    let point = scan(&checkpoints);
+    assert_eq!(point.epoch, Some(1));
+    assert_eq!(point.rejected.len(), 1);
+    assert_eq!(point.rejected[0].epoch, 2);
+    assert!(
+        point.rejected[0].reason.contains("model-2.mpk"),
+        "{:?}",
+        point.rejected
+    );
+    assert!(!checkpoints.join(".optim-3.mpk.partial-1").exists());
+    let recovered = bits(seeded_run::<B>(&dir, 3, Some(1)));
+    assert_eq!(recovered, straight, "resumed from epoch 1");
+    for d in [straight_dir, dir] {
+        std::fs::remove_dir_all(&d).ok();
+    }
+}
+
+#[test]
+fn atomic_writes_replace_the_whole_file() {
+    let dir = artifact_dir("atomic");
+    let path = dir.join("sub/file.json");
+    write_atomically(&path, b"first").unwrap();
+    write_atomically(&path, b"second, longer").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"second, longer");
+    // Nothing else is left in the directory.
+    let names: Vec<_> = std::fs::read_dir(dir.join("sub")).unwrap().collect();
+    assert_eq!(names.len(), 1);
+    // A path whose directory is a file fails cleanly.
+    assert!(write_atomically(&path.join("below"), b"x").is_err());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_seeded_loader_orders_each_epoch_by_seed_and_epoch_alone() {
+    // Each epoch reseeds the backend's generator.
+    let _rng = common::rng_lock();
+    let (train, _) = tiny_data(1);
+    let loader: SeededEpochLoader<B, TaskItem<Vec<f32>>, MultiTaskBatch<B, Tensor<B, 2>>> =
+        SeededEpochLoader::new(MultiTaskBatcher::new(DenseCollate), train, 16, 5);
+    let inputs = |loader: &SeededEpochLoader<_, _, _>| -> Vec<f32> {
+        loader
+            .iter()
+            .flat_map(|b: MultiTaskBatch<B, Tensor<B, 2>>| {
+                b.inputs.into_data().to_vec::<f32>().unwrap()
+            })
+            .collect()
+    };
+    let e1 = inputs(&loader);
+    let e2 = inputs(&loader);
+    assert_ne!(e1, e2, "epochs 1 and 2 share an order");
+    assert_eq!(loader.next_epoch(), 3);
+    let (train, _) = tiny_data(1);
+    let fresh =
+        SeededEpochLoader::new(MultiTaskBatcher::new(DenseCollate), train, 16, 5).starting_epoch(2);
+    assert_eq!(
+        inputs(&fresh),
+        e2,
+        "epoch 2 depends on where the loader started"
+    );
+    assert_eq!(loader.num_items(), 2 * 192);
+    let mut order = loader.order(7);
+    order.sort_unstable();
+    assert_eq!(order, (0..2 * 192).collect::<Vec<_>>());
 }

@@ -17,20 +17,24 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
+use burn_rlora::multitask::SamplingStrategy;
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{parse_sampling, RunResult, TrainSettings};
+use burn_rlora_examples::compare::{
+    fingerprint, parse_dropout, parse_fraction, parse_non_negative, parse_positive, parse_sampling,
+    run_comparison, seed_range, RunResult, TrainSettings,
+};
 use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
     MiniLmMethod, MiniLmPaths, MiniLmTokenizer, PreparedTask, SplitSettings,
 };
 use burn_rlora_examples::report;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 /// Multi-task fine-tuning of pretrained MiniLM on four real text tasks.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "minilm-multitask", version, about)]
 struct Args {
     /// Methods, comma-separated: probe (frozen encoder, heads only), lora,
     /// hydralora, hydralora-mt, hydralora-init, rlora, rlora-norouter.
@@ -40,35 +44,35 @@ struct Args {
         default_value = "probe,lora,hydralora,rlora"
     )]
     methods: Vec<String>,
-    /// Training epochs per run.
-    #[arg(long, default_value_t = 1)]
-    epochs: usize,
+    /// Training epochs per run (1 to 10000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    epochs: u64,
     /// First training seed; runs use seed, seed+1, ...
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Number of seeds per method (mean ± std is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Number of seeds per method (mean ± std is reported; 1 to 1000).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     seeds: u64,
     /// Data directory written by scripts/fetch-data.sh (default: $BURN_RLORA_DATA, else data/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Training examples per task at most (stratified subsample; a large
-    /// number uses the whole training split). 10% of them validate.
-    #[arg(long, default_value_t = 400)]
-    train_per_task: usize,
-    /// Test examples per task at most (stratified subsample of the test split).
-    #[arg(long, default_value_t = 200)]
-    test_per_task: usize,
-    /// Share of each task held out for testing (stratified), before subsampling.
-    #[arg(long, default_value_t = 0.2)]
+    /// number uses the whole training split; at least 2). 10% of them validate.
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(2..))]
+    train_per_task: u64,
+    /// Test examples per task at most (stratified subsample of the test split; at least 1).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    test_per_task: u64,
+    /// Share of each task held out for testing (stratified), before subsampling; in (0, 1).
+    #[arg(long, default_value_t = 0.2, value_parser = parse_fraction)]
     test_fraction: f64,
     /// Seed of the train/test splits and subsamples (fixed across methods and seeds).
     #[arg(long, default_value_t = 2025)]
     split_seed: u64,
     /// Longest token sequence, [CLS] and [SEP] included (the model allows 512;
-    /// 64 keeps a CPU run short, 128 is the tokenizer's usual setting).
-    #[arg(long, default_value_t = 64)]
-    max_len: usize,
+    /// 64 keeps a CPU run short, 128 is the tokenizer's usual setting; 3 to 512).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(3..=512))]
+    max_len: u64,
     /// Output directory for the report.
     #[arg(long, default_value = "report/minilm")]
     out: PathBuf,
@@ -76,35 +80,46 @@ struct Args {
     #[arg(long)]
     backend: Option<String>,
     /// Devices for data-parallel training (Learner multi-device strategy).
-    #[arg(long, default_value_t = 1)]
-    devices: usize,
-    /// Rank of each head (LoRA's rank is matched to the multi-head parameter count).
-    #[arg(long, default_value_t = 4)]
-    rank: usize,
-    /// Heads per adapted layer.
-    #[arg(long, default_value_t = 4)]
-    heads: usize,
-    /// Scaling numerator (alpha / sqrt(r) for every method).
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    devices: u64,
+    /// Rank of each head (LoRA's rank is matched to the multi-head parameter count; 1 to 384).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=384))]
+    rank: u64,
+    /// Heads per adapted layer (1 to 64).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    heads: u64,
+    /// Scaling numerator (alpha / sqrt(r) for every method; above 0).
+    #[arg(long, default_value_t = 16.0, value_parser = parse_positive)]
     alpha: f64,
-    /// Adapter dropout.
-    #[arg(long, default_value_t = 0.1)]
+    /// Adapter dropout, in [0, 1).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_dropout)]
     dropout: f64,
-    /// Peak learning rate (adapters and heads; 3% warm-up, cosine decay).
-    #[arg(long, default_value_t = 1e-3)]
+    /// Peak learning rate (adapters and heads; 3% warm-up, cosine decay; above 0).
+    #[arg(long, default_value_t = 1e-3, value_parser = parse_positive)]
     lr: f64,
-    /// Batch size.
-    #[arg(long, default_value_t = 16)]
-    batch_size: usize,
+    /// Batch size (1 to 65536).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    batch_size: u64,
     /// Router load-balance loss coefficient (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
     balance: f64,
-    /// Task mixing: proportional, uniform, or a temperature such as 2.
-    #[arg(long, default_value = "2")]
-    sampling: String,
+    /// Task mixing: proportional, uniform, or a temperature from 0.1 to 100 such as 2.
+    #[arg(long, default_value = "2", value_parser = parse_sampling)]
+    sampling: SamplingStrategy,
     /// Print one line per epoch instead of the terminal dashboard.
     #[arg(long)]
     plain: bool,
+    /// Continue the comparison in --out: finished runs are read back, an
+    /// unfinished run resumes after its last complete epoch (same settings only).
+    #[arg(long)]
+    resume: bool,
+}
+
+/// A bad argument: clap's usage error, exit status 2.
+fn usage_error(message: impl std::fmt::Display) -> ! {
+    Args::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
 }
 
 struct Compare {
@@ -113,20 +128,25 @@ struct Compare {
     methods: Vec<MiniLmMethod>,
     seeds: Vec<u64>,
     settings: TrainSettings,
+    fingerprint: serde_json::Value,
     max_len: usize,
     out: PathBuf,
+    task_names: Vec<String>,
+    header: String,
 }
 
 impl BackendJob for Compare {
     type Output = Result<Vec<RunResult>>;
 
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        let mut runs = Vec::new();
-        for &method in &self.methods {
-            for &seed in &self.seeds {
-                println!("== {method}, seed {seed}");
-                let dir = self.out.join("runs").join(format!("{method}-seed{seed}"));
-                let run = run_minilm::<B>(
+        run_comparison(
+            &self.out,
+            &self.methods,
+            &self.seeds,
+            &self.settings,
+            &self.fingerprint,
+            |method, seed, dir| {
+                run_minilm::<B>(
                     &self.tasks,
                     &self.data_dir,
                     method,
@@ -136,12 +156,9 @@ impl BackendJob for Compare {
                     dir,
                     devices.clone(),
                 )
-                .with_context(|| format!("training {method} with seed {seed}"))?;
-                println!("{}", run.summary_line(self.settings.epochs));
-                runs.push(run);
-            }
-        }
-        Ok(runs)
+            },
+            |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),
+        )
     }
 }
 
@@ -163,43 +180,41 @@ fn run() -> Result<()> {
         bail!("--methods is empty");
     }
     let backend = BackendName::resolve(args.backend.as_deref())?;
-    if args.epochs == 0 || args.seeds == 0 || args.batch_size == 0 || args.devices == 0 {
-        bail!("--epochs, --seeds, --batch-size and --devices must be at least 1");
-    }
-    if args.train_per_task < 2 || args.test_per_task == 0 {
-        bail!("--train-per-task must be at least 2 and --test-per-task at least 1");
-    }
-    let sampling = parse_sampling(&args.sampling)?;
+    let seeds = seed_range(args.seed, args.seeds).unwrap_or_else(|e| usage_error(e));
+    let max_len = args.max_len as usize;
+    let sampling = args.sampling;
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let paths = MiniLmPaths::in_data_dir(&data_dir)?;
     let config = BertConfig::from_json_file(&paths.config)?;
-    if args.max_len > config.max_position_embeddings {
-        bail!(
+    if max_len > config.max_position_embeddings {
+        usage_error(format!(
             "--max-len {} exceeds the model's {} positions",
-            args.max_len,
-            config.max_position_embeddings
-        );
+            args.max_len, config.max_position_embeddings
+        ));
     }
     let settings = TrainSettings {
-        rank: args.rank,
-        heads: args.heads,
+        rank: args.rank as usize,
+        heads: args.heads as usize,
         alpha: args.alpha,
         dropout: args.dropout,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
+        epochs: args.epochs as usize,
+        batch_size: args.batch_size as usize,
         lr: args.lr,
         balance: args.balance,
         sampling,
-        devices: args.devices,
+        devices: args.devices as usize,
         plain: args.plain,
+        resume: args.resume,
     };
     // Fail on a bad adapter setting before any training.
     let mut lora_rank = None;
     for &m in &methods {
         if let Some((rank, adapters)) = minilm_adapter(m, &settings, &config) {
             for (d_in, d_out) in adapted_shapes(&config, &adapters) {
-                adapters.adapter.validate(d_in, d_out)?;
+                if let Err(e) = adapters.adapter.validate(d_in, d_out) {
+                    usage_error(format!("--rank/--heads/--alpha/--dropout: {e}"));
+                }
             }
             if m.name() == "lora" {
                 lora_rank = Some(rank);
@@ -209,11 +224,11 @@ fn run() -> Result<()> {
     report::prepare_dir(&args.out)?;
 
     let prep = Instant::now();
-    let tokenizer = MiniLmTokenizer::from_file(&paths.tokenizer, args.max_len)?;
+    let tokenizer = MiniLmTokenizer::from_file(&paths.tokenizer, max_len)?;
     let split = SplitSettings {
         test_fraction: args.test_fraction,
-        train_per_task: args.train_per_task,
-        test_per_task: args.test_per_task,
+        train_per_task: usize::try_from(args.train_per_task).unwrap_or(usize::MAX),
+        test_per_task: usize::try_from(args.test_per_task).unwrap_or(usize::MAX),
         split_seed: args.split_seed,
     };
     let tasks = prepare_tasks(&data_dir, &tokenizer, &split)?;
@@ -281,15 +296,26 @@ fn run() -> Result<()> {
     );
 
     let start = Instant::now();
+    let fingerprint = fingerprint(
+        &settings,
+        serde_json::json!({
+            "backend": backend.to_string(),
+            "max_len": max_len,
+            "split": split,
+        }),
+    );
     let job = Compare {
         tasks,
         data_dir,
         methods,
-        seeds: (args.seed..args.seed + args.seeds).collect(),
+        seeds,
         settings,
-        max_len: args.max_len,
+        fingerprint,
+        max_len,
         out: args.out.clone(),
+        task_names: task_names.clone(),
+        header: header.clone(),
     };
-    let runs = run_on(backend, args.devices, job)??;
+    let runs = run_on(backend, args.devices as usize, job)??;
     report::write_and_print(&args.out, &runs, &task_names, &header, start)
 }

@@ -13,20 +13,22 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
+use burn_rlora::multitask::SamplingStrategy;
 use burn_rlora::Method;
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::compare::{
-    matched_lora_rank, parse_sampling, run_one, RunResult, TrainSettings,
+    fingerprint, matched_lora_rank, parse_dropout, parse_non_negative, parse_positive,
+    parse_sampling, run_comparison, run_one, seed_range, RunResult, TrainSettings,
 };
 use burn_rlora_examples::report;
-use burn_rlora_examples::synthetic::{Benchmark, D_HIDDEN};
-use clap::Parser;
+use burn_rlora_examples::synthetic::{Benchmark, D_HIDDEN, MAX_DATA_SCALE};
+use clap::{CommandFactory, Parser};
 
 /// Compare multi-head LoRA methods on embedded multi-task data.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "multitask", version, about)]
 struct Args {
     /// Methods to train, comma-separated: lora, hydralora, hydralora-mt, hydralora-init, rlora, rlora-norouter.
     #[arg(
@@ -35,20 +37,20 @@ struct Args {
         default_value = "lora,hydralora,hydralora-mt,hydralora-init,rlora,rlora-norouter"
     )]
     methods: Vec<String>,
-    /// Training epochs per run.
-    #[arg(long, default_value_t = 8)]
-    epochs: usize,
+    /// Training epochs per run (1 to 10000).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    epochs: u64,
     /// First training seed; runs use seed, seed+1, ...
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Number of seeds per method (mean ± std is reported).
-    #[arg(long, default_value_t = 3)]
+    /// Number of seeds per method (mean ± std is reported; 1 to 1000).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     seeds: u64,
     /// Seed of the data generator (the "pretrained" base and the tasks).
     #[arg(long, default_value_t = 2025)]
     data_seed: u64,
-    /// Multiply the training-set sizes (e.g. 0.25 for a quick run).
-    #[arg(long, default_value_t = 1.0)]
+    /// Multiply the training-set sizes (e.g. 0.25 for a quick run; above 0, at most 100).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_data_scale)]
     data_scale: f64,
     /// Output directory for the report.
     #[arg(long, default_value = "report")]
@@ -58,35 +60,49 @@ struct Args {
     backend: Option<String>,
     /// Devices for data-parallel training (Learner multi-device strategy). On a
     /// CPU backend this runs that many workers on copies of the one CPU device.
-    #[arg(long, default_value_t = 1)]
-    devices: usize,
-    /// Rank of each head.
-    #[arg(long, default_value_t = 4)]
-    rank: usize,
-    /// Heads per adapted layer.
-    #[arg(long, default_value_t = 4)]
-    heads: usize,
-    /// Scaling numerator (alpha / sqrt(r) for every method).
-    #[arg(long, default_value_t = 8.0)]
+    /// (1 to 64.)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
+    devices: u64,
+    /// Rank of each head (1 to 64, the layer width).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=D_HIDDEN as u64))]
+    rank: u64,
+    /// Heads per adapted layer (1 to 64).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
+    heads: u64,
+    /// Scaling numerator (alpha / sqrt(r) for every method; above 0).
+    #[arg(long, default_value_t = 8.0, value_parser = parse_positive)]
     alpha: f64,
-    /// Adapter dropout.
-    #[arg(long, default_value_t = 0.1)]
+    /// Adapter dropout, in [0, 1).
+    #[arg(long, default_value_t = 0.1, value_parser = parse_dropout)]
     dropout: f64,
-    /// Peak learning rate.
-    #[arg(long, default_value_t = 3e-3)]
+    /// Peak learning rate (above 0).
+    #[arg(long, default_value_t = 3e-3, value_parser = parse_positive)]
     lr: f64,
-    /// Batch size.
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Batch size (1 to 65536).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    batch_size: u64,
     /// Router load-balance loss coefficient (0 = off).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
     balance: f64,
-    /// Task mixing: proportional, uniform, or a temperature such as 2.
-    #[arg(long, default_value = "2")]
-    sampling: String,
+    /// Task mixing: proportional, uniform, or a temperature from 0.1 to 100 such as 2.
+    #[arg(long, default_value = "2", value_parser = parse_sampling)]
+    sampling: SamplingStrategy,
     /// Print one line per epoch instead of the terminal dashboard.
     #[arg(long)]
     plain: bool,
+    /// Continue the comparison in --out: finished runs are read back, an
+    /// unfinished run resumes after its last complete epoch (same settings only).
+    #[arg(long)]
+    resume: bool,
+}
+
+fn parse_data_scale(s: &str) -> Result<f64, String> {
+    let v = parse_positive(s)?;
+    if v <= MAX_DATA_SCALE {
+        Ok(v)
+    } else {
+        Err(format!("must be at most {MAX_DATA_SCALE}"))
+    }
 }
 
 struct Compare {
@@ -94,19 +110,24 @@ struct Compare {
     methods: Vec<Method>,
     seeds: Vec<u64>,
     settings: TrainSettings,
+    fingerprint: serde_json::Value,
     out: PathBuf,
+    task_names: Vec<String>,
+    header: String,
 }
 
 impl BackendJob for Compare {
     type Output = Result<Vec<RunResult>>;
 
     fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        let mut runs = Vec::new();
-        for &method in &self.methods {
-            for &seed in &self.seeds {
-                println!("== {method}, seed {seed}");
-                let dir = self.out.join("runs").join(format!("{method}-seed{seed}"));
-                let run = run_one::<B>(
+        run_comparison(
+            &self.out,
+            &self.methods,
+            &self.seeds,
+            &self.settings,
+            &self.fingerprint,
+            |method, seed, dir| {
+                run_one::<B>(
                     &self.bench,
                     method,
                     seed,
@@ -114,12 +135,9 @@ impl BackendJob for Compare {
                     dir,
                     devices.clone(),
                 )
-                .with_context(|| format!("training {method} with seed {seed}"))?;
-                println!("{}", run.summary_line(self.settings.epochs));
-                runs.push(run);
-            }
-        }
-        Ok(runs)
+            },
+            |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),
+        )
     }
 }
 
@@ -128,6 +146,13 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// A bad argument: clap's usage error, exit status 2.
+fn usage_error(message: impl std::fmt::Display) -> ! {
+    Args::command()
+        .error(clap::error::ErrorKind::ValueValidation, message)
+        .exit()
 }
 
 fn run() -> Result<()> {
@@ -141,40 +166,34 @@ fn run() -> Result<()> {
         bail!("--methods is empty");
     }
     let backend = BackendName::resolve(args.backend.as_deref())?;
-    if args.epochs == 0 || args.seeds == 0 || args.batch_size == 0 || args.devices == 0 {
-        bail!("--epochs, --seeds, --batch-size and --devices must be at least 1");
-    }
-    if !(args.data_scale.is_finite() && args.data_scale > 0.0) {
-        bail!(
-            "--data-scale must be a positive number, got {}",
-            args.data_scale
-        );
-    }
-    let sampling = parse_sampling(&args.sampling)?;
-    report::prepare_dir(&args.out)?;
-
+    let seeds = seed_range(args.seed, args.seeds).unwrap_or_else(|e| usage_error(e));
     let settings = TrainSettings {
-        rank: args.rank,
-        heads: args.heads,
+        rank: args.rank as usize,
+        heads: args.heads as usize,
         alpha: args.alpha,
         dropout: args.dropout,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
+        epochs: args.epochs as usize,
+        batch_size: args.batch_size as usize,
         lr: args.lr,
         balance: args.balance,
-        sampling,
-        devices: args.devices,
+        sampling: args.sampling,
+        devices: args.devices as usize,
         plain: args.plain,
+        resume: args.resume,
     };
-    // Fail on a bad adapter setting before any training.
+    // A bad adapter setting is a bad argument: refused before any training.
     for &m in &methods {
-        burn_rlora_examples::compare::method_config(m, &settings)
+        if let Err(e) = burn_rlora_examples::compare::method_config(m, &settings)
             .1
-            .validate(D_HIDDEN, D_HIDDEN)?;
+            .validate(D_HIDDEN, D_HIDDEN)
+        {
+            usage_error(format!("--rank/--heads/--alpha/--dropout: {e}"));
+        }
     }
-    let bench = Benchmark::generate(args.data_seed, args.data_scale);
+    report::prepare_dir(&args.out)?;
+    let bench = Benchmark::generate(args.data_seed, args.data_scale)?;
     let task_names: Vec<String> = bench.tasks.iter().map(|t| t.name.clone()).collect();
-    let lora_rank = matched_lora_rank(args.rank, args.heads, D_HIDDEN, D_HIDDEN);
+    let lora_rank = matched_lora_rank(settings.rank, settings.heads, D_HIDDEN, D_HIDDEN);
     let header = format!(
         "# Multi-task comparison on embedded data\n\n\
          backend {backend}, {} device(s); {} seeds from {}; {} epochs; batch {}; lr {} (3% warm-up, cosine); \
@@ -193,7 +212,7 @@ fn run() -> Result<()> {
         args.heads,
         args.alpha,
         args.dropout,
-        sampling,
+        args.sampling,
         bench.tasks.iter().map(|t| t.train.len()).collect::<Vec<_>>(),
         burn_rlora_examples::synthetic::TEST_PER_TASK,
         args.heads,
@@ -202,13 +221,24 @@ fn run() -> Result<()> {
     println!("{header}\n");
 
     let start = Instant::now();
+    let fingerprint = fingerprint(
+        &settings,
+        serde_json::json!({
+            "backend": backend.to_string(),
+            "data_seed": args.data_seed,
+            "data_scale": args.data_scale,
+        }),
+    );
     let job = Compare {
         bench,
         methods,
-        seeds: (args.seed..args.seed + args.seeds).collect(),
+        seeds,
         settings,
+        fingerprint,
         out: args.out.clone(),
+        task_names: task_names.clone(),
+        header: header.clone(),
     };
-    let runs = run_on(backend, args.devices, job)??;
+    let runs = run_on(backend, args.devices as usize, job)??;
     report::write_and_print(&args.out, &runs, &task_names, &header, start)
 }

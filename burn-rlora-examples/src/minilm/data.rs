@@ -6,7 +6,9 @@
 //! number of fields, an unknown label, an empty text, an unparsable JSON
 //! file) is **skipped and counted** in [`TaskData::skipped`], with its file and
 //! line; it does not stop the read. A task left with no example is an error
-//! ([`MiniLmError::EmptyTask`]), and a missing file or directory is
+//! ([`MiniLmError::EmptyTask`]). In a CSV file, a quote left open costs one
+//! row: it is skipped as an unterminated quote and reading goes on at the
+//! next line. A missing file or directory is
 //! [`MiniLmError::DataMissing`], whose message says to run the fetch script.
 
 use std::fmt;
@@ -277,20 +279,23 @@ fn read_labelled_csv(
         examples: Vec::new(),
         skipped: Vec::new(),
     };
-    let location = |line: u64| format!("{}:{line}", path.display());
-    for record in reader.records() {
-        let record = match record {
-            Ok(r) => r,
-            Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+    let location = |line: usize| format!("{}:{line}", path.display());
+    // The header is the first line with content; the records follow it.
+    let body_start = text
+        .split_inclusive('\n')
+        .position(|l| !l.trim().is_empty())
+        .map_or(usize::MAX, |header| header + 2);
+    for row in csv_rows(&text, body_start, width) {
+        let (line, record) = match row {
+            CsvRow::Record { line, record } => (line, record),
+            CsvRow::Bad { line, reason } => {
                 data.skipped.push(Skipped {
                     location: location(line),
-                    reason: e.to_string(),
+                    reason,
                 });
                 continue;
             }
         };
-        let line = record.position().map_or(0, |p| p.line());
         let skip = |reason: String| Skipped {
             location: location(line),
             reason,
@@ -318,6 +323,86 @@ fn read_labelled_csv(
         }
     }
     data.non_empty(path)
+}
+
+/// One row of a CSV body, as [`csv_rows`] splits it.
+enum CsvRow {
+    /// A record, with the line it starts on (1-based).
+    Record {
+        line: usize,
+        record: csv::StringRecord,
+    },
+    /// A line that starts no readable record.
+    Bad { line: usize, reason: String },
+}
+
+/// The records of `text` from line `first_line` (1-based) on, read one at a
+/// time so that a broken row costs one row, not the rest of the file.
+///
+/// A record is one line, or, when a quoted field runs over the line's end,
+/// the lines up to where the quotes balance again. Such a multi-line record
+/// must parse as exactly one record of `width` fields; otherwise, and when the
+/// quotes never balance, its first line is reported as one bad row with an
+/// unterminated quote and reading restarts at the next line.
+fn csv_rows(text: &str, first_line: usize, width: usize) -> Vec<CsvRow> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let quotes = |l: &str| l.bytes().filter(|&b| b == b'"').count();
+    let parse = |chunk: &str| -> Result<Vec<csv::StringRecord>, csv::Error> {
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(chunk.as_bytes())
+            .records()
+            .collect()
+    };
+    let mut rows = Vec::new();
+    let mut i = first_line.saturating_sub(1);
+    while i < lines.len() {
+        let line = i + 1;
+        let mut open = quotes(lines[i]) % 2 == 1;
+        let mut end = i + 1;
+        while open && end < lines.len() {
+            open = (quotes(lines[end]) % 2 == 1) != open;
+            end += 1;
+        }
+        let unterminated = || CsvRow::Bad {
+            line,
+            reason: "unterminated quote: the row is skipped, reading goes on at the next line"
+                .into(),
+        };
+        if open {
+            rows.push(unterminated());
+            i += 1;
+            continue;
+        }
+        let multi_line = end - i > 1;
+        match parse(&lines[i..end].concat()) {
+            Ok(records) if !multi_line => {
+                rows.extend(
+                    records
+                        .into_iter()
+                        .map(|record| CsvRow::Record { line, record }),
+                );
+            }
+            Ok(mut records) if records.len() == 1 && records[0].len() == width => {
+                rows.push(CsvRow::Record {
+                    line,
+                    record: records.remove(0),
+                });
+            }
+            Ok(_) => {
+                rows.push(unterminated());
+                i += 1;
+                continue;
+            }
+            Err(e) => rows.push(CsvRow::Bad {
+                line,
+                reason: e.to_string(),
+            }),
+        }
+        i = end;
+    }
+    rows
 }
 
 /// Read Rotten Tomatoes (`category,text,movie_name,has_plot_and_reviews`):

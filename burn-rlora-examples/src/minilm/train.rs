@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use super::encoder::{mean_pool, BertConfig, BertInput, BertModel, EncoderAdapterConfig};
 use super::error::MiniLmError;
-use super::load::PretrainedMiniLm;
+use super::load::{MiniLmPaths, PretrainedMiniLm};
 use super::tokenize::MiniLmTokenizer;
 use super::{subsample, train_test_split, SplitRng, Task, TextExample};
 use crate::compare::{
@@ -351,7 +351,8 @@ pub fn build_classifier<B: Backend>(
 ///
 /// 10% of each task's training examples validate after every epoch; the test
 /// split is scored once at the end. Head similarity is reported per adapted
-/// linear, named `L<block>.<module>`.
+/// linear, named `L<block>.<module>`. An adapter method's trained adapters
+/// are saved to `<artifact_dir>/adapter/` (`save_adapter`'s format).
 ///
 /// # Errors
 ///
@@ -401,6 +402,7 @@ pub fn run_minilm<B: AutodiffBackend>(
             seed,
         )?,
     };
+    let adapter_dir = artifact_dir.join("adapter");
     let fitted = fit_and_test(
         model,
         TokenCollate,
@@ -410,6 +412,18 @@ pub fn run_minilm<B: AutodiffBackend>(
         artifact_dir,
         devices,
     )?;
+    // The trained adapters alone (no frozen encoder, no heads), in the reference's format.
+    if let MiniLmMethod::Adapter(_) = method {
+        let config = BertConfig::from_json_file(&MiniLmPaths::in_data_dir(data_dir)?.config)?;
+        if let Some((_, adapters)) = minilm_adapter(method, settings, &config) {
+            burn_rlora::checkpoint::save_adapter(
+                &fitted.model.body,
+                &adapter_dir,
+                &burn_rlora::checkpoint::SaveOptions::new(adapters.adapter),
+            )
+            .context("saving the trained adapter")?;
+        }
+    }
     let similarity_matrices: Vec<(String, HeadSimilarity)> = fitted
         .model
         .body

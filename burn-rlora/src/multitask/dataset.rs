@@ -51,6 +51,9 @@ pub enum DatasetError {
         /// The reported length.
         len: usize,
     },
+    /// The sampling strategy gives the epoch no example at all.
+    #[error("the sampling strategy {0:?} gives an epoch with no training example")]
+    EmptyEpoch(SamplingStrategy),
     /// The temperature of [`SamplingStrategy::Temperature`] is not a positive finite number.
     #[error("sampling temperature must be a positive finite number, got {0}")]
     InvalidTemperature(f64),
@@ -157,7 +160,8 @@ impl<X: Send + Sync + 'static> MultiTaskDatasetBuilder<X> {
     /// # Errors
     ///
     /// [`DatasetError`] for no task, an empty task, a duplicate name, zero
-    /// classes, a label out of range, or an invalid temperature.
+    /// classes, a label out of range, an invalid temperature, or an epoch
+    /// without examples.
     pub fn build(self) -> Result<MultiTaskDataset<X>, DatasetError> {
         if self.tasks.is_empty() {
             return Err(DatasetError::NoTasks);
@@ -201,7 +205,8 @@ impl<X: Send + Sync + 'static> MultiTaskDatasetBuilder<X> {
         let counts = self
             .strategy
             .counts(&sizes)
-            .expect("validated: sizes > 0, temperature > 0");
+            .filter(|c| c.iter().sum::<usize>() > 0)
+            .ok_or(DatasetError::EmptyEpoch(self.strategy))?;
 
         // Each task: its first `count` items of a seeded permutation, cycling when
         // up-sampled; tasks interleaved evenly by the key (k + 0.5) / count.

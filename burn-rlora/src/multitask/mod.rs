@@ -13,25 +13,39 @@
 //!   in the Learner's dashboard and logs, plus the overall figures.
 //! * [`WarmupCosineLr`] is the reference's schedule (linear warm-up, cosine decay).
 //! * [`PlainRenderer`] prints one line per epoch when stdout is not a terminal.
+//! * [`DivergenceGuard`] (in every classifier) stops a run at the first
+//!   non-finite loss or gradient, before it reaches the weights or a checkpoint.
+//! * [`SeededEpochLoader`], [`AtomicMpkRecorder`] and
+//!   [`last_complete_checkpoint`] make a run resumable after a kill, to the
+//!   same weights bit for bit.
 
 mod batcher;
 mod dataset;
+mod guard;
 mod heads;
+mod loader;
 mod metrics;
 mod model;
 mod output;
 mod renderer;
+mod resume;
 mod sampling;
 mod schedule;
 mod task;
 
 pub use batcher::{Collate, DenseCollate, MultiTaskBatch, MultiTaskBatcher};
 pub use dataset::{DatasetError, MultiTaskDataset, MultiTaskDatasetBuilder};
+pub use guard::{Divergence, DivergenceGuard, GuardedCheckpointing, Phase};
 pub use heads::TaskHeads;
+pub use loader::{epoch_seed, SeededEpochLoader};
 pub use metrics::{TaskAccuracyMetric, TaskLossMetric};
 pub use model::{BodyOutput, MultiTaskBody, MultiTaskClassifier};
 pub use output::{MultiTaskOutput, MultiTaskStats, TaskStats};
 pub use renderer::{HistoryHandle, MetricHistory, PlainRenderer, RecordingRenderer};
+pub use resume::{
+    checkpoint_epochs, last_complete_checkpoint, remove_partial_files, write_atomically,
+    AtomicMpkRecorder, RejectedCheckpoint, ResumePoint,
+};
 pub use sampling::SamplingStrategy;
 pub use schedule::WarmupCosineLr;
 pub use task::{TaskId, TaskItem};

@@ -1,12 +1,14 @@
 //! [`MultiTaskClassifier`]: a shared body with per-task heads, trainable by burn-train.
 
-use burn::module::{AutodiffModule, Module, ModuleDisplay};
+use burn::module::{AutodiffModule, Module, ModuleDisplay, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 use super::batcher::MultiTaskBatch;
+use super::guard::{DivergenceGuard, Phase};
 use super::heads::TaskHeads;
 use super::output::MultiTaskOutput;
 use crate::diagnostics::load_balance_loss;
@@ -39,6 +41,10 @@ pub trait MultiTaskBody<B: Backend>: Module<B> + ModuleDisplay {
 /// of [`load_balance_loss`] (off when `balance_coef` is 0, the default).
 /// It implements burn-train's [`TrainStep`] and [`InferenceStep`], so it goes
 /// straight into a `Learner`.
+///
+/// Every step is watched by the classifier's [`DivergenceGuard`]: a
+/// non-finite loss or gradient is never applied to the weights, stops the run,
+/// and is reported by [`DivergenceGuard::check`] after `launch`.
 #[derive(Module, Debug)]
 pub struct MultiTaskClassifier<B: Backend, E> {
     /// The shared body (usually with `RLoraLinear` layers inside).
@@ -47,6 +53,8 @@ pub struct MultiTaskClassifier<B: Backend, E> {
     pub heads: TaskHeads<B>,
     #[module(skip)]
     balance_coef: f64,
+    #[module(skip)]
+    guard: DivergenceGuard,
 }
 
 impl<B: Backend, E: MultiTaskBody<B>> MultiTaskClassifier<B, E> {
@@ -56,7 +64,20 @@ impl<B: Backend, E: MultiTaskBody<B>> MultiTaskClassifier<B, E> {
             body,
             heads,
             balance_coef: 0.0,
+            guard: DivergenceGuard::new(),
         }
+    }
+
+    /// Watch the steps with `guard` (for example one shared with other code)
+    /// instead of the classifier's own.
+    pub fn with_guard(mut self, guard: DivergenceGuard) -> Self {
+        self.guard = guard;
+        self
+    }
+
+    /// The guard watching this classifier's steps (shared by its clones).
+    pub fn guard(&self) -> &DivergenceGuard {
+        &self.guard
     }
 
     /// Set the load-balance loss coefficient (0 turns it off).
@@ -124,10 +145,64 @@ where
     type Input = MultiTaskBatch<B, E::Input>;
     type Output = MultiTaskOutput<B>;
 
+    /// Forward, loss and backward; no gradients (so no update) when the loss
+    /// or a gradient is not finite, or the guard tripped before.
     fn step(&self, batch: Self::Input) -> TrainOutput<Self::Output> {
         let output = self.forward_loss(batch);
-        let grads = output.loss.backward();
-        TrainOutput::new(self, grads, output)
+        let grads = GradientsParams::from_grads(output.loss.backward(), self);
+        let loss = output.loss.clone().inner();
+        let values = if self.guard.checks_gradients() {
+            let mut sum = GradAbsSum {
+                grads: &grads,
+                total: None,
+            };
+            self.visit(&mut sum);
+            match sum.total {
+                Some(total) => host_values(Tensor::cat(vec![loss.reshape([1]), total], 0)),
+                None => host_values(loss),
+            }
+        } else {
+            host_values(loss)
+        };
+        let loss = values.first().copied().unwrap_or(f64::NAN);
+        let grad_sum = values.get(1).copied();
+        if self.guard.observe(Phase::Training, loss, grad_sum) {
+            TrainOutput {
+                grads,
+                item: output,
+            }
+        } else {
+            TrainOutput {
+                grads: GradientsParams::new(),
+                item: output,
+            }
+        }
+    }
+}
+
+/// Reads a small tensor back to the host as `f64`s.
+fn host_values<B: Backend>(t: Tensor<B, 1>) -> Vec<f64> {
+    t.into_data()
+        .convert::<f64>()
+        .to_vec::<f64>()
+        .unwrap_or_default()
+}
+
+/// Sums `|g|` over the gradients of every parameter (one `[1]` tensor).
+struct GradAbsSum<'a, B: AutodiffBackend> {
+    grads: &'a GradientsParams,
+    total: Option<Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for GradAbsSum<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(g) = self.grads.get::<B::InnerBackend, D>(param.id) {
+            let s = g.abs().sum();
+            self.total = Some(match self.total.take() {
+                Some(t) => t + s,
+                None => s,
+            });
+        }
     }
 }
 
@@ -135,7 +210,15 @@ impl<B: Backend, E: MultiTaskBody<B>> InferenceStep for MultiTaskClassifier<B, E
     type Input = MultiTaskBatch<B, E::Input>;
     type Output = MultiTaskOutput<B>;
 
+    /// Forward and loss; a non-finite loss trips the guard.
     fn step(&self, batch: Self::Input) -> Self::Output {
-        self.forward_loss(batch)
+        let output = self.forward_loss(batch);
+        let loss = host_values(output.loss.clone());
+        self.guard.observe(
+            Phase::Validation,
+            loss.first().copied().unwrap_or(f64::NAN),
+            None,
+        );
+        output
     }
 }

@@ -32,16 +32,7 @@ impl SamplingStrategy {
                 if !t.is_finite() || t <= 0.0 {
                     return None;
                 }
-                sizes
-                    .iter()
-                    .map(|&n| {
-                        if n == 0 {
-                            0.0
-                        } else {
-                            (n as f64).powf(1.0 / t)
-                        }
-                    })
-                    .collect()
+                temperature_weights(sizes, t)
             }
             SamplingStrategy::Uniform => sizes
                 .iter()
@@ -49,7 +40,7 @@ impl SamplingStrategy {
                 .collect(),
         };
         let total: f64 = weights.iter().sum();
-        (total > 0.0).then(|| weights.iter().map(|w| w / total).collect())
+        (total > 0.0 && total.is_finite()).then(|| weights.iter().map(|w| w / total).collect())
     }
 
     /// The number of examples each task contributes to one epoch.
@@ -62,6 +53,32 @@ impl SamplingStrategy {
         }
         Some(largest_remainder(&probs, epoch))
     }
+}
+
+/// `n_t^(1/T)` scaled by the largest, computed in log space so that no
+/// temperature overflows: as `T -> 0` the weight goes to the largest tasks
+/// alone, as `T -> inf` it is uniform over the non-empty tasks.
+fn temperature_weights(sizes: &[usize], t: f64) -> Vec<f64> {
+    let logs: Vec<Option<f64>> = sizes
+        .iter()
+        .map(|&n| (n > 0).then(|| (n as f64).ln() / t))
+        .collect();
+    let max = logs
+        .iter()
+        .flatten()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    if max.is_infinite() && max > 0.0 {
+        // ln(n) / T overflowed: the limit T -> 0, the largest tasks only.
+        let largest = sizes.iter().copied().max().unwrap_or(0);
+        return sizes
+            .iter()
+            .map(|&n| if n == largest { 1.0 } else { 0.0 })
+            .collect();
+    }
+    logs.iter()
+        .map(|l| l.map_or(0.0, |l| (l - max).exp()))
+        .collect()
 }
 
 /// Split `total` into integers proportional to `probs`, summing exactly to `total`.

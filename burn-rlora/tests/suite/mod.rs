@@ -77,6 +77,7 @@ pub fn naive_forward<B: Backend>(layer: &RLoraLinear<B>, x: Tensor<B, 2>) -> Ten
 
 /// At init, in eval mode, every preset computes exactly what the base computes.
 pub fn identity_at_init<B: Backend>(device: &B::Device) {
+    let _rng = crate::common::rng_lock();
     B::seed(device, 11);
     for method in Method::ALL {
         let base = LinearConfig::new(24, 20).init::<B>(device);
@@ -94,6 +95,7 @@ pub fn identity_at_init<B: Backend>(device: &B::Device) {
 
 /// The fused forward equals the naive per-head loop on a trained-looking layer.
 pub fn fused_matches_naive<B: Backend>(device: &B::Device) {
+    let _rng = crate::common::rng_lock();
     B::seed(device, 12);
     for method in Method::ALL {
         let layer = perturb(layer::<B>(method, (24, 20), device), 0.3);
@@ -114,6 +116,7 @@ pub fn gradients_match_reference<B: AutodiffBackend, R: AutodiffBackend>(
     device: &B::Device,
     ref_device: &R::Device,
 ) {
+    let _rng = crate::common::rng_lock();
     R::seed(ref_device, 13);
     let reference = perturb(layer::<R>(Method::RLora, (12, 10), ref_device), 0.3);
     let reference = reference.with_dropout(0.0).unwrap();
@@ -175,6 +178,7 @@ pub fn gradients_match_reference<B: AutodiffBackend, R: AutodiffBackend>(
 /// The base gets no gradient and an Adam step leaves it bit-identical,
 /// while the adapter moves.
 pub fn base_frozen_through_adam<B: AutodiffBackend>(device: &B::Device) {
+    let _rng = crate::common::rng_lock();
     B::seed(device, 14);
     let layer = layer::<B>(Method::RLora, (16, 12), device);
     let w_before = layer.weight.val().to_data();
@@ -215,6 +219,7 @@ pub fn base_frozen_through_adam<B: AutodiffBackend>(device: &B::Device) {
 
 /// A few optimizer steps on a fixed regression target lower the loss.
 pub fn training_lowers_loss<B: AutodiffBackend>(device: &B::Device) {
+    let _rng = crate::common::rng_lock();
     B::seed(device, 15);
     let mut layer = layer::<B>(Method::RLora, (16, 8), device);
     let x = Tensor::<B, 2>::random([32, 16], Distribution::Normal(0.0, 1.0), device);
