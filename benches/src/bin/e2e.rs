@@ -201,6 +201,7 @@ fn settings(batch_size: usize) -> TrainSettings {
         sampling: SamplingStrategy::Temperature(2.0),
         devices: 1,
         plain: true,
+        resume: false,
     }
 }
 
