@@ -180,8 +180,14 @@ fn write_base(path: &std::path::Path) -> Vec<u8> {
     let w: Vec<u8> = (0..12).flat_map(|k| (k as f32).to_le_bytes()).collect();
     let o: Vec<u8> = [1.0f32, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
     let views = vec![
-        ("m.weight", TensorView::new(safetensors::Dtype::F32, vec![3, 4], &w).unwrap()),
-        ("other", TensorView::new(safetensors::Dtype::F32, vec![2], &o).unwrap()),
+        (
+            "m.weight",
+            TensorView::new(safetensors::Dtype::F32, vec![3, 4], &w).unwrap(),
+        ),
+        (
+            "other",
+            TensorView::new(safetensors::Dtype::F32, vec![2], &o).unwrap(),
+        ),
     ];
     let meta = std::collections::HashMap::from([
         ("format".to_string(), "pt".to_string()),
@@ -208,16 +214,33 @@ fn merge_refuses_to_overwrite_its_inputs_and_keeps_the_base_metadata() {
     }
     // --output is a file of the adapter.
     let adapter_bin = hostile("valid/adapter_model.bin").display().to_string();
-    let out = cli(&["merge", &adapter, "--base", &base_s, "--output", &adapter_bin]);
+    let out = cli(&[
+        "merge",
+        &adapter,
+        "--base",
+        &base_s,
+        "--output",
+        &adapter_bin,
+    ]);
     assert_fails(&out, &["file of the adapter"]);
     // A good merge keeps the base's __metadata__.
     let merged = dir.join("merged.safetensors");
-    let out = cli(&["merge", &adapter, "--base", &base_s, "--output", &merged.display().to_string()]);
+    let out = cli(&[
+        "merge",
+        &adapter,
+        "--base",
+        &base_s,
+        "--output",
+        &merged.display().to_string(),
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let merged = std::fs::read(&merged).unwrap();
     let (_, header) = safetensors::SafeTensors::read_metadata(&merged).unwrap();
     let meta = header.metadata().clone().unwrap();
-    assert_eq!(meta.get("provenance").map(String::as_str), Some("base-model-v1"));
+    assert_eq!(
+        meta.get("provenance").map(String::as_str),
+        Some("base-model-v1")
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -243,7 +266,10 @@ fn merge_refuses_two_modules_that_collide_after_strip_prefix() {
         "--strip-prefix",
         "p.",
     ]);
-    assert_fails(&out, &["'m' and 'p.m'", "both map to 'm.weight'", "dropped"]);
+    assert_fails(
+        &out,
+        &["'m' and 'p.m'", "both map to 'm.weight'", "dropped"],
+    );
     assert!(!output.exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -258,7 +284,10 @@ fn convert_refuses_to_overwrite_its_input() {
     let d = dir.display().to_string();
     let out = cli(&["convert", "--input", &d, "--output", &d]);
     assert_fails(&out, &["is the input", "adapter_config.json"]);
-    assert_eq!(std::fs::read(dir.join("adapter_config.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.join("adapter_config.json")).unwrap(),
+        before
+    );
     // The same through the tensor file's path.
     let bin = dir.join("adapter_model.bin").display().to_string();
     let out = cli(&["convert", "--input", &bin, "--output", &d]);
@@ -274,12 +303,26 @@ fn a_directory_with_both_tensor_files_is_read_from_safetensors_by_every_command(
     // Our safetensors holds A + 1; the .bin next to it holds A.
     let mut file: AdapterFile = read_reference(hostile("valid"), true).unwrap();
     let bin_a = file.modules["m"].a.data.clone();
-    file.modules.get_mut("m").unwrap().a.data.iter_mut().for_each(|v| *v += 1.0);
+    file.modules
+        .get_mut("m")
+        .unwrap()
+        .a
+        .data
+        .iter_mut()
+        .for_each(|v| *v += 1.0);
     file.save(&adapter, burn::tensor::DType::F32).unwrap();
-    std::fs::copy(hostile("valid/adapter_model.bin"), adapter.join("adapter_model.bin")).unwrap();
+    std::fs::copy(
+        hostile("valid/adapter_model.bin"),
+        adapter.join("adapter_model.bin"),
+    )
+    .unwrap();
     let out = cli(&["inspect", &adapter.display().to_string()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("burn-rlora adapter"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("burn-rlora adapter"),
+        "{}",
+        text(&out.stdout)
+    );
     let converted = dir.join("converted");
     let out = cli(&[
         "convert",
@@ -289,7 +332,10 @@ fn a_directory_with_both_tensor_files_is_read_from_safetensors_by_every_command(
         &converted.display().to_string(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let a = AdapterFile::read(&converted, true).unwrap().modules["m"].a.data.clone();
+    let a = AdapterFile::read(&converted, true).unwrap().modules["m"]
+        .a
+        .data
+        .clone();
     let want: Vec<f64> = bin_a.iter().map(|v| v + 1.0).collect();
     assert_eq!(a, want, "convert did not read the safetensors file");
     std::fs::remove_dir_all(&dir).unwrap();

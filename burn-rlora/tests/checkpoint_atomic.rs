@@ -121,7 +121,10 @@ fn a_directory_with_other_files_is_not_replaced() {
     let file = dir.join("plain-file");
     std::fs::write(&file, b"x").unwrap();
     let err = new.save(&file, DType::F32).unwrap_err();
-    assert!(matches!(err, CheckpointError::WouldLoseData { .. }), "{err:?}");
+    assert!(
+        matches!(err, CheckpointError::WouldLoseData { .. }),
+        "{err:?}"
+    );
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -135,7 +138,10 @@ fn saves_into_an_empty_or_new_directory_work_and_leave_nothing_behind() {
     old.save(&empty, DType::F32).unwrap();
     new.save(&empty, DType::F32).unwrap();
     new.save(parent.join("nested/new"), DType::F32).unwrap();
-    assert_eq!(AdapterFile::read(&empty, true).unwrap().modules, new.modules);
+    assert_eq!(
+        AdapterFile::read(&empty, true).unwrap().modules,
+        new.modules
+    );
     assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
     std::fs::remove_dir_all(&parent).unwrap();
 }

@@ -13,13 +13,15 @@ use burn::nn::LinearConfig;
 use burn::tensor::Tensor;
 use burn_rlora::checkpoint::torch::{read_pickle, read_torch};
 use burn_rlora::checkpoint::{
-    load_adapter, read_reference, read_reference_with, save_adapter, AdapterFile,
-    CheckpointError, LoadOptions, SaveOptions, DEFAULT_MAX_FILE_BYTES,
+    load_adapter, read_reference, read_reference_with, save_adapter, AdapterFile, CheckpointError,
+    LoadOptions, SaveOptions, DEFAULT_MAX_FILE_BYTES,
 };
 use burn_rlora::{RLoraConfig, RLoraLinear};
 
 fn hostile(case: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile").join(case)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hostile")
+        .join(case)
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -66,17 +68,30 @@ fn hostile_torch_files_are_typed_errors_naming_file_key_and_problem() {
         ("code_execution", &["refusing global os.system"]),
         (
             "shape_too_large",
-            &["'m.lora_A.weight'", "1099511627776 elements, its storage only 8"],
+            &[
+                "'m.lora_A.weight'",
+                "1099511627776 elements, its storage only 8",
+            ],
         ),
-        ("storage_size_lies", &["'m.lora_A.weight'", "larger than the file"]),
+        (
+            "storage_size_lies",
+            &["'m.lora_A.weight'", "larger than the file"],
+        ),
         ("missing_storage", &["'m.lora_B0.weight'", "archive/data/1"]),
         (
             "truncated_storage",
-            &["'m.lora_B0.weight'", "holds 20 bytes, its tensors need exactly 24"],
+            &[
+                "'m.lora_B0.weight'",
+                "holds 20 bytes, its tensors need exactly 24",
+            ],
         ),
         (
             "offset_past_end",
-            &["'m.lora_B0.weight'", "offset 4", "past the storage's 6 elements"],
+            &[
+                "'m.lora_B0.weight'",
+                "offset 4",
+                "past the storage's 6 elements",
+            ],
         ),
         ("compressed", &["compressed"]),
         ("legacy_pickle", &["not a zip-based torch file"]),
@@ -91,7 +106,10 @@ fn hostile_torch_files_are_typed_errors_naming_file_key_and_problem() {
         );
         let reason = corrupt_reason(&err);
         for needle in *needles {
-            assert!(reason.contains(needle), "{case}: '{needle}' not in '{reason}'");
+            assert!(
+                reason.contains(needle),
+                "{case}: '{needle}' not in '{reason}'"
+            );
         }
     }
 }
@@ -136,9 +154,12 @@ fn huge_lora_nums_is_checked_against_the_file_before_allocating() {
         &config,
     )
     .unwrap();
-    let err = load_adapter(layer, &dir, &LoadOptions::new().with_naming(
-        burn_rlora::checkpoint::ModuleNaming::new().with_prefix("m"),
-    ))
+    let err = load_adapter(
+        layer,
+        &dir,
+        &LoadOptions::new()
+            .with_naming(burn_rlora::checkpoint::ModuleNaming::new().with_prefix("m")),
+    )
     .unwrap_err();
     assert!(matches!(err, CheckpointError::MissingKey { .. }), "{err:?}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -249,7 +270,10 @@ fn memo_references_cannot_multiply_a_storage_beyond_the_budget() {
     // file bytes) refuses it after a few.
     let numel = 1 << 16;
     let mut p = Pickle::new();
-    p.op(b"}(").str("k0").tensor("0", numel, 1 << 8, 1 << 8).put(0);
+    p.op(b"}(")
+        .str("k0")
+        .tensor("0", numel, 1 << 8, 1 << 8)
+        .put(0);
     for i in 1..1000 {
         p.str(&format!("k{i}")).get(0);
     }
@@ -355,8 +379,10 @@ fn non_finite_values_are_refused_on_save_and_load_unless_allowed() {
         matches!(&err, CheckpointError::NonFinite { key, index: 0, .. } if key == "m.lora_A.weight"),
         "{err:?}"
     );
-    let allowed =
-        read_reference_with(hostile("nan"), &LoadOptions::new().with_allow_non_finite(true))
-            .unwrap();
+    let allowed = read_reference_with(
+        hostile("nan"),
+        &LoadOptions::new().with_allow_non_finite(true),
+    )
+    .unwrap();
     assert!(allowed.modules["m"].a.data[0].is_nan());
 }

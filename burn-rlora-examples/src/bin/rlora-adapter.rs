@@ -19,12 +19,12 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use burn::tensor::DType;
 use burn_rlora::checkpoint::{
     merge_safetensors, read_reference_with, tensor_file_in, write_atomically, AdapterFile,
     CheckpointError, LoadOptions, CONFIG_FILE,
 };
-use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -136,10 +136,18 @@ fn refuse(action: &str, reason: String) -> anyhow::Error {
 /// The files an adapter path (directory or tensor file) consists of.
 fn adapter_files(input: &Path) -> Vec<PathBuf> {
     if input.is_dir() {
-        vec![input.join(CONFIG_FILE), tensor_file_in(input), input.to_path_buf()]
+        vec![
+            input.join(CONFIG_FILE),
+            tensor_file_in(input),
+            input.to_path_buf(),
+        ]
     } else {
         let dir = input.parent().unwrap_or(Path::new("."));
-        vec![dir.join(CONFIG_FILE), input.to_path_buf(), dir.to_path_buf()]
+        vec![
+            dir.join(CONFIG_FILE),
+            input.to_path_buf(),
+            dir.to_path_buf(),
+        ]
     }
 }
 

@@ -68,11 +68,7 @@ impl Steps {
     }
 
     /// Run one step `f`, unless the fault is due here.
-    fn run<T>(
-        &mut self,
-        what: &str,
-        f: impl FnOnce() -> std::io::Result<T>,
-    ) -> Result<T, Stop> {
+    fn run<T>(&mut self, what: &str, f: impl FnOnce() -> std::io::Result<T>) -> Result<T, Stop> {
         let n = self.n;
         self.n += 1;
         match self.fault {
@@ -360,7 +356,9 @@ fn swap_in(
         let old = parent.join(format!("{}old-{}", leftover_prefix(name), nonce()));
         in_progress(&old, true);
         let moved = steps
-            .run("move the old directory aside", || std::fs::rename(target, &old))
+            .run("move the old directory aside", || {
+                std::fs::rename(target, &old)
+            })
             .and_then(|_| {
                 steps
                     .run("rename the new directory into place", || {

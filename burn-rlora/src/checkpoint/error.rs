@@ -132,7 +132,9 @@ pub enum CheckpointError {
         limit: u64,
     },
     /// A tensor holds NaN or an infinity.
-    #[error("non-finite value {value} at element {index} of '{key}' (allow it with allow_non_finite)")]
+    #[error(
+        "non-finite value {value} at element {index} of '{key}' (allow it with allow_non_finite)"
+    )]
     NonFinite {
         /// The key of the tensor.
         key: String,

@@ -11,8 +11,8 @@ use burn_store::{ApplyError, ModuleSnapshot};
 use super::error::CheckpointError;
 use super::file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
 use super::format::{
-    check_raw_finite, read_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors, RawTensors,
-    TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
+    check_raw_finite, read_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors,
+    RawTensors, TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
 };
 use super::model::adapted_layers;
 use super::naming::ModuleNaming;
@@ -162,7 +162,10 @@ impl AdapterFile {
     ///
     /// As [`read`](Self::read), plus [`CheckpointError::NotRegularFile`] and
     /// [`CheckpointError::FileTooLarge`].
-    pub fn read_with(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Self, CheckpointError> {
+    pub fn read_with(
+        dir: impl AsRef<Path>,
+        options: &LoadOptions,
+    ) -> Result<Self, CheckpointError> {
         let dir = dir.as_ref();
         let read = |name: &str| read_file_limited(&dir.join(name), options.max_file_bytes);
         let config = read(CONFIG_FILE)?;
@@ -310,11 +313,16 @@ fn module_tensors(
     }
     if let Some(i) = (0..n).find(|i| !found.contains_key(&TensorRole::Head(*i))) {
         // Checked before anything is sized from `lora_nums`.
+        let d_out = found
+            .iter()
+            .find(|(k, _)| matches!(k, TensorRole::Head(_)))
+            .and_then(|(_, (_, shape, _))| shape.first())
+            .map_or("d_output".to_string(), usize::to_string);
         return Err(CheckpointError::MissingKey {
             key: TensorRole::Head(i).key(module),
             expected: format!(
-                "[d_output, {r}]: lora_nums is {n}, the file holds {heads_in_file} heads for \
-                 module '{module}'"
+                "[{d_out}, {r}] (lora_nums is {n}, the file holds {heads_in_file} heads for \
+                 module '{module}')"
             ),
         });
     }

@@ -124,7 +124,6 @@ pub use merge::{
 pub use naming::ModuleNaming;
 pub use reference::{
     add_reference_compensation, load_reference, read_reference, read_reference_with,
-    reference_from_bytes,
-    tensor_file_in, ReferenceOptions,
+    reference_from_bytes, tensor_file_in, ReferenceOptions,
 };
 pub use save::{save_adapter, write_atomically, SaveOptions};

@@ -34,8 +34,8 @@ use super::format::{
     read_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorDigest, TensorRole,
     CONFIG_FILE, REFERENCE_TENSORS_FILE, TENSORS_FILE,
 };
-use super::torch::read_torch;
 use super::load::{apply_adapter, LoadOptions, LoadReport};
+use super::torch::read_torch;
 use crate::init::InitScheme;
 use crate::RLoraConfig;
 

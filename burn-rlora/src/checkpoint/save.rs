@@ -201,8 +201,7 @@ impl AdapterFile {
         };
         let files: [(&str, &[u8]); 2] = [(TENSORS_FILE, &bytes), (CONFIG_FILE, json.as_bytes())];
         let (result, fired) = replace_dir(dir.as_ref(), &files, fault);
-        let result =
-            result.and_then(|()| AdapterConfig::from_json(json.as_bytes(), CONFIG_FILE));
+        let result = result.and_then(|()| AdapterConfig::from_json(json.as_bytes(), CONFIG_FILE));
         (result, fired)
     }
 }

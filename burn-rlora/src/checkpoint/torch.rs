@@ -226,7 +226,9 @@ impl<'a> Machine<'a> {
         if self.stack.len() <= floor {
             return Err(format!("data.pkl: stack underflow at offset {}", self.pos));
         }
-        self.stack.pop().ok_or_else(|| "data.pkl: stack underflow".into())
+        self.stack
+            .pop()
+            .ok_or_else(|| "data.pkl: stack underflow".into())
     }
 
     fn top(&self) -> Result<&Value, Fail> {
@@ -265,8 +267,12 @@ impl<'a> Machine<'a> {
 
     fn string(&mut self, n: usize) -> Result<(), Fail> {
         let bytes = self.take(n)?;
-        let s = std::str::from_utf8(bytes)
-            .map_err(|_| format!("data.pkl: a string that is not UTF-8 at offset {}", self.pos))?;
+        let s = std::str::from_utf8(bytes).map_err(|_| {
+            format!(
+                "data.pkl: a string that is not UTF-8 at offset {}",
+                self.pos
+            )
+        })?;
         self.push(Value::Str(s.into()))
     }
 
@@ -333,14 +339,20 @@ impl<'a> Machine<'a> {
     fn int(v: &Value, what: &str) -> Result<u64, Fail> {
         match v {
             Value::Int(i) if *i >= 0 => Ok(*i as u64),
-            other => Err(format!("data.pkl: {what} is {} (want an int >= 0)", other.name())),
+            other => Err(format!(
+                "data.pkl: {what} is {} (want an int >= 0)",
+                other.name()
+            )),
         }
     }
 
     fn ints(v: &Value, what: &str) -> Result<Vec<u64>, Fail> {
         match v {
             Value::Tuple(items, _) => items.iter().map(|i| Self::int(i, what)).collect(),
-            other => Err(format!("data.pkl: {what} is {} (want a tuple)", other.name())),
+            other => Err(format!(
+                "data.pkl: {what} is {} (want a tuple)",
+                other.name()
+            )),
         }
     }
 
@@ -351,11 +363,13 @@ impl<'a> Machine<'a> {
             return Err(format!("data.pkl: REDUCE arguments are {}", args.name()));
         };
         let value = match (callable, &args[..]) {
-            (Value::Global(Callable::OrderedDict), []) => Value::Dict(Rc::new(RefCell::new(Dict {
-                items: BTreeMap::new(),
-                sealed: false,
-                depth: 1,
-            }))),
+            (Value::Global(Callable::OrderedDict), []) => {
+                Value::Dict(Rc::new(RefCell::new(Dict {
+                    items: BTreeMap::new(),
+                    sealed: false,
+                    depth: 1,
+                })))
+            }
             (
                 Value::Global(Callable::RebuildTensor),
                 [storage, offset, shape, stride, Value::Bool, hooks, rest @ ..],
@@ -697,7 +711,9 @@ fn read_entry(
     }
     let size = entry.size();
     if size > max {
-        return Err(format!("entry '{name}' claims {size} bytes, more than the file"));
+        return Err(format!(
+            "entry '{name}' claims {size} bytes, more than the file"
+        ));
     }
     if let Some(want) = want.filter(|&w| w != size) {
         return Err(format!(
@@ -763,16 +779,21 @@ pub fn read_pickle(
 
 fn read(bytes: &[u8]) -> Result<RawTensors, Fail> {
     if !bytes.starts_with(b"PK") {
-        return Err("not a zip-based torch file (the legacy format of torch < 1.6 and \
+        return Err(
+            "not a zip-based torch file (the legacy format of torch < 1.6 and \
                     other pickles are not read)"
-            .into());
+                .into(),
+        );
     }
     let max = bytes.len() as u64;
     let mut zip =
         ZipArchive::new(Cursor::new(bytes)).map_err(|e| format!("not a valid zip: {e}"))?;
     let pickles: Vec<String> = zip
         .file_names()
-        .filter(|n| n.strip_suffix("/data.pkl").is_some_and(|p| !p.contains('/')))
+        .filter(|n| {
+            n.strip_suffix("/data.pkl")
+                .is_some_and(|p| !p.contains('/'))
+        })
         .take(2)
         .map(str::to_string)
         .collect();
