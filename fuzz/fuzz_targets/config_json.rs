@@ -58,7 +58,10 @@ struct Input {
 }
 
 fn tensor(rows: usize, cols: usize, seed: usize) -> HostTensor {
-    HostTensor::new(vec![rows, cols], (0..rows * cols).map(|k| (k + seed) as f64 * 0.25).collect())
+    HostTensor::new(
+        vec![rows, cols],
+        (0..rows * cols).map(|k| (k + seed) as f64 * 0.25).collect(),
+    )
 }
 
 fuzz_target!(|input: Input| {
@@ -72,7 +75,9 @@ fuzz_target!(|input: Input| {
         a: tensor(r, d_in, 0),
         heads: (0..n).map(|i| tensor(d_out, r, i + 1)).collect(),
         route: input.with_route.then(|| tensor(n.max(1), d_in, 7)),
-        compensation: input.with_pair.then(|| (tensor(r, d_in, 3), tensor(d_out, r, 4))),
+        compensation: input
+            .with_pair
+            .then(|| (tensor(r, d_in, 3), tensor(d_out, r, 4))),
     };
     let config = AdapterConfig::new(&RLoraConfig::lora(r, 8.0), vec!["m".into()]);
     let file = AdapterFile {
@@ -112,10 +117,17 @@ fuzz_target!(|input: Input| {
         return;
     };
     for m in loaded.modules.values() {
-        assert_eq!(m.heads.len(), loaded.config.lora_nums, "heads and lora_nums disagree");
+        assert_eq!(
+            m.heads.len(),
+            loaded.config.lora_nums,
+            "heads and lora_nums disagree"
+        );
         let _ = (m.dims(), m.num_trainable());
     }
     let (json, again) = loaded.encode(DType::F64).expect("encode what loaded");
     let reloaded = AdapterFile::from_bytes(json.as_bytes(), &again, true).expect("reload");
-    assert_eq!(reloaded.modules, loaded.modules, "round trip changed the tensors");
+    assert_eq!(
+        reloaded.modules, loaded.modules,
+        "round trip changed the tensors"
+    );
 });

@@ -8,14 +8,19 @@
 
 use std::collections::BTreeMap;
 
-use burn_rlora::checkpoint::{merge_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors};
+use burn_rlora::checkpoint::{
+    merge_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors,
+};
 use burn_rlora::RLoraConfig;
 use libfuzzer_sys::fuzz_target;
 use safetensors::SafeTensors;
 
 fn module() -> ModuleTensors {
     let t = |rows: usize, cols: usize| {
-        HostTensor::new(vec![rows, cols], (0..rows * cols).map(|k| k as f64 * 0.5 - 1.0).collect())
+        HostTensor::new(
+            vec![rows, cols],
+            (0..rows * cols).map(|k| k as f64 * 0.5 - 1.0).collect(),
+        )
     };
     ModuleTensors {
         a: t(2, 4),

@@ -42,7 +42,11 @@ fuzz_target!(|data: &[u8]| {
         let total: usize = storages().values().map(Vec::len).sum();
         if let Ok((tensors, work)) = read_pickle(data, storages(), (data.len() + total) as u64) {
             check(&tensors);
-            assert!(work <= 2 * data.len() as u64 + 2, "work {work} for {} bytes", data.len());
+            assert!(
+                work <= 2 * data.len() as u64 + 2,
+                "work {work} for {} bytes",
+                data.len()
+            );
         }
     }
 });

@@ -6,7 +6,9 @@
 #![no_main]
 
 use burn::tensor::DType;
-use burn_rlora::checkpoint::{add_reference_compensation, reference_from_bytes, AdapterFile, LoadOptions};
+use burn_rlora::checkpoint::{
+    add_reference_compensation, reference_from_bytes, AdapterFile, LoadOptions,
+};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &[u8] =
@@ -34,5 +36,8 @@ fuzz_target!(|data: &[u8]| {
     }
     let (json, bytes) = file.encode(DType::F64).expect("encode an accepted adapter");
     let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, true).expect("reload");
-    assert_eq!(again.modules, file.modules, "round trip changed the tensors");
+    assert_eq!(
+        again.modules, file.modules,
+        "round trip changed the tensors"
+    );
 });
