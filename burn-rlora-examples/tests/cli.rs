@@ -353,7 +353,11 @@ fn inspect_bounds_the_head_similarity() {
         .collect();
     file.config.lora_nums = n;
     file.config.burn_rlora_format = Some(1);
-    file.config.rlora = Some(burn_rlora::RLoraConfig::lora(2, 4.0).with_num_heads(n));
+    file.config.rlora = Some(
+        burn_rlora::RLoraConfig::lora(2, 4.0)
+            .with_num_heads(n)
+            .with_dropout(0.0),
+    );
     let adapter = dir.join("adapter");
     file.save(&adapter, burn::tensor::DType::F32).unwrap();
     let out = cli(&["inspect", &adapter.display().to_string()]);
