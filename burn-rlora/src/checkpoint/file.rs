@@ -11,8 +11,10 @@ use super::error::CheckpointError;
 /// A file above it is refused before it is read
 /// ([`CheckpointError::FileTooLarge`]); raise it with
 /// [`LoadOptions::with_max_file_bytes`](super::LoadOptions::with_max_file_bytes).
-/// Loading needs about `1 + 8 / element size` times the tensor file's size
-/// in memory (the bytes, then every value as f64).
+/// Loading holds the file, then every value as f64: about `1 + 8 / element
+/// size` times the tensor file's size, and at most about 10 times for a
+/// `.bin` whose tensors share storages (decoded elements are capped at the
+/// file's size in bytes).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 4 << 30;
 
 #[cfg(unix)]
