@@ -644,7 +644,8 @@ fn tensor_values(
         .iter()
         .try_fold(1u64, |acc, &d| acc.checked_mul(d))
         .ok_or("the size overflows")?;
-    let stored = t.storage.numel;
+    // The elements actually present (the fetch checked they match the declared size).
+    let stored = t.storage.numel.min(storage.len() as u64 / size);
     if numel > stored {
         return Err(format!(
             "size {:?} has {numel} elements, its storage only {stored}",
@@ -829,10 +830,18 @@ fn tensors(
 ) -> Result<(RawTensors, u64), Fail> {
     let (tensors, work) = state_dict(pickle)?;
     let mut storages: HashMap<Rc<str>, Vec<u8>> = HashMap::new();
+    let mut declared: HashMap<Rc<str>, (Kind, u64)> = HashMap::new();
     let mut budget = max;
     let mut out = BTreeMap::new();
     for (key, t) in tensors {
         let s = &t.storage;
+        let first = *declared.entry(s.key.clone()).or_insert((s.kind, s.numel));
+        if first != (s.kind, s.numel) {
+            return Err(format!(
+                "'{key}': storage '{}' is declared as {:?} x {} and as {:?} x {}",
+                s.key, first.0, first.1, s.kind, s.numel
+            ));
+        }
         if !storages.contains_key(&s.key) {
             let want = s
                 .numel
