@@ -12,8 +12,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, DType, Distribution, Tensor, TensorData};
 use burn_rlora::checkpoint::{
     load_adapter, load_reference, merge_into, merge_safetensors, read_config, read_reference,
-    save_adapter, save_merged, AdapterConfig, AdapterFile, CheckpointError, LoadOptions,
-    ModuleNaming, ReferenceOptions, SaveOptions, CONFIG_FILE, TENSORS_FILE,
+    save_adapter, save_merged, AdapterConfig, AdapterFile, CheckpointError, InjectFault,
+    LoadOptions, ModuleNaming, ReferenceOptions, SaveOptions, CONFIG_FILE, TENSORS_FILE,
 };
 use burn_rlora::{Method, RLoraConfig, RLoraError, RLoraLinear};
 use safetensors::SafeTensors;
@@ -710,19 +710,31 @@ fn failed_save_leaves_previous_checkpoint_intact() {
     let config = RLoraConfig::r_lora(4, 16.0, 3);
     let (fresh, dir) = saved("atomic", &config);
     let before = read_bytes(&dir);
-    // Block the temporary file: the write of the tensor file fails.
-    let blocker = dir.join(format!(".{TENSORS_FILE}.tmp-{}", std::process::id()));
-    std::fs::create_dir(&blocker).unwrap();
-    std::fs::write(blocker.join("keep"), b"x").unwrap();
     let _rng = common::rng_lock();
     NB::seed(&dev(), 77);
     let other = trained(mlp(&config));
-    let err = save_adapter(&other, &dir, &SaveOptions::new(config.clone())).unwrap_err();
-    assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+    // An I/O error while the new tensor file is written (step 3: after the
+    // parent and the temporary directory, creating the file worked).
+    let (file, dtype) = AdapterFile::from_model(&other, &SaveOptions::new(config.clone())).unwrap();
+    let (result, fired) = file.save_injecting(&*dir, dtype, InjectFault::Error(3));
+    assert!(fired);
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, CheckpointError::Io { path, .. } if path.as_path() == &*dir),
+        "{err}"
+    );
     assert_eq!(read_bytes(&dir), before, "the previous checkpoint changed");
     assert!(load_adapter(fresh, &dir, &LoadOptions::new()).is_ok());
-    std::fs::remove_dir_all(&blocker).unwrap();
-    // With the blocker gone the save goes through and replaces both files.
+    // A foreign file in the directory: the save refuses rather than drop it.
+    std::fs::write(dir.join("notes.txt"), b"x").unwrap();
+    let err = save_adapter(&other, &dir, &SaveOptions::new(config.clone())).unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::WouldLoseData { .. }),
+        "{err}"
+    );
+    assert_eq!(read_bytes(&dir), before);
+    std::fs::remove_file(dir.join("notes.txt")).unwrap();
+    // Then the save goes through and replaces both files, leaving nothing else.
     save_adapter(&other, &dir, &SaveOptions::new(config)).unwrap();
     assert_ne!(read_bytes(&dir).1, before.1);
     let names: Vec<_> = std::fs::read_dir(&dir)
@@ -730,6 +742,14 @@ fn failed_save_leaves_previous_checkpoint_intact() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names.len(), 2, "temporary files left: {names:?}");
+    let parent = dir.parent().unwrap();
+    let prefix = format!(".{}.rlora-", dir.file_name().unwrap().to_string_lossy());
+    let hidden: Vec<_> = std::fs::read_dir(parent)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(hidden.is_empty(), "{hidden:?}");
 }
 
 #[test]

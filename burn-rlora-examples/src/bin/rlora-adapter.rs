@@ -6,16 +6,24 @@
 //! rlora-adapter merge DIR --base model.safetensors --output merged.safetensors [--strip-prefix base_model.model.]
 //! ```
 //!
+//! A directory holding both `adapter_model.safetensors` and
+//! `adapter_model.bin` is read from `adapter_model.safetensors` by every
+//! command (PEFT's precedence; `burn_rlora::checkpoint::tensor_file_in`).
+//!
 //! Errors are printed to stderr with a non-zero exit status (1 for a failed
-//! command, 2 for bad arguments).
+//! command, 2 for bad arguments). A command whose output would overwrite one
+//! of its inputs (`merge --output` equal to `--base` or to a file of the
+//! adapter, `convert --output` equal to the input) fails before reading
+//! anything, as does a merge in which two modules map to the same base weight.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::Context;
 use burn::tensor::DType;
 use burn_rlora::checkpoint::{
-    merge_safetensors, read_reference, write_atomically, AdapterFile, CheckpointError,
-    REFERENCE_TENSORS_FILE, TENSORS_FILE,
+    merge_safetensors, read_reference_with, tensor_file_in, write_atomically, AdapterFile,
+    CheckpointError, LoadOptions, CONFIG_FILE,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -91,17 +99,59 @@ impl From<Precision> for DType {
     }
 }
 
-/// Read our format or the reference's, whichever the directory holds.
-fn read_any(dir: &Path, strict: bool) -> Result<AdapterFile, CheckpointError> {
-    let reference = dir.join(REFERENCE_TENSORS_FILE).exists() && !dir.join(TENSORS_FILE).exists();
-    if reference || !dir.is_dir() {
-        return read_reference(dir, strict);
-    }
-    let file = AdapterFile::read(dir, strict)?;
-    Ok(file)
+/// Heads beyond which `inspect` summarises the head similarity instead of
+/// computing it over all pairs (its cost is quadratic in the heads).
+const MAX_SIMILARITY_HEADS: usize = 64;
+
+/// Read our format or the reference's, whichever the directory holds
+/// (`adapter_model.safetensors` first, see `tensor_file_in`).
+fn read_any(dir: &Path, strict: bool) -> anyhow::Result<AdapterFile> {
+    read_reference_with(dir, &LoadOptions::new().with_strict(strict))
+        .with_context(|| format!("reading the adapter {}", dir.display()))
 }
 
-fn inspect(dir: &Path, strict: bool) -> Result<(), CheckpointError> {
+/// The absolute, symlink-free form of `path`, also for a path that does not exist yet.
+fn canonical(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Some(p);
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(canonical(parent)?.join(path.file_name()?))
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    matches!((canonical(a), canonical(b)), (Some(x), Some(y)) if x == y)
+}
+
+fn refuse(action: &str, reason: String) -> anyhow::Error {
+    anyhow::Error::new(CheckpointError::WouldLoseData {
+        action: action.to_string(),
+        reason,
+    })
+}
+
+/// The files an adapter path (directory or tensor file) consists of.
+fn adapter_files(input: &Path) -> Vec<PathBuf> {
+    if input.is_dir() {
+        vec![
+            input.join(CONFIG_FILE),
+            tensor_file_in(input),
+            input.to_path_buf(),
+        ]
+    } else {
+        let dir = input.parent().unwrap_or(Path::new("."));
+        vec![
+            dir.join(CONFIG_FILE),
+            input.to_path_buf(),
+            dir.to_path_buf(),
+        ]
+    }
+}
+
+fn inspect(dir: &Path, strict: bool) -> anyhow::Result<()> {
     let file = read_any(dir, strict)?;
     let config = &file.config;
     println!(
@@ -141,8 +191,18 @@ fn inspect(dir: &Path, strict: bool) -> Result<(), CheckpointError> {
         if let Some((a0, b0)) = &m.compensation {
             println!("  rlora_A0/B0   {:?} / {:?} (frozen)", a0.shape, b0.shape);
         }
-        let sim = m.head_similarity();
+        let n = m.heads.len();
+        let shown = n.min(MAX_SIMILARITY_HEADS);
+        let flat: Vec<f64> = m.heads[..shown]
+            .iter()
+            .flat_map(|h| h.data.iter().copied())
+            .collect();
+        let sim = burn_rlora::cosine_similarity_rows(&flat, shown);
         match sim.mean_pairwise {
+            Some(mean) if shown < n => println!(
+                "  head cosine similarity: mean pairwise {mean:.4} over the first {shown} of {n} \
+                 heads (not computed for more than {MAX_SIMILARITY_HEADS})"
+            ),
             Some(mean) => println!("  head cosine similarity: mean pairwise {mean:.4}"),
             None => println!("  head cosine similarity: single head"),
         }
@@ -154,7 +214,7 @@ fn inspect(dir: &Path, strict: bool) -> Result<(), CheckpointError> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), CheckpointError> {
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect { dir, lenient } => inspect(&dir, !lenient),
         Command::Convert {
@@ -163,7 +223,18 @@ fn run(cli: Cli) -> Result<(), CheckpointError> {
             dtype,
             lenient,
         } => {
-            let file = read_reference(&input, !lenient)?;
+            if let Some(hit) = adapter_files(&input).iter().find(|f| same_path(f, &output)) {
+                return Err(refuse(
+                    "convert",
+                    format!(
+                        "--output {} is the input ({}): writing it would replace the input \
+                         adapter's {CONFIG_FILE} and tensor file; choose another directory",
+                        output.display(),
+                        hit.display()
+                    ),
+                ));
+            }
+            let file = read_any(&input, !lenient)?;
             let written = file.save(&output, dtype.into())?;
             println!(
                 "wrote {} ({} modules, rank {}, {} heads)",
@@ -180,12 +251,32 @@ fn run(cli: Cli) -> Result<(), CheckpointError> {
             output,
             strip_prefix,
         } => {
+            if same_path(&output, &base) {
+                return Err(refuse(
+                    "merge",
+                    format!(
+                        "--output {} is the base model {}: it would be overwritten by the \
+                         merged model; write the merged model to another file",
+                        output.display(),
+                        base.display()
+                    ),
+                ));
+            }
+            if let Some(hit) = adapter_files(&dir).iter().find(|f| same_path(f, &output)) {
+                return Err(refuse(
+                    "merge",
+                    format!(
+                        "--output {} is a file of the adapter ({}): it would be overwritten",
+                        output.display(),
+                        hit.display()
+                    ),
+                ));
+            }
             let adapter = read_any(&dir, true)?;
-            let bytes = std::fs::read(&base).map_err(|e| CheckpointError::Io {
-                path: base.clone(),
-                source: e,
-            })?;
-            let merged = merge_safetensors(&adapter, &bytes, &strip_prefix)?;
+            let options = LoadOptions::new();
+            let bytes = burn_rlora::checkpoint::read_file_limited(&base, options.max_file_bytes)?;
+            let merged = merge_safetensors(&adapter, &bytes, &strip_prefix)
+                .with_context(|| format!("merging into the base model {}", base.display()))?;
             write_atomically(&output, &merged)?;
             println!(
                 "wrote {} ({} modules merged)",
@@ -201,7 +292,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

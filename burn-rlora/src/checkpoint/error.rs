@@ -113,6 +113,44 @@ pub enum CheckpointError {
         /// The second module path (Burn).
         second: String,
     },
+    /// A path that must be a regular file is a device, FIFO, socket or directory.
+    #[error("{path} is {kind}, not a regular file: refusing to read it")]
+    NotRegularFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// A file is larger than the load's size cap.
+    #[error("{path} is {size} bytes, more than the limit of {limit} bytes (raise it with LoadOptions::with_max_file_bytes)")]
+    FileTooLarge {
+        /// The path.
+        path: PathBuf,
+        /// Its size (or as much as was read).
+        size: u64,
+        /// The cap.
+        limit: u64,
+    },
+    /// A tensor holds NaN or an infinity.
+    #[error(
+        "non-finite value {value} at element {index} of '{key}' (allow it with allow_non_finite)"
+    )]
+    NonFinite {
+        /// The key of the tensor.
+        key: String,
+        /// The row-major index of the first non-finite element.
+        index: usize,
+        /// The value.
+        value: f64,
+    },
+    /// An operation would destroy data it was not asked to replace.
+    #[error("refusing to {action}: {reason}")]
+    WouldLoseData {
+        /// What was asked.
+        action: String,
+        /// What would have been lost.
+        reason: String,
+    },
     /// The adapter cannot be merged exactly.
     #[error(transparent)]
     Layer(#[from] RLoraError),
@@ -123,6 +161,28 @@ impl CheckpointError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+
+    /// Replace the bare file names in `CorruptConfig` / `CorruptTensors` by full paths.
+    pub(crate) fn with_paths(self, config: &std::path::Path, tensors: &std::path::Path) -> Self {
+        match self {
+            Self::CorruptConfig { what, reason } if what == super::format::CONFIG_FILE => {
+                Self::CorruptConfig {
+                    what: config.display().to_string(),
+                    reason,
+                }
+            }
+            Self::CorruptTensors { what, reason }
+                if what == super::format::TENSORS_FILE
+                    || what == super::format::REFERENCE_TENSORS_FILE =>
+            {
+                Self::CorruptTensors {
+                    what: tensors.display().to_string(),
+                    reason,
+                }
+            }
+            other => other,
         }
     }
 

@@ -401,8 +401,9 @@ pub struct AdapterFile {
     pub ignored_keys: Vec<String>,
 }
 
-/// A raw tensor: dtype name, shape, and values converted to f64.
-pub(crate) type RawTensors = BTreeMap<String, (Vec<usize>, Result<Vec<f64>, String>)>;
+/// Tensors by key: shape, and values converted to f64 (or the name of an
+/// unsupported dtype).
+pub type RawTensors = BTreeMap<String, (Vec<usize>, Result<Vec<f64>, String>)>;
 
 fn supported(dtype: Dtype) -> Option<DType> {
     match dtype {
@@ -437,33 +438,62 @@ pub(crate) fn read_safetensors(bytes: &[u8], what: &str) -> Result<RawTensors, C
     Ok(out)
 }
 
-/// Read a PyTorch pickle (`adapter_model.bin`, `.pt`) through burn-store's reader.
-pub(crate) fn read_pytorch(path: &std::path::Path) -> Result<RawTensors, CheckpointError> {
-    let what = path.display().to_string();
-    let reader = burn_store::pytorch::PytorchReader::new(path).map_err(|e| {
-        CheckpointError::CorruptTensors {
-            what: what.clone(),
-            reason: e.to_string(),
+/// The first non-finite value of `data`, with its index.
+pub(crate) fn first_non_finite(data: &[f64]) -> Option<(usize, f64)> {
+    data.iter()
+        .copied()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
+}
+
+/// [`CheckpointError::NonFinite`] for the first tensor holding NaN or an infinity.
+pub(crate) fn check_raw_finite(raw: &RawTensors) -> Result<(), CheckpointError> {
+    for (key, (_, values)) in raw {
+        if let Some((index, value)) = values.as_ref().ok().and_then(|v| first_non_finite(v)) {
+            return Err(CheckpointError::NonFinite {
+                key: key.clone(),
+                index,
+                value,
+            });
         }
-    })?;
-    let mut out = BTreeMap::new();
-    for (name, snapshot) in reader.into_tensors() {
-        let shape = snapshot.shape.to_vec();
-        let values = match snapshot.dtype {
-            DType::F32 | DType::F64 | DType::F16 | DType::BF16 => {
-                let data = snapshot
-                    .to_data()
-                    .map_err(|e| CheckpointError::CorruptTensors {
-                        what: format!("{what} ({name})"),
-                        reason: e.to_string(),
-                    })?;
-                Ok(data.iter::<f64>().collect())
-            }
-            other => Err(format!("{other:?}")),
-        };
-        out.insert(name, (shape, values));
     }
-    Ok(out)
+    Ok(())
+}
+
+impl ModuleTensors {
+    /// Every tensor of the module with its key under module name `name`.
+    pub fn named<'a>(&'a self, name: &str) -> Vec<(String, &'a HostTensor)> {
+        let mut out = vec![(TensorRole::A.key(name), &self.a)];
+        for (i, h) in self.heads.iter().enumerate() {
+            out.push((TensorRole::Head(i).key(name), h));
+        }
+        if let Some(route) = &self.route {
+            out.push((TensorRole::Route.key(name), route));
+        }
+        if let Some((a0, b0)) = &self.compensation {
+            out.push((TensorRole::A0.key(name), a0));
+            out.push((TensorRole::B0.key(name), b0));
+        }
+        out
+    }
+}
+
+impl AdapterFile {
+    /// [`CheckpointError::NonFinite`] for the first tensor holding NaN or an infinity.
+    ///
+    /// # Errors
+    ///
+    /// As said.
+    pub fn check_finite(&self) -> Result<(), CheckpointError> {
+        for (name, m) in &self.modules {
+            for (key, t) in m.named(name) {
+                if let Some((index, value)) = first_non_finite(&t.data) {
+                    return Err(CheckpointError::NonFinite { key, index, value });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Encode named host tensors as safetensors bytes, each in its dtype.

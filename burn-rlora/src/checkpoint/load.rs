@@ -9,9 +9,10 @@ use burn::tensor::DType;
 use burn_store::{ApplyError, ModuleSnapshot};
 
 use super::error::CheckpointError;
+use super::file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
 use super::format::{
-    read_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors, RawTensors,
-    TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
+    check_raw_finite, read_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors,
+    RawTensors, TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
 };
 use super::model::adapted_layers;
 use super::naming::ModuleNaming;
@@ -27,6 +28,12 @@ pub struct LoadOptions {
     pub strict: bool,
     /// If set, the file's layer config must equal this one (the config the model was built with).
     pub expected_config: Option<RLoraConfig>,
+    /// The largest file a load reads, in bytes (default [`DEFAULT_MAX_FILE_BYTES`]);
+    /// a larger one is [`CheckpointError::FileTooLarge`].
+    pub max_file_bytes: u64,
+    /// Accept tensors holding NaN or infinities (default: false, they are
+    /// [`CheckpointError::NonFinite`]).
+    pub allow_non_finite: bool,
 }
 
 impl Default for LoadOptions {
@@ -35,6 +42,8 @@ impl Default for LoadOptions {
             naming: ModuleNaming::new(),
             strict: true,
             expected_config: None,
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            allow_non_finite: false,
         }
     }
 }
@@ -62,6 +71,18 @@ impl LoadOptions {
         self.expected_config = Some(config);
         self
     }
+
+    /// Set the largest file a load reads, in bytes.
+    pub fn with_max_file_bytes(mut self, max: u64) -> Self {
+        self.max_file_bytes = max;
+        self
+    }
+
+    /// Accept (or refuse, the default) tensors holding NaN or infinities.
+    pub fn with_allow_non_finite(mut self, allow: bool) -> Self {
+        self.allow_non_finite = allow;
+        self
+    }
 }
 
 /// What a load did.
@@ -84,8 +105,9 @@ impl AdapterFile {
     /// and `adapter_model.safetensors`, without a model.
     ///
     /// This checks the format version, the tensor file's digest (when the
-    /// config has one), every key, shape and dtype, and that the config
-    /// agrees with the tensors. It never panics on bad input.
+    /// config has one), every key, shape and dtype, that every value is
+    /// finite, and that the config agrees with the tensors. It never panics
+    /// on bad input.
     ///
     /// # Errors
     ///
@@ -94,6 +116,21 @@ impl AdapterFile {
         config_json: &[u8],
         tensors: &[u8],
         strict: bool,
+    ) -> Result<Self, CheckpointError> {
+        let options = LoadOptions::new().with_strict(strict);
+        Self::from_bytes_with(config_json, tensors, &options)
+    }
+
+    /// [`from_bytes`](Self::from_bytes) with the strictness and the
+    /// non-finite rule of `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_bytes`](Self::from_bytes).
+    pub fn from_bytes_with(
+        config_json: &[u8],
+        tensors: &[u8],
+        options: &LoadOptions,
     ) -> Result<Self, CheckpointError> {
         let config = AdapterConfig::from_json(config_json, CONFIG_FILE)?;
         if let Some(want) = config.tensor_file {
@@ -107,7 +144,7 @@ impl AdapterFile {
             }
         }
         let raw = read_safetensors(tensors, TENSORS_FILE)?;
-        Self::from_raw(config, raw, strict)
+        Self::from_raw(config, raw, options)
     }
 
     /// Read and validate the adapter directory `dir` (see [`from_bytes`](Self::from_bytes)).
@@ -116,20 +153,37 @@ impl AdapterFile {
     ///
     /// [`CheckpointError::Io`] if a file cannot be read, otherwise as `from_bytes`.
     pub fn read(dir: impl AsRef<Path>, strict: bool) -> Result<Self, CheckpointError> {
+        Self::read_with(dir, &LoadOptions::new().with_strict(strict))
+    }
+
+    /// [`read`](Self::read) with `options` (strictness, file size cap, non-finite rule).
+    ///
+    /// # Errors
+    ///
+    /// As [`read`](Self::read), plus [`CheckpointError::NotRegularFile`] and
+    /// [`CheckpointError::FileTooLarge`].
+    pub fn read_with(
+        dir: impl AsRef<Path>,
+        options: &LoadOptions,
+    ) -> Result<Self, CheckpointError> {
         let dir = dir.as_ref();
-        let read = |name: &str| {
-            let path = dir.join(name);
-            std::fs::read(&path).map_err(|e| CheckpointError::io(path, e))
-        };
-        Self::from_bytes(&read(CONFIG_FILE)?, &read(TENSORS_FILE)?, strict)
+        let read = |name: &str| read_file_limited(&dir.join(name), options.max_file_bytes);
+        let config = read(CONFIG_FILE)?;
+        let tensors = read(TENSORS_FILE)?;
+        Self::from_bytes_with(&config, &tensors, options)
+            .map_err(|e| e.with_paths(&dir.join(CONFIG_FILE), &dir.join(TENSORS_FILE)))
     }
 
     /// Group raw tensors by module and check them against the config.
     pub(crate) fn from_raw(
         config: AdapterConfig,
         raw: RawTensors,
-        strict: bool,
+        options: &LoadOptions,
     ) -> Result<Self, CheckpointError> {
+        let strict = options.strict;
+        if !options.allow_non_finite {
+            check_raw_finite(&raw)?;
+        }
         let mut grouped: BTreeMap<String, Found> = BTreeMap::new();
         let mut ignored_keys = Vec::new();
         let listed = &config.target_module_paths;
@@ -257,10 +311,25 @@ fn module_tensors(
             format!("head {i} ('{key}'), {heads_in_file} heads in module '{module}'"),
         ));
     }
+    if let Some(i) = (0..n).find(|i| !found.contains_key(&TensorRole::Head(*i))) {
+        // Checked before anything is sized from `lora_nums`.
+        let d_out = found
+            .iter()
+            .find(|(k, _)| matches!(k, TensorRole::Head(_)))
+            .and_then(|(_, (_, shape, _))| shape.first())
+            .map_or("d_output".to_string(), usize::to_string);
+        return Err(CheckpointError::MissingKey {
+            key: TensorRole::Head(i).key(module),
+            expected: format!(
+                "[{d_out}, {r}] (lora_nums is {n}, the file holds {heads_in_file} heads for \
+                 module '{module}')"
+            ),
+        });
+    }
     let a = take(&mut found, module, TensorRole::A, [r, 0], true)?
         .ok_or(CheckpointError::NoAdapters)?;
     let d_in = a.shape[1];
-    let mut heads = Vec::with_capacity(n);
+    let mut heads = Vec::with_capacity(heads_in_file);
     let mut d_out = 0;
     for i in 0..n {
         let head = take(&mut found, module, TensorRole::Head(i), [d_out, r], true)?
@@ -371,7 +440,7 @@ pub fn load_adapter<B: Backend, M: Module<B>>(
     dir: impl AsRef<Path>,
     options: &LoadOptions,
 ) -> Result<(M, LoadReport), CheckpointError> {
-    let file = AdapterFile::read(dir, options.strict)?;
+    let file = AdapterFile::read_with(dir, options)?;
     apply_adapter(model, &file, options)
 }
 
@@ -557,7 +626,7 @@ fn check_against_layer(
 /// [`CheckpointError::UnknownFormatVersion`].
 pub fn read_config(dir: impl AsRef<Path>) -> Result<AdapterConfig, CheckpointError> {
     let path = dir.as_ref().join(CONFIG_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| CheckpointError::io(&path, e))?;
+    let bytes = read_file_limited(&path, DEFAULT_MAX_FILE_BYTES)?;
     AdapterConfig::from_json(&bytes, &path.display().to_string())
 }
 

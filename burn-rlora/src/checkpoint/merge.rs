@@ -229,15 +229,16 @@ pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
 /// Merge an adapter file into a base model's safetensors file, in PyTorch
 /// names and layout: for every adapted module `m`, `<m>.weight` `[out, in]`
 /// (after removing `strip_prefix` from the adapter's module name) gets
-/// `s * mean_i(B_i) A - s * Bbar0 A0`. Other tensors are copied unchanged.
-/// This is what the CLI's `merge` does.
+/// `s * mean_i(B_i) A - s * Bbar0 A0`. Other tensors and the base file's
+/// `__metadata__` are copied unchanged. This is what the CLI's `merge` does.
 ///
 /// # Errors
 ///
 /// [`CheckpointError::NotMergeable`](RLoraError::NotMergeable) for a softmax
 /// router; [`CheckpointError::MissingKey`] / [`CheckpointError::ShapeMismatch`]
 /// when the base lacks a module's weight; [`CheckpointError::CorruptTensors`]
-/// for a bad base file.
+/// for a bad base file; [`CheckpointError::WouldLoseData`] when two modules
+/// map to the same base weight after removing `strip_prefix`.
 pub fn merge_safetensors(
     adapter: &AdapterFile,
     base: &[u8],
@@ -256,9 +257,20 @@ pub fn merge_safetensors(
         return Err(not_mergeable(&format!("module '{name}'"), m.heads.len()));
     }
     let st = SafeTensors::deserialize(base).map_err(corrupt)?;
+    let (_, header) = SafeTensors::read_metadata(base).map_err(corrupt)?;
     let mut replaced: BTreeMap<String, (safetensors::Dtype, Vec<usize>, Vec<u8>)> = BTreeMap::new();
+    let mut sources: BTreeMap<String, &str> = BTreeMap::new();
     for (name, m) in &adapter.modules {
         let key = format!("{}.weight", name.strip_prefix(strip_prefix).unwrap_or(name));
+        if let Some(first) = sources.insert(key.clone(), name) {
+            return Err(CheckpointError::WouldLoseData {
+                action: format!("merge modules '{first}' and '{name}'"),
+                reason: format!(
+                    "both map to '{key}' after removing the prefix '{strip_prefix}', so one \
+                     module's delta would be dropped"
+                ),
+            });
+        }
         let view = st.tensor(&key).map_err(|_| CheckpointError::MissingKey {
             key: key.clone(),
             expected: format!("{:?} in the base model", [m.dims().1, m.dims().0]),
@@ -315,5 +327,6 @@ pub fn merge_safetensors(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(corrupt)?;
-    safetensors::tensor::serialize(views, None).map_err(corrupt)
+    // The base's own `__metadata__` (format, provenance) is kept.
+    safetensors::tensor::serialize(views, header.metadata().clone()).map_err(corrupt)
 }

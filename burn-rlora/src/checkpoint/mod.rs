@@ -72,23 +72,34 @@
 //! (`ModuleSnapshot::collect`, which records each tensor's path and container
 //! types) and loaded with its applier (`ModuleSnapshot::apply`, which checks
 //! shapes, moves to the device and keeps the trainable/frozen flags);
-//! PyTorch pickles are read with its `PytorchReader`; merged models are
+//! merged models are
 //! written with `SafetensorsStore`. The adapter file itself is encoded with
 //! the `safetensors` crate, because one Burn tensor (`lora_b`) becomes `N`
 //! tensors (`lora_B{i}`) and burn-store's key remapping is one-to-one, and
 //! the transposes are done on the host, because `PyTorchToBurnAdapter`
 //! transposes only the `weight` of `Struct:Linear` modules.
 //!
-//! Saving is atomic per file (temporary file in the same directory, then a
-//! rename), and a config and tensor file from different saves are detected
-//! by the digest. Loading validates every key, shape and dtype and returns a
-//! [`CheckpointError`] naming the key, the expected and the found value; it
-//! never panics on bad input (the loader is fuzzed, see `fuzz/`).
+//! Saving replaces the adapter directory as one unit (a complete sibling
+//! directory is written, synced and swapped in; see [`AdapterFile::save`]),
+//! and a config and tensor file from different saves are detected by the
+//! digest. Tensors holding NaN or infinities are refused on save and load
+//! unless `allow_non_finite` is set.
 //!
-//! Reference adapters (`adapter_model.bin`): see [`reference`](mod@reference). Merging: see
+//! Loading reads only regular files (a device, FIFO or socket is refused on
+//! the opened file) of at most [`LoadOptions::max_file_bytes`]
+//! ([`DEFAULT_MAX_FILE_BYTES`] by default), checks every number of the
+//! config against the tensors before sizing anything from it, validates
+//! every key, shape and dtype, and returns a [`CheckpointError`] naming the
+//! key, the expected and the found value; it does not panic on bad input
+//! (the loaders are fuzzed, see `fuzz/`).
+//!
+//! Reference adapters (`adapter_model.bin`): see [`reference`](mod@reference)
+//! and the strict `torch.save` reader [`torch`](mod@torch). Merging: see
 //! [`merge_model`], [`merge_into`], [`save_merged`] and [`merge_safetensors`].
 
+mod atomic;
 mod error;
+mod file;
 mod format;
 mod load;
 mod merge;
@@ -96,8 +107,12 @@ mod model;
 mod naming;
 pub mod reference;
 mod save;
+pub mod torch;
 
+#[doc(hidden)]
+pub use atomic::InjectFault;
 pub use error::CheckpointError;
+pub use file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
 pub use format::{
     AdapterConfig, AdapterFile, HostTensor, ModuleTensors, TensorDigest, TensorRole, CONFIG_FILE,
     FORMAT_VERSION, REFERENCE_TENSORS_FILE, SUPPORTED_VERSIONS, TENSORS_FILE,
@@ -107,5 +122,8 @@ pub use merge::{
     merge_into, merge_model, merge_safetensors, merged_bytes, save_merged, weight_delta,
 };
 pub use naming::ModuleNaming;
-pub use reference::{add_reference_compensation, load_reference, read_reference, ReferenceOptions};
+pub use reference::{
+    add_reference_compensation, load_reference, read_reference, read_reference_with,
+    reference_from_bytes, tensor_file_in, ReferenceOptions,
+};
 pub use save::{save_adapter, write_atomically, SaveOptions};

@@ -29,11 +29,13 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 
 use super::error::CheckpointError;
+use super::file::read_file_limited;
 use super::format::{
-    read_pytorch, read_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorRole,
+    read_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorDigest, TensorRole,
     CONFIG_FILE, REFERENCE_TENSORS_FILE, TENSORS_FILE,
 };
 use super::load::{apply_adapter, LoadOptions, LoadReport};
+use super::torch::read_torch;
 use crate::init::InitScheme;
 use crate::RLoraConfig;
 
@@ -52,7 +54,8 @@ impl AdapterConfig {
 /// How to load a reference adapter.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ReferenceOptions {
-    /// Naming and strictness, as for [`load_adapter`](super::load_adapter).
+    /// Naming, strictness, file size cap and non-finite rule, as for
+    /// [`load_adapter`](super::load_adapter).
     pub load: LoadOptions,
     /// The reference adapter as it was at initialization (a directory or
     /// file, like the trained one). When set, its `A` and mean head become
@@ -60,11 +63,26 @@ pub struct ReferenceOptions {
     pub initial_adapter: Option<PathBuf>,
 }
 
+/// The tensor file of an adapter directory, by one rule used everywhere
+/// (loading, the CLI's `inspect`, `convert` and `merge`):
+/// `adapter_model.safetensors` if present, else `adapter_model.bin`, else
+/// the (missing) `adapter_model.safetensors`. This is PEFT's precedence.
+pub fn tensor_file_in(dir: &Path) -> PathBuf {
+    let safetensors = dir.join(TENSORS_FILE);
+    let bin = dir.join(REFERENCE_TENSORS_FILE);
+    if !safetensors.exists() && bin.exists() {
+        bin
+    } else {
+        safetensors
+    }
+}
+
 /// Read a reference adapter: a directory holding `adapter_config.json` and
-/// `adapter_model.bin` (torch pickle, read with burn-store's PyTorch reader)
-/// or `adapter_model.safetensors` in the same layout; or the path of the
+/// `adapter_model.safetensors` (same layout) or `adapter_model.bin` (the
+/// zip that `torch.save` writes, read by this crate's strict reader; see
+/// [`torch`](super::torch)), chosen by [`tensor_file_in`]; or the path of the
 /// tensor file itself, with `adapter_config.json` next to it. bf16, f16 and
-/// f64 tensors are converted.
+/// f64 tensors are converted. Files of this crate's format read too.
 ///
 /// # Errors
 ///
@@ -73,42 +91,66 @@ pub fn read_reference(
     path: impl AsRef<Path>,
     strict: bool,
 ) -> Result<AdapterFile, CheckpointError> {
+    read_reference_with(path, &LoadOptions::new().with_strict(strict))
+}
+
+/// [`read_reference`] with `options` (strictness, file size cap, non-finite rule).
+///
+/// # Errors
+///
+/// As [`read_reference`], plus [`CheckpointError::NotRegularFile`] and
+/// [`CheckpointError::FileTooLarge`].
+pub fn read_reference_with(
+    path: impl AsRef<Path>,
+    options: &LoadOptions,
+) -> Result<AdapterFile, CheckpointError> {
     let path = path.as_ref();
-    if !path.exists() {
-        return Err(CheckpointError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or directory"),
-        ));
-    }
     let (dir, tensors) = if path.is_dir() {
-        let bin = path.join(REFERENCE_TENSORS_FILE);
-        let tensors = if bin.exists() {
-            bin
-        } else {
-            path.join(TENSORS_FILE)
-        };
-        (path.to_path_buf(), tensors)
+        (path.to_path_buf(), tensor_file_in(path))
     } else {
         let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
         (dir, path.to_path_buf())
     };
     let config_path = dir.join(CONFIG_FILE);
-    let json = std::fs::read(&config_path).map_err(|e| CheckpointError::io(&config_path, e))?;
-    let config = AdapterConfig::from_json(&json, &config_path.display().to_string())?;
+    let max = options.max_file_bytes;
+    let bytes = read_file_limited(&tensors, max)?;
+    let json = read_file_limited(&config_path, max)?;
     let is_safetensors = tensors.extension().is_some_and(|e| e == "safetensors");
+    reference_from_bytes(&json, &bytes, is_safetensors, options)
+        .map_err(|e| e.with_paths(&config_path, &tensors))
+}
+
+/// [`read_reference_with`] on bytes: `adapter_config.json` and the tensor
+/// file, safetensors if `is_safetensors`, else the zip of `torch.save`.
+/// Errors name the files `adapter_config.json` and
+/// `adapter_model.safetensors` / `adapter_model.bin`.
+///
+/// # Errors
+///
+/// As [`AdapterFile::from_bytes`].
+pub fn reference_from_bytes(
+    config_json: &[u8],
+    tensors: &[u8],
+    is_safetensors: bool,
+    options: &LoadOptions,
+) -> Result<AdapterFile, CheckpointError> {
+    let config = AdapterConfig::from_json(config_json, CONFIG_FILE)?;
     let raw = if is_safetensors {
-        let bytes = std::fs::read(&tensors).map_err(|e| CheckpointError::io(&tensors, e))?;
-        read_safetensors(&bytes, &tensors.display().to_string())?
-    } else {
-        if !tensors.exists() {
-            return Err(CheckpointError::io(
-                &tensors,
-                std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            ));
+        if let Some(want) = config.tensor_file {
+            let found = TensorDigest::of(tensors);
+            if found != want {
+                return Err(CheckpointError::mismatch(
+                    "tensor_file",
+                    format!("{want:?} (the tensor file saved with this config)"),
+                    format!("{found:?}: config and tensors are from different saves"),
+                ));
+            }
         }
-        read_pytorch(&tensors)?
+        read_safetensors(tensors, TENSORS_FILE)?
+    } else {
+        read_torch(tensors, REFERENCE_TENSORS_FILE)?
     };
-    AdapterFile::from_raw(config, raw, strict)
+    AdapterFile::from_raw(config, raw, options)
 }
 
 fn mean_head(heads: &[HostTensor]) -> HostTensor {
@@ -174,10 +216,9 @@ pub fn load_reference<B: Backend, M: Module<B>>(
     path: impl AsRef<Path>,
     options: &ReferenceOptions,
 ) -> Result<(M, LoadReport), CheckpointError> {
-    let strict = options.load.strict;
-    let mut file = read_reference(path, strict)?;
+    let mut file = read_reference_with(path, &options.load)?;
     if let Some(init) = &options.initial_adapter {
-        add_reference_compensation(&mut file, &read_reference(init, strict)?)?;
+        add_reference_compensation(&mut file, &read_reference_with(init, &options.load)?)?;
     }
     apply_adapter(model, &file, &options.load)
 }

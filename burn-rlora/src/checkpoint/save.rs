@@ -8,10 +8,11 @@ use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::DType;
 
+use super::atomic::{replace_dir, write_file, InjectFault};
 use super::error::CheckpointError;
 use super::format::{
-    write_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorDigest, TensorRole,
-    CONFIG_FILE, TENSORS_FILE,
+    write_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorDigest, CONFIG_FILE,
+    TENSORS_FILE,
 };
 use super::load::storage_dtype;
 use super::model::adapted_layers;
@@ -28,6 +29,9 @@ pub struct SaveOptions {
     pub naming: ModuleNaming,
     /// The base model's name, written as `base_model_name_or_path`.
     pub base_model: Option<String>,
+    /// Save tensors holding NaN or infinities (default: false, they are
+    /// [`CheckpointError::NonFinite`]).
+    pub allow_non_finite: bool,
 }
 
 impl SaveOptions {
@@ -37,7 +41,14 @@ impl SaveOptions {
             config,
             naming: ModuleNaming::new(),
             base_model: None,
+            allow_non_finite: false,
         }
+    }
+
+    /// Accept (or refuse, the default) tensors holding NaN or infinities.
+    pub fn with_allow_non_finite(mut self, allow: bool) -> Self {
+        self.allow_non_finite = allow;
+        self
     }
 
     /// Set the module naming.
@@ -62,7 +73,8 @@ impl AdapterFile {
     /// [`CheckpointError::ConfigMismatch`] when a layer's shapes disagree with
     /// `options.config` (rank, heads, router, compensation pair);
     /// [`CheckpointError::DuplicateModuleName`] or [`CheckpointError::InvalidRule`]
-    /// for a bad naming.
+    /// for a bad naming; [`CheckpointError::NonFinite`] for a tensor holding
+    /// NaN or an infinity, unless `options.allow_non_finite`.
     pub fn from_model<B: Backend, M: Module<B>>(
         model: &M,
         options: &SaveOptions,
@@ -106,14 +118,15 @@ impl AdapterFile {
         }
         let mut adapter_config = AdapterConfig::new(config, names);
         adapter_config.base_model_name_or_path = options.base_model.clone();
-        Ok((
-            Self {
-                config: adapter_config,
-                modules,
-                ignored_keys: Vec::new(),
-            },
-            dtype,
-        ))
+        let file = Self {
+            config: adapter_config,
+            modules,
+            ignored_keys: Vec::new(),
+        };
+        if !options.allow_non_finite {
+            file.check_finite()?;
+        }
+        Ok((file, dtype))
     }
 
     /// Encode as `(adapter_config.json, adapter_model.safetensors)` bytes, the
@@ -124,20 +137,12 @@ impl AdapterFile {
     ///
     /// [`CheckpointError::UnsupportedDtype`] for another dtype.
     pub fn encode(&self, dtype: DType) -> Result<(String, Vec<u8>), CheckpointError> {
-        let mut tensors: Vec<(String, HostTensor, DType)> = Vec::new();
-        for (name, m) in &self.modules {
-            tensors.push((TensorRole::A.key(name), m.a.clone(), dtype));
-            for (i, h) in m.heads.iter().enumerate() {
-                tensors.push((TensorRole::Head(i).key(name), h.clone(), dtype));
-            }
-            if let Some(route) = &m.route {
-                tensors.push((TensorRole::Route.key(name), route.clone(), dtype));
-            }
-            if let Some((a0, b0)) = &m.compensation {
-                tensors.push((TensorRole::A0.key(name), a0.clone(), dtype));
-                tensors.push((TensorRole::B0.key(name), b0.clone(), dtype));
-            }
-        }
+        let tensors: Vec<(String, HostTensor, DType)> = self
+            .modules
+            .iter()
+            .flat_map(|(name, m)| m.named(name))
+            .map(|(key, t)| (key, t.clone(), dtype))
+            .collect();
         let bytes = write_safetensors(&tensors)?;
         let mut config = self.config.clone();
         if config.burn_rlora_format.is_none() || config.rlora.is_none() {
@@ -155,24 +160,49 @@ impl AdapterFile {
         Ok((config.to_json(), bytes))
     }
 
-    /// Write the adapter directory `dir` (created if needed): first the
-    /// tensor file, then the config, each atomically. A config and a tensor
-    /// file from different saves are detected on load by the digest.
+    /// Write the adapter directory `dir` as one unit: a complete new
+    /// directory is written and synced next to it, then swapped in (see
+    /// below). A save that fails or is killed at any step leaves `dir` holding
+    /// either the previous checkpoint or the new one, complete. `dir` must be
+    /// new, empty, or hold only an adapter checkpoint (its two files):
+    /// anything else in it would be lost, so that is an error.
+    ///
+    /// On Linux the swap is one `renameat2(RENAME_EXCHANGE)` (or one rename
+    /// when `dir` does not exist yet). Elsewhere, or on a file system without
+    /// the exchange, the old directory is renamed aside first, so a kill
+    /// between the two renames leaves the previous checkpoint under the hidden
+    /// name `.<dir>.rlora-old-*` next to `dir`. Leftovers of killed saves are
+    /// hidden siblings (`.<dir>.rlora-*`), removed by the next save.
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::Io`] if writing fails; the previous files are then intact.
+    /// [`CheckpointError::Io`] naming `dir` if writing fails;
+    /// [`CheckpointError::WouldLoseData`] if `dir` is not a directory or holds other files.
     pub fn save(
         &self,
         dir: impl AsRef<Path>,
         dtype: DType,
     ) -> Result<AdapterConfig, CheckpointError> {
-        let dir = dir.as_ref();
-        let (json, bytes) = self.encode(dtype)?;
-        std::fs::create_dir_all(dir).map_err(|e| CheckpointError::io(dir, e))?;
-        atomic_write(&dir.join(TENSORS_FILE), |f| f.write_all(&bytes))?;
-        atomic_write(&dir.join(CONFIG_FILE), |f| f.write_all(json.as_bytes()))?;
-        AdapterConfig::from_json(json.as_bytes(), CONFIG_FILE)
+        self.save_injecting(dir, dtype, InjectFault::None).0
+    }
+
+    /// [`save`](Self::save) with a failure injected at one step, for tests;
+    /// also returns whether the fault fired.
+    #[doc(hidden)]
+    pub fn save_injecting(
+        &self,
+        dir: impl AsRef<Path>,
+        dtype: DType,
+        fault: InjectFault,
+    ) -> (Result<AdapterConfig, CheckpointError>, bool) {
+        let (json, bytes) = match self.encode(dtype) {
+            Ok(x) => x,
+            Err(e) => return (Err(e), false),
+        };
+        let files: [(&str, &[u8]); 2] = [(TENSORS_FILE, &bytes), (CONFIG_FILE, json.as_bytes())];
+        let (result, fired) = replace_dir(dir.as_ref(), &files, fault);
+        let result = result.and_then(|()| AdapterConfig::from_json(json.as_bytes(), CONFIG_FILE));
+        (result, fired)
     }
 }
 
@@ -204,33 +234,12 @@ pub fn write_atomically(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), Chec
     atomic_write(path.as_ref(), |f| f.write_all(bytes))
 }
 
-/// Write a file atomically: `write` fills a temporary file in the same
-/// directory, which is synced and then renamed over `path`. If `write` or
-/// any step fails, the temporary file is removed and `path` is untouched.
+/// Write a file atomically (see [`write_atomically`]).
 pub(crate) fn atomic_write(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), CheckpointError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    let result = File::create(&tmp)
-        .and_then(|mut f| {
-            write(&mut f)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CheckpointError::io(&tmp, e));
-    }
-    if let Some(dir) = path.parent() {
-        // Persist the rename; not every platform can sync a directory.
-        let _ = File::open(dir).and_then(|d| d.sync_all());
-    }
-    Ok(())
+    write_file(path, write)
 }
 
 #[cfg(test)]
@@ -248,7 +257,10 @@ mod tests {
             Err(std::io::Error::other("disk full"))
         })
         .unwrap_err();
-        assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+        assert!(
+            matches!(&err, CheckpointError::Io { path: p, .. } if p == &path),
+            "{err}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), b"previous");
         let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
         assert_eq!(left.len(), 1, "the temporary file was not removed");
