@@ -304,7 +304,7 @@ impl<'a> Machine<'a> {
 
     fn set_items(&mut self, pairs: Vec<Value>) -> Result<(), Fail> {
         self.work += pairs.len() as u64;
-        if pairs.len() % 2 != 0 {
+        if !pairs.len().is_multiple_of(2) {
             return Err("data.pkl: SETITEMS with an odd number of items".into());
         }
         let Value::Dict(dict) = self.top()?.clone() else {
