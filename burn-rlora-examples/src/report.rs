@@ -199,12 +199,12 @@ fn plot_atomically(path: &Path, plot: impl FnOnce(&Path) -> Result<()>) -> Resul
     drawn
 }
 
-/// [`write`] the report, then print the table and the files written, with
+/// [`write()`] the report, then print the table and the files written, with
 /// the total wall time since `start`.
 ///
 /// # Errors
 ///
-/// As [`write`].
+/// As [`write()`].
 pub fn write_and_print(
     dir: &Path,
     runs: &[RunResult],

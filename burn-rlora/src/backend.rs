@@ -6,10 +6,10 @@
 //!
 //! | feature | inference backend | training backend | device |
 //! |---|---|---|---|
-//! | `ndarray` | [`NdArray`](burn::backend::NdArray) | `Autodiff<NdArray>` | `NdArrayDevice::Cpu` |
-//! | `flex` | [`Flex`](burn::backend::Flex) | `Autodiff<Flex>` | `FlexDevice` (default) |
-//! | `wgpu` | [`Wgpu`](burn::backend::Wgpu) | `Autodiff<Wgpu>` | `WgpuDevice::default()` |
-//! | `cuda` | [`Cuda`](burn::backend::Cuda) | `Autodiff<Cuda>` | `CudaDevice::new(0)` |
+//! | `ndarray` | `burn::backend::NdArray` | `Autodiff<NdArray>` | `NdArrayDevice::Cpu` |
+//! | `flex` | `burn::backend::Flex` | `Autodiff<Flex>` | `FlexDevice` (default) |
+//! | `wgpu` | `burn::backend::Wgpu` | `Autodiff<Wgpu>` | `WgpuDevice::default()` |
+//! | `cuda` | `burn::backend::Cuda` | `Autodiff<Cuda>` | `CudaDevice::new(0)` |
 
 #[cfg(feature = "ndarray")]
 /// CPU backend on `ndarray` (multi-threaded).

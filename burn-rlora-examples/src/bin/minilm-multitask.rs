@@ -69,7 +69,7 @@ struct Args {
     /// Seed of the train/test splits and subsamples (fixed across methods and seeds).
     #[arg(long, default_value_t = 2025)]
     split_seed: u64,
-    /// Longest token sequence, [CLS] and [SEP] included (the model allows 512;
+    /// Longest token sequence, the CLS and SEP markers included (the model allows 512;
     /// 64 keeps a CPU run short, 128 is the tokenizer's usual setting; 3 to 512).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(3..=512))]
     max_len: u64,

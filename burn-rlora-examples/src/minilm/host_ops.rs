@@ -247,7 +247,7 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 }
 
 /// A dropout mask: `1/keep` with probability `keep`, else 0, one per
-/// element, from `seed`. Each block of [`PARALLEL_MIN`] elements has its own
+/// element, from `seed`. Each block of `PARALLEL_MIN` (65,536) elements has its own
 /// stream, so the mask does not depend on the number of cores.
 pub fn dropout_mask(len: usize, keep: f64, seed: u64) -> Vec<f32> {
     // keep · 2^32, so that `u32 < threshold` holds with probability `keep`.
