@@ -281,7 +281,14 @@ where
     builder.num_workers(1).build(data)
 }
 
-fn split_dataset(
+/// A multi-task dataset of the built-in tasks' examples that `pick` selects
+/// from each task (its train, validation or test split, or a shard of one),
+/// mixed by `sampling` under `seed`.
+///
+/// # Errors
+///
+/// When the dataset cannot be built (for example, no task has an example).
+pub fn split_dataset(
     bench: &Benchmark,
     pick: impl Fn(&crate::synthetic::TaskData) -> Vec<(Vec<f32>, usize)>,
     sampling: SamplingStrategy,

@@ -29,7 +29,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::data::dataset::{Dataset, InMemDataset};
+use burn::data::dataset::Dataset;
 use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -43,7 +43,7 @@ use burn_rlora::multitask::{
 };
 use burn_rlora::{Method, ParamCount};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{method_config, parse_sampling, TrainSettings};
+use burn_rlora_examples::compare::{method_config, parse_sampling, split_dataset, TrainSettings};
 use burn_rlora_examples::distributed::flat::{
     broadcast_from_root, masked_values, trainable_mask, GradLayout,
 };
@@ -193,9 +193,10 @@ fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -
         batch_size: args.batch_size,
         lr: args.lr,
         balance: args.balance,
-        sampling: parse_sampling(&args.sampling)?,
+        sampling: parse_sampling(&args.sampling).map_err(anyhow::Error::msg)?,
         devices: 1,
         plain: true,
+        resume: false,
     };
     method_config(method, &settings)
         .1
@@ -221,24 +222,6 @@ struct Job<X> {
     settings: TrainSettings,
     exchange: Rc<X>,
     data_ranks: usize,
-}
-
-/// A multi-task dataset of the tasks' examples that `pick` selects.
-fn dataset(
-    bench: &Benchmark,
-    pick: impl Fn(&TaskData) -> Vec<(Vec<f32>, usize)>,
-    sampling: SamplingStrategy,
-    seed: u64,
-) -> Result<MultiTaskDataset<Vec<f32>>> {
-    let mut builder = MultiTaskDataset::builder(sampling, seed);
-    for task in &bench.tasks {
-        builder = builder.task(
-            task.name.clone(),
-            task.num_classes,
-            InMemDataset::new(pick(task)),
-        );
-    }
-    builder.build().context("building the multi-task dataset")
 }
 
 type Batch<B> = MultiTaskBatch<B, burn::tensor::Tensor<B, 2>>;
@@ -276,7 +259,7 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         let device = devices[0].clone();
         // Each rank its own random stream (dropout); the weights come from rank 0.
         B::seed(&device, args.seed.wrapping_add(rank as u64));
-        let bench = Benchmark::generate(args.data_seed, args.data_scale);
+        let bench = Benchmark::generate(args.data_seed, args.data_scale)?;
         let (_, config) = method_config(method, &settings);
         let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
         let model = MultiTaskClassifier::new(
@@ -307,19 +290,19 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
 
         // 10% of each task's training examples validate, as in `multitask`.
         let cut = |t: &TaskData| t.train.len() - (t.train.len() / 10).max(1);
-        let train = Arc::new(dataset(
+        let train = Arc::new(split_dataset(
             &bench,
             |t| t.train[..cut(t)].to_vec(),
             settings.sampling,
             args.seed,
         )?);
-        let valid = dataset(
+        let valid = split_dataset(
             &bench,
             |t| t.train[cut(t)..].to_vec(),
             SamplingStrategy::Proportional,
             args.seed,
         )?;
-        let test = dataset(
+        let test = split_dataset(
             &bench,
             |t| t.test.clone(),
             SamplingStrategy::Proportional,
