@@ -22,6 +22,11 @@ and the frozen `Bbar0`. LoRA and HydraLoRA drop the input (one mask shared by
 the heads), R-LoRA drops each head's copy of `z`.
 
 Prints the same table as `e2e` and, with --json, writes the medians.
+
+With --profile METHOD it instead runs torch.profiler over --rounds training
+steps of that method (after --warmup; with --profile-eval, evaluation batches)
+and prints each operator's self CPU time per step, largest first: the other
+side of a per-operation comparison with a `perf` profile of `e2e`.
 """
 import argparse
 import json
@@ -238,6 +243,29 @@ def reset_peak_rss():
         pass
 
 
+def profile(job, args):
+    """Self CPU time per operator and step over `args.rounds` steps of `job`."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for _ in range(args.warmup):
+        job()
+    start = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(args.rounds):
+            job()
+    wall = (time.perf_counter() - start) * 1e3 / args.rounds
+    rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in rows) / 1e3 / args.rounds
+    what = "evaluation batch" if args.profile_eval else "training step"
+    print(f"{args.profile}, {what}: {wall:.1f} ms per step under the profiler; operators' self time {total:.1f} ms per step")
+    print("| operator | calls per step | self ms per step | share |")
+    print("|---|---|---|---|")
+    for e in rows[:30]:
+        ms = e.self_cpu_time_total / 1e3 / args.rounds
+        print(f"| {e.key} | {e.count / args.rounds:.0f} | {ms:.2f} | {100 * ms / total:.1f}% |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--inputs", required=True, help="what `e2e --dump` wrote")
@@ -249,6 +277,8 @@ def main():
     ap.add_argument("--tolerance", type=float, default=1e-4)
     ap.add_argument("--check-only", action="store_true")
     ap.add_argument("--json")
+    ap.add_argument("--profile", metavar="METHOD", help="profile METHOD's training step instead of timing")
+    ap.add_argument("--profile-eval", action="store_true", help="with --profile: the evaluation batch")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -274,6 +304,8 @@ def main():
 
     # 2. Interleaved timing.
     names = args.methods.split(",") if args.methods else list(dump["methods"])
+    if args.profile:
+        names = [args.profile]
     train = [tensors(b) for b in dump["train_batches"]]
     evals = [tensors(b) for b in dump["eval_batches"]]
     models, optims, peaks = [], [], []
@@ -314,6 +346,9 @@ def main():
         job()
         job()
         peaks.append(peak_rss_mib())
+    if args.profile:
+        profile(eval_job(models[0]) if args.profile_eval else train_job(models[0], optims[0]), args)
+        return
     jobs = [train_job(m, o) for m, o in zip(models, optims)] + [eval_job(m) for m in models]
     for job in jobs:
         for _ in range(args.warmup):
