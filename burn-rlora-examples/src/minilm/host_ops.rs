@@ -45,9 +45,16 @@ fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
+    // The bits of ROUND itself; `ROUND + k` for an integer `|k| < 2^22` has
+    // the bits `ROUND_BITS + k`.
+    const ROUND_BITS: i32 = 0x4B40_0000;
     let underflow = x < -87.3;
     let x = x.clamp(-87.3, 88.3);
-    let k = (x * LOG2E + ROUND) - ROUND;
+    let rounded = x * LOG2E + ROUND;
+    let k = rounded - ROUND;
+    // k as an integer, read from the bits rather than converted: Rust's
+    // saturating `as i32` does not vectorize (one scalar conversion per lane).
+    let k_int = (rounded.to_bits() as i32).wrapping_sub(ROUND_BITS);
     let r = (x - k * LN2_HI) - k * LN2_LO;
     let p = 1.0 / 5040.0;
     let p = p * r + 1.0 / 720.0;
@@ -57,7 +64,7 @@ fn exp_f32(x: f32) -> f32 {
     let p = p * r + 0.5;
     let p = p * r + 1.0;
     let p = p * r + 1.0;
-    let scale = f32::from_bits(((k as i32 + 127) as u32) << 23);
+    let scale = f32::from_bits(((k_int + 127) as u32) << 23);
     if underflow {
         0.0
     } else {
@@ -331,6 +338,13 @@ mod tests {
         }
         assert!(worst < 4e-7, "worst relative error {worst:e}");
         assert_eq!(exp_f32(-100.0), 0.0);
+        // Above the clamp: the largest value, finite (the exponent field is
+        // read from the rounded sum's bits, which must not reach 255).
+        let top = exp_f32(1000.0) as f64;
+        assert!(
+            ((top - 88.3f64.exp()) / top).abs() < 1e-5,
+            "exp_f32(1000) = {top:e}"
+        );
     }
 
     #[test]
