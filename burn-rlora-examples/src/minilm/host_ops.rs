@@ -45,9 +45,8 @@ fn exp_f32(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
-    // The bits of ROUND itself; `ROUND + k` for an integer `|k| < 2^22` has
-    // the bits `ROUND_BITS + k`.
-    const ROUND_BITS: i32 = 0x4B40_0000;
+    // `ROUND + k` for an integer `|k| < 2^22` has the bits `ROUND_BITS + k`.
+    const ROUND_BITS: i32 = ROUND.to_bits() as i32;
     let underflow = x < -87.3;
     let x = x.clamp(-87.3, 88.3);
     let rounded = x * LOG2E + ROUND;
