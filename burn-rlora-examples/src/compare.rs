@@ -30,7 +30,8 @@ use burn_rlora::multitask::{
 use burn_rlora::{HeadSimilarity, Method, ParamCount, RLoraConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN, D_IN};
+use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN};
+use crate::trace::{SimilarityTrace, TracePoint};
 
 /// Hyper-parameters shared by every method of a comparison.
 #[derive(Debug, Clone, Serialize)]
@@ -56,6 +57,10 @@ pub struct TrainSettings {
     pub sampling: SamplingStrategy,
     /// Number of devices for data-parallel training.
     pub devices: usize,
+    /// Record the head similarity every this many steps, where the body
+    /// supports it (0 = off; traced on one device only).
+    #[serde(skip)]
+    pub trace_every: usize,
     /// Use the plain renderer even on a terminal.
     #[serde(skip)]
     pub plain: bool,
@@ -99,6 +104,10 @@ pub struct RunResult {
     /// Peak resident memory of the process during this run, in MiB (Linux
     /// `VmHWM`, reset before the run; `None` where it cannot be read).
     pub peak_rss_mib: Option<f64>,
+    /// Mean pairwise head similarity per adapted layer over training (empty
+    /// when not traced; a resumed run's trace starts where it resumed).
+    #[serde(default)]
+    pub similarity_trace: Vec<TracePoint>,
 }
 
 /// LoRA's rank with about as many adapter parameters as `heads` heads of rank
@@ -327,6 +336,11 @@ pub struct Fitted<M> {
     pub valid_loss: Vec<f64>,
     /// Wall time of the Learner (training and validation), in seconds.
     pub train_seconds: f64,
+    /// Optimizer steps taken before this invocation's training started
+    /// (non-zero when it resumed from a checkpoint).
+    pub steps_before: usize,
+    /// Optimizer steps of the whole run, all epochs.
+    pub total_steps: usize,
 }
 
 /// The trained (inner-backend) model of a [`MultiTaskClassifier`] over `E`.
@@ -428,7 +442,8 @@ where
         bail!("the training split is empty: an epoch would train on nothing");
     }
     let names = train.task_names();
-    let steps = train.len().div_ceil(settings.batch_size) * settings.epochs;
+    let steps_per_epoch = train.len().div_ceil(settings.batch_size);
+    let steps = steps_per_epoch * settings.epochs;
     let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
     let device = devices[0].clone();
 
@@ -563,6 +578,8 @@ where
             .cloned()
             .unwrap_or_default(),
         train_seconds,
+        steps_before: (first_epoch - 1) * steps_per_epoch,
+        total_steps: steps,
     })
 }
 
@@ -596,7 +613,13 @@ pub fn run_one<B: AutodiffBackend>(
     let device = devices[0].clone();
     B::seed(&device, seed);
     let (rank, config) = method_config(method, settings);
-    let body = SyntheticBody::<B>::new(&bench.base, &config, &device)?;
+    // One forward per step on one device: only then do forwards count steps.
+    let trace = if settings.devices == 1 {
+        SimilarityTrace::every(settings.trace_every)
+    } else {
+        SimilarityTrace::default()
+    };
+    let body = SyntheticBody::<B>::new(&bench.base, &config, &device)?.with_trace(trace.clone());
     let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
     let model = MultiTaskClassifier::new(body, TaskHeads::new(D_HIDDEN, &classes, &device))
         .with_balance_coef(settings.balance);
@@ -654,6 +677,8 @@ pub fn run_one<B: AutodiffBackend>(
         .iter()
         .map(|(name, layer)| (name.to_string(), layer.head_similarity()))
         .collect();
+    let last = fitted.model.body.mean_head_similarities();
+    let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
     Ok(RunResult::new(
         method.name(),
         seed,
@@ -663,7 +688,8 @@ pub fn run_one<B: AutodiffBackend>(
         similarity_matrices,
         fitted,
         start,
-    ))
+    )
+    .with_trace(&trace, steps_before, total_steps, last))
 }
 
 impl RunResult {
@@ -717,7 +743,37 @@ impl RunResult {
             wall_seconds: start.elapsed().as_secs_f64(),
             train_seconds: fitted.train_seconds,
             peak_rss_mib: peak_rss_mib(),
+            similarity_trace: Vec::new(),
         }
+    }
+}
+
+impl RunResult {
+    /// Attach what `trace` recorded during [`fit_and_test`], shifted by
+    /// `steps_before` (the [`Fitted::steps_before`] of a resumed run), plus
+    /// `last` (the trained model's similarities) at `total_steps`.
+    pub fn with_trace(
+        mut self,
+        trace: &SimilarityTrace,
+        steps_before: usize,
+        total_steps: usize,
+        last: Vec<(String, Option<f64>)>,
+    ) -> Self {
+        if !trace.is_on() {
+            return self;
+        }
+        let mut points = trace.points();
+        for p in &mut points {
+            p.step += steps_before;
+        }
+        if points.last().is_none_or(|p| p.step < total_steps) {
+            points.push(TracePoint {
+                step: total_steps,
+                layers: last,
+            });
+        }
+        self.similarity_trace = points;
+        self
     }
 }
 
@@ -906,9 +962,3 @@ pub fn run_comparison<M: fmt::Display + Copy>(
     }
     Ok(runs)
 }
-
-/// Sanity check used by the tests: the input width the body expects.
-pub const INPUT_WIDTH: usize = D_IN;
-
-/// Keep the inner model type nameable for callers.
-pub type Trained<B> = <MultiTaskClassifier<B, SyntheticBody<B>> as AutodiffModule<B>>::InnerModule;

@@ -1,7 +1,8 @@
 //! Shared pieces of the example binaries: backend selection by name, the
 //! embedded multi-task benchmark and comparison runner, and the MiniLM
 //! encoder, tokenizer and task data of the real example, and data-parallel
-//! training across processes (`distributed`).
+//! training across processes (`distributed`), and head similarity traced
+//! over training (`trace`).
 
 #![warn(missing_docs)]
 
@@ -10,4 +11,6 @@ pub mod compare;
 pub mod distributed;
 pub mod minilm;
 pub mod report;
+pub mod stats;
 pub mod synthetic;
+pub mod trace;

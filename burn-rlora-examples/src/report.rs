@@ -10,6 +10,7 @@ use serde::Serialize;
 use burn_rlora::multitask::write_atomically;
 
 use crate::compare::RunResult;
+use crate::stats::PairedDifference;
 
 /// Mean and sample standard deviation.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -67,6 +68,21 @@ pub struct MethodSummary {
     pub peak_rss_mib: Option<f64>,
     /// Seeds run.
     pub seeds: Vec<u64>,
+    /// Mean accuracy minus LoRA's, paired by seed (`None` without LoRA runs).
+    pub vs_lora: Option<PairedDifference>,
+    /// Mean accuracy minus HydraLoRA's, paired by seed (`None` without HydraLoRA runs).
+    pub vs_hydralora: Option<PairedDifference>,
+}
+
+/// The baselines every method is compared with, by name.
+pub const BASELINES: [&str; 2] = ["lora", "hydralora"];
+
+/// `(seed, mean accuracy)` of every run of `method`.
+fn accuracies(runs: &[RunResult], method: &str) -> Vec<(u64, f64)> {
+    runs.iter()
+        .filter(|r| r.method == method)
+        .map(|r| (r.seed, r.mean_accuracy))
+        .collect()
 }
 
 /// Summaries per method, in the order the methods first appear.
@@ -103,6 +119,14 @@ pub fn summarize(runs: &[RunResult]) -> Vec<MethodSummary> {
                 train_seconds: rs.iter().map(|r| r.train_seconds).sum::<f64>() / rs.len() as f64,
                 peak_rss_mib: rs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max),
                 seeds: rs.iter().map(|r| r.seed).collect(),
+                vs_lora: PairedDifference::of(
+                    &accuracies(runs, m),
+                    &accuracies(runs, BASELINES[0]),
+                ),
+                vs_hydralora: PairedDifference::of(
+                    &accuracies(runs, m),
+                    &accuracies(runs, BASELINES[1]),
+                ),
             }
         })
         .collect()
@@ -143,6 +167,33 @@ pub fn markdown(summaries: &[MethodSummary], task_names: &[String]) -> String {
     s
 }
 
+/// The paired differences as a Markdown table: each method's mean accuracy
+/// minus LoRA's and HydraLoRA's, with the 95% interval (paired t) and the
+/// number of pairs; an interval that excludes zero is marked with `*`.
+pub fn paired_markdown(summaries: &[MethodSummary]) -> String {
+    let mut s = String::from(
+        "Difference in average accuracy (points), paired by seed: mean [95% CI, paired t]; \
+         `*` marks an interval that excludes 0.\n\n\
+         | method | vs LoRA | vs HydraLoRA | pairs |\n|---|---|---|---|\n",
+    );
+    let show = |d: &Option<PairedDifference>, baseline: &str, method: &str| match d {
+        _ if method == baseline => "–".to_string(),
+        Some(d) => format!("{}{}", d.show(), if d.excludes_zero() { " *" } else { "" }),
+        None => "n/a".to_string(),
+    };
+    for m in summaries {
+        let pairs = m.vs_lora.or(m.vs_hydralora).map_or(0, |d| d.pairs);
+        s.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            m.method,
+            show(&m.vs_lora, BASELINES[0], &m.method),
+            show(&m.vs_hydralora, BASELINES[1], &m.method),
+            pairs
+        ));
+    }
+    s
+}
+
 /// Create `dir` and check that files can be written there.
 pub fn prepare_dir(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir)
@@ -155,9 +206,10 @@ pub fn prepare_dir(dir: &Path) -> Result<()> {
 }
 
 /// Write `table.md`, `results.json`, `loss.svg`, `head_similarity.svg` (heat
-/// maps, first seed) and `head_similarity_layers.svg` (mean pairwise head
-/// cosine similarity per adapted layer and method, averaged over seeds) under
-/// `dir`. Each file is replaced atomically: a kill leaves the previous
+/// maps, first seed, with their colour scale), `head_similarity_layers.svg`
+/// (mean pairwise head cosine similarity per adapted layer and method,
+/// averaged over seeds) and, when the runs traced it,
+/// `head_similarity_trace.svg` (that similarity over training) under `dir`. Each file is replaced atomically: a kill leaves the previous
 /// version, never a part.
 pub fn write(
     dir: &Path,
@@ -166,7 +218,11 @@ pub fn write(
     header: &str,
 ) -> Result<Vec<PathBuf>> {
     let summaries = summarize(runs);
-    let table = markdown(&summaries, task_names);
+    let table = format!(
+        "{}\n{}",
+        markdown(&summaries, task_names),
+        paired_markdown(&summaries)
+    );
     let md = dir.join("table.md");
     write_atomically(&md, format!("{header}\n\n{table}").as_bytes())
         .with_context(|| format!("writing {}", md.display()))?;
@@ -180,7 +236,13 @@ pub fn write(
     plot_atomically(&heat, |p| plot_similarity(p, runs))?;
     let layers = dir.join("head_similarity_layers.svg");
     plot_atomically(&layers, |p| plot_similarity_by_layer(p, runs))?;
-    Ok(vec![md, json, loss, heat, layers])
+    let mut files = vec![md, json, loss, heat, layers];
+    if runs.iter().any(|r| !r.similarity_trace.is_empty()) {
+        let trace = dir.join("head_similarity_trace.svg");
+        plot_atomically(&trace, |p| plot_similarity_trace(p, runs))?;
+        files.push(trace);
+    }
+    Ok(files)
 }
 
 /// Draw with `plot` into a temporary file next to `path`, then rename it over `path`.
@@ -213,7 +275,12 @@ pub fn write_and_print(
     start: std::time::Instant,
 ) -> Result<()> {
     let files = write(dir, runs, task_names, header)?;
-    println!("\n{}", markdown(&summarize(runs), task_names));
+    let summaries = summarize(runs);
+    println!(
+        "\n{}\n{}",
+        markdown(&summaries, task_names),
+        paired_markdown(&summaries)
+    );
     println!(
         "total wall time {:.1} s; wrote {}",
         start.elapsed().as_secs_f64(),
@@ -280,17 +347,37 @@ fn plot_losses(path: &Path, runs: &[RunResult]) -> Result<()> {
         .draw()?;
     for (i, run) in first_seed.iter().enumerate() {
         let color = Palette99::pick(i).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(smooth(&run.train_loss, 10), color))?
-            .label(run.method.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i)));
+        let series = chart.draw_series(LineSeries::new(smooth(&run.train_loss, 10), color))?;
+        legend_entry(series, &run.method, i);
     }
+    draw_legend(&mut chart)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Name the series drawn in palette colour `i` in the legend.
+fn legend_entry<DB: DrawingBackend>(
+    series: &mut plotters::chart::SeriesAnno<'_, DB>,
+    name: &str,
+    i: usize,
+) {
+    series
+        .label(name.to_string())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i)));
+}
+
+/// Draw the legend of the named series in the chart's upper-right corner.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
     chart
         .configure_series_labels()
         .border_style(BLACK)
         .background_style(WHITE.mix(0.8))
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
@@ -311,9 +398,12 @@ fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
     }
     let cols = 4usize;
     let rows = panels.len().div_ceil(cols).max(1);
-    let root = SVGBackend::new(path, (220 * cols as u32, 240 * rows as u32)).into_drawing_area();
+    let root =
+        SVGBackend::new(path, (220 * cols as u32, 240 * rows as u32 + 90)).into_drawing_area();
     root.fill(&WHITE)?;
-    let areas = root.split_evenly((rows, cols));
+    let (maps, scale) = root.split_vertically(240 * rows as u32);
+    draw_colour_scale(&scale)?;
+    let areas = maps.split_evenly((rows, cols));
     for ((title, sim), area) in panels.iter().zip(areas.iter()) {
         let n = sim.num_heads;
         let mut chart = ChartBuilder::on(area)
@@ -324,15 +414,8 @@ fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
             (0..n)
                 .flat_map(|i| (0..n).map(move |j| (i, j)))
                 .map(|(i, j)| {
-                    // cos in [-1, 1] → white (0) to red (1) / blue (-1).
-                    let v = sim.get(i, j).clamp(-1.0, 1.0);
-                    let fade = |c: f64| (255.0 * (1.0 - c.abs())) as u8;
-                    let color = if v >= 0.0 {
-                        RGBColor(255, fade(v), fade(v))
-                    } else {
-                        RGBColor(fade(v), fade(v), 255)
-                    };
                     // Row i at the top, column j to the right.
+                    let color = similarity_colour(sim.get(i, j));
                     Rectangle::new([(j, n - 1 - i), (j + 1, n - i)], color.filled())
                 }),
         )?;
@@ -349,6 +432,53 @@ fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
         )?;
     }
     root.present()?;
+    Ok(())
+}
+
+/// The heat maps' colour of a cosine similarity: white at 0, deepening to
+/// red at +1 and to blue at -1 (values outside [-1, 1] are clamped).
+fn similarity_colour(v: f64) -> RGBColor {
+    let v = v.clamp(-1.0, 1.0);
+    let fade = (255.0 * (1.0 - v.abs())).round() as u8;
+    if v >= 0.0 {
+        RGBColor(255, fade, fade)
+    } else {
+        RGBColor(fade, fade, 255)
+    }
+}
+
+/// The heat maps' colour scale: a bar from -1 to +1 with its ticks.
+fn draw_colour_scale<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let mut chart = ChartBuilder::on(area)
+        .margin_left(60)
+        .margin_right(60)
+        .margin_bottom(4)
+        .x_label_area_size(40)
+        .build_cartesian_2d(-1f64..1f64, 0f64..1f64)?;
+    chart
+        .configure_mesh()
+        .disable_y_axis()
+        .disable_mesh()
+        .x_labels(9)
+        .x_label_style(("sans-serif", 13))
+        .axis_desc_style(("sans-serif", 13))
+        .x_label_formatter(&|x| format!("{x:.2}"))
+        .x_desc("head cosine similarity")
+        .draw()?;
+    let steps = 200;
+    chart.draw_series((0..steps).map(|k| {
+        let lo = -1.0 + 2.0 * k as f64 / steps as f64;
+        let hi = lo + 2.0 / steps as f64;
+        Rectangle::new(
+            [(lo, 0.0), (hi, 1.0)],
+            similarity_colour((lo + hi) / 2.0).filled(),
+        )
+    }))?;
     Ok(())
 }
 
@@ -412,21 +542,243 @@ fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
             })
             .collect();
         let color = Palette99::pick(i).stroke_width(2);
-        chart
-            .draw_series(LineSeries::new(points.clone(), color))?
-            .label(m.to_string())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i)));
+        let series = chart.draw_series(LineSeries::new(points.clone(), color))?;
+        legend_entry(series, m, i);
         chart.draw_series(
             points
                 .into_iter()
                 .map(|p| Circle::new(p, 3, Palette99::pick(i).filled())),
         )?;
     }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    draw_legend(&mut chart)?;
     root.present()?;
     Ok(())
+}
+
+/// The mean of `values`, `None` when empty.
+fn mean_of(values: &[f64]) -> Option<f64> {
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+/// For one method and one layer (`None`: the mean over layers), the mean over
+/// seeds of the traced head similarity at each recorded step.
+fn trace_curve(runs: &[RunResult], method: &str, layer: Option<&str>) -> Vec<(f64, f64)> {
+    let mut steps: Vec<usize> = runs
+        .iter()
+        .filter(|r| r.method == method)
+        .flat_map(|r| r.similarity_trace.iter().map(|p| p.step))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    steps
+        .into_iter()
+        .filter_map(|step| {
+            let per_run: Vec<f64> = runs
+                .iter()
+                .filter(|r| r.method == method)
+                .filter_map(|r| r.similarity_trace.iter().find(|p| p.step == step))
+                .filter_map(|p| {
+                    let vals: Vec<f64> = p
+                        .layers
+                        .iter()
+                        .filter(|(name, _)| layer.is_none_or(|l| l == name))
+                        .filter_map(|(_, v)| *v)
+                        .collect();
+                    mean_of(&vals)
+                })
+                .collect();
+            mean_of(&per_run).map(|v| (step as f64, v))
+        })
+        .collect()
+}
+
+/// Head similarity over training: one panel for the mean over layers and one
+/// per adapted layer, a line per traced method (mean over seeds).
+fn plot_similarity_trace(path: &Path, runs: &[RunResult]) -> Result<()> {
+    let mut methods: Vec<&str> = Vec::new();
+    for r in runs {
+        let traced = r
+            .similarity_trace
+            .iter()
+            .any(|p| p.layers.iter().any(|(_, v)| v.is_some()));
+        if !methods.contains(&r.method.as_str()) && traced {
+            methods.push(&r.method);
+        }
+    }
+    let mut layers: Vec<Option<String>> = vec![None];
+    if let Some(p) = runs.iter().flat_map(|r| r.similarity_trace.first()).next() {
+        layers.extend(p.layers.iter().map(|(n, _)| Some(n.clone())));
+    }
+    let max_step = runs
+        .iter()
+        .flat_map(|r| r.similarity_trace.iter().map(|p| p.step))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
+    let cols = 4usize;
+    let rows = layers.len().div_ceil(cols);
+    let root =
+        SVGBackend::new(path, (300 * cols as u32, 250 * rows as u32 + 40)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (title, body) = root.split_vertically(40);
+    title.titled(
+        "mean pairwise head cosine similarity over training (mean over seeds; lower = more diverse)",
+        ("sans-serif", 16),
+    )?;
+    for (k, (layer, area)) in layers
+        .iter()
+        .zip(body.split_evenly((rows, cols)).iter())
+        .enumerate()
+    {
+        let caption = layer.as_deref().unwrap_or("mean over layers");
+        let mut chart = ChartBuilder::on(area)
+            .caption(caption, ("sans-serif", 13))
+            .margin(6)
+            .x_label_area_size(28)
+            .y_label_area_size(36)
+            .build_cartesian_2d(0f64..max_step, -0.1f64..1.05)?;
+        chart
+            .configure_mesh()
+            .x_labels(4)
+            .y_labels(6)
+            .x_desc("step")
+            .draw()?;
+        for (i, m) in methods.iter().enumerate() {
+            let points = trace_curve(runs, m, layer.as_deref());
+            let series =
+                chart.draw_series(LineSeries::new(points, Palette99::pick(i).stroke_width(2)))?;
+            if k == 0 {
+                legend_entry(series, m, i);
+            }
+        }
+        if k == 0 && !methods.is_empty() {
+            draw_legend(&mut chart)?;
+        }
+    }
+    root.present()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::TracePoint;
+
+    fn run(method: &str, seed: u64, acc: f64, trace: &[(usize, [Option<f64>; 2])]) -> RunResult {
+        RunResult {
+            method: method.into(),
+            seed,
+            rank: 4,
+            task_accuracy: vec![acc],
+            mean_accuracy: acc,
+            trainable: 1,
+            adapter_params: 1,
+            head_similarity: vec![],
+            similarity_matrices: vec![],
+            train_loss: vec![1.0, 0.5],
+            valid_loss: vec![0.7],
+            wall_seconds: 1.0,
+            train_seconds: 1.0,
+            peak_rss_mib: None,
+            similarity_trace: trace
+                .iter()
+                .map(|(step, v)| TracePoint {
+                    step: *step,
+                    layers: vec![("a".into(), v[0]), ("b".into(), v[1])],
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn summaries_carry_paired_differences_against_both_baselines() {
+        let runs = vec![
+            run("lora", 0, 70.0, &[]),
+            run("lora", 1, 72.0, &[]),
+            run("hydralora", 0, 71.0, &[]),
+            run("hydralora", 1, 71.0, &[]),
+            run("rlora", 1, 75.0, &[]),
+            run("rlora", 0, 72.0, &[]),
+        ];
+        let s = summarize(&runs);
+        let rlora = s.iter().find(|m| m.method == "rlora").unwrap();
+        let vs_lora = rlora.vs_lora.unwrap();
+        // Pairs (72 - 70, 75 - 72): mean 2.5, sd 0.707, t(0.975, 1) = 12.706.
+        assert_eq!(vs_lora.pairs, 2);
+        assert!((vs_lora.mean - 2.5).abs() < 1e-12);
+        let (lo, hi) = vs_lora.ci95.unwrap();
+        assert!((hi - lo - 2.0 * 12.706 * 0.5).abs() < 1e-2, "{lo} {hi}");
+        assert!((rlora.vs_hydralora.unwrap().mean - 2.5).abs() < 1e-12);
+        let table = paired_markdown(&s);
+        // LoRA - HydraLoRA: -1 and +1, mean 0, sd sqrt(2): 0 ± 12.706.
+        assert!(
+            table.contains("| lora | – | +0.00 [-12.71, +12.71] | 2 |"),
+            "{table}"
+        );
+        assert!(table.contains("| rlora | +2.50"), "{table}");
+    }
+
+    /// HydraLoRA, seed 0: zero heads at step 0, layer means 0.2 and 0.4 at step 10.
+    fn traced_hydralora() -> RunResult {
+        run(
+            "hydralora",
+            0,
+            70.0,
+            &[(0, [None, None]), (10, [Some(0.2), Some(0.4)])],
+        )
+    }
+
+    #[test]
+    fn trace_curves_average_seeds_and_skip_undefined_layers() {
+        let runs = vec![
+            traced_hydralora(),
+            run(
+                "hydralora",
+                1,
+                70.0,
+                &[(0, [None, None]), (10, [Some(0.6), None])],
+            ),
+        ];
+        // Step 0 has no defined similarity; at step 10 the per-run layer means
+        // are 0.3 and 0.6.
+        let all = trace_curve(&runs, "hydralora", None);
+        assert_eq!(all.len(), 1);
+        assert!((all[0].0 - 10.0).abs() < 1e-12 && (all[0].1 - 0.45).abs() < 1e-12);
+        let b = trace_curve(&runs, "hydralora", Some("b"));
+        assert!((b[0].1 - 0.4).abs() < 1e-12);
+        assert!(trace_curve(&runs, "lora", None).is_empty());
+    }
+
+    #[test]
+    fn similarity_colours_are_white_at_zero_and_saturate_at_one() {
+        assert_eq!(similarity_colour(0.0), RGBColor(255, 255, 255));
+        assert_eq!(similarity_colour(1.0), RGBColor(255, 0, 0));
+        assert_eq!(similarity_colour(-1.0), RGBColor(0, 0, 255));
+        assert_eq!(similarity_colour(7.0), similarity_colour(1.0));
+    }
+
+    #[test]
+    fn the_report_writes_every_file() {
+        let dir = std::env::temp_dir().join(format!("rlora-report-{}", std::process::id()));
+        let runs = vec![
+            traced_hydralora(),
+            run(
+                "rlora",
+                0,
+                71.0,
+                &[(0, [Some(0.0), Some(0.1)]), (10, [Some(0.1), Some(0.1)])],
+            ),
+        ];
+        prepare_dir(&dir).unwrap();
+        let files = write(&dir, &runs, &["t".into()], "# header").unwrap();
+        for f in &files {
+            assert!(f.metadata().unwrap().len() > 0, "{}", f.display());
+        }
+        let trace = std::fs::read_to_string(dir.join("head_similarity_trace.svg")).unwrap();
+        // A panel for the mean and one per layer, captioned by name.
+        assert!(trace.contains("\nmean over layers\n") && trace.contains("\nb\n</text>"));
+        let heat = std::fs::read_to_string(dir.join("head_similarity.svg")).unwrap();
+        assert!(heat.contains("head cosine similarity"), "no colour scale");
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

@@ -1,5 +1,5 @@
 //! Embedded multi-task data: a fixed "pretrained" network and tasks that each
-//! need their own low-rank change of it.
+//! need their own low-rank change of it, in four [`Setting`]s.
 //!
 //! # The generator
 //!
@@ -10,22 +10,66 @@
 //!   `h(x) = gelu(W2 gelu(W1 x + b1) + b2)` with `x ∈ R^32`, hidden and
 //!   feature width 64, Kaiming-style random weights. The student's body starts
 //!   from exactly these frozen weights.
-//! * **Four tasks.** Task `t` has its own input domain `x ~ N(mu_t, I)`
-//!   (`|mu_t| = 1.5`), its own *teacher* — the base with rank-2 changes
-//!   `W1 + U1_t V1_t^T` and `W2 + U2_t V2_t^T` — and its own read-out
-//!   `R_t` (64 x C_t). The label is `argmax(h_t(x) R_t)`, after centring each
-//!   class's logit over the task's examples so the classes are balanced.
-//! * **Conflicts.** Tasks `pos` and `neg` need opposite changes
-//!   (`Delta_neg = -Delta_pos`) and share a read-out, so one shared adapter
-//!   cannot serve both; their input domains differ, so a router can tell them
-//!   apart. Tasks `wide` (5 classes) and `small` (2 classes, few examples)
-//!   have independent changes.
-//! * **Splits.** Train sizes 6400 / 4800 / 3200 / 1200 (10% of each held out
-//!   for validation), and 400 test examples per task, all from the same
-//!   generator. With a quarter of this data every method over-fits (92% train,
-//!   67% validation accuracy), so the default is sized for generalization.
+//! * **Tasks.** Task `t` has its own *teacher* — the base with rank-2 changes
+//!   `W1 + U1_t V1_t^T` and `W2 + U2_t V2_t^T` (`U` on the input side, `V` on
+//!   the output side) — and its own read-out `R_t` (64 x C_t). The label is
+//!   `argmax(h_t(x) R_t)`, after centring each class's logit over the task's
+//!   examples so the classes are balanced.
+//! * **The student** sees only `x`, the task id (to pick its own linear head)
+//!   and the label. Its adapters sit on both base layers; the router of a
+//!   multi-head method sees only what reaches its layer, never the task id.
 //!
-//! The student sees only `x`, the task id (to pick its head) and the label.
+//! # The settings
+//!
+//! * **`clusters`** (the default of the `multitask` binary). Task `t` draws
+//!   `x ~ N(mu_t, I)` (`|mu_t| = 1.5`, a random direction per task), so the
+//!   input region hints at the task. Tasks `pos` and `neg` need opposite
+//!   changes (`Delta_neg = -Delta_pos`) and share a read-out; `wide`
+//!   (5 classes) and `small` (2 classes, few examples) have independent
+//!   changes. Train sizes 6400 / 4800 / 3200 / 1200.
+//! * **`conflict`**, the controlled test. Four 4-class tasks of 2400 training
+//!   examples, all drawing `x ~ N(0, I)`: no input region identifies a task.
+//!   They share the input side of their changes (`U1`, `U2`: what to read)
+//!   and each has its own output side (`V1_t`, `V2_t`: what to write), the
+//!   structure multi-head LoRA assumes (a shared `A`, a `B` per kind of
+//!   knowledge). One shared adapter has to write one compromise of four
+//!   different changes for every example.
+//! * **`conflict-cued`**: `conflict` plus a task cue: the last
+//!   [`CUE_DIMS`] coordinates of `x` are a one-hot code of the task (value
+//!   3), the same for all of its examples, as the instruction in a language
+//!   model's prompt says which task a token belongs to. The cue is part of
+//!   the teachers' input too, but by itself says nothing about the label.
+//! * **`agree`**, the control: as `conflict-cued`, but all four tasks need
+//!   the same change (one `U`, one `V`); only their read-outs differ.
+//!
+//! The held-out split is 400 examples per task from the same generator, and
+//! 10% of each training set validates.
+//!
+//! # Expected outcomes, written before any run of these settings
+//!
+//! The paper's mechanism: several `B` heads can hold different tasks'
+//! changes, and the router mixes them per token; zero-initialized heads
+//! (HydraLoRA) receive the same gradients and stay alike, random heads with
+//! their own dropout masks (R-LoRA) stay diverse and so use their capacity.
+//! At the comparison's budget (4 heads of rank 4 against LoRA of rank 12,
+//! the `multitask` binary's defaults), the expectations are:
+//!
+//! * **`conflict`**: the router cannot tell the tasks apart, so no head can
+//!   be kept for one task, and every method has to write one compromise
+//!   change. *Expected: no multi-head method beats LoRA beyond the interval
+//!   (the mechanism has nothing to act on); head similarity lower for R-LoRA
+//!   than for HydraLoRA.*
+//! * **`conflict-cued`**: the cue lets the router send each task to its own
+//!   mix of heads, which can then write that task's change. *Expected:
+//!   R-LoRA and HydraLoRA above LoRA, and R-LoRA at or above HydraLoRA, with
+//!   intervals that exclude zero for the gain over LoRA; R-LoRA's heads less
+//!   similar than HydraLoRA's.*
+//! * **`agree`**: one change serves every task, which one LoRA holds as well
+//!   as several heads. *Expected: every difference within its interval
+//!   (the control).*
+//!
+//! What came out is recorded, whichever way it went, in the repository's
+//! `RESULTS.md`, with the command for each table.
 
 use burn::module::Module;
 use burn::nn::{Gelu, Linear, LinearConfig};
@@ -34,6 +78,8 @@ use burn::tensor::{Tensor, TensorData};
 use burn_rlora::multitask::{BodyOutput, MultiTaskBody};
 use burn_rlora::{RLoraConfig, RLoraError, RLoraLinear};
 use rand::rngs::StdRng;
+
+use crate::trace::{defined_mean, SimilarityTrace};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -121,39 +167,23 @@ struct TaskSpec {
     readout: usize,
 }
 
-const TASKS: [TaskSpec; 4] = [
-    TaskSpec {
-        name: "pos",
-        classes: 4,
-        train: 6400,
-        change: 0,
-        sign: 1.0,
-        readout: 0,
-    },
-    TaskSpec {
-        name: "neg",
-        classes: 4,
-        train: 4800,
-        change: 0,
-        sign: -1.0,
-        readout: 0,
-    },
-    TaskSpec {
-        name: "wide",
-        classes: 5,
-        train: 3200,
-        change: 1,
-        sign: 1.0,
-        readout: 1,
-    },
-    TaskSpec {
-        name: "small",
-        classes: 2,
-        train: 1200,
-        change: 2,
-        sign: 1.0,
-        readout: 2,
-    },
+/// The tasks of [`Setting::Clusters`].
+#[rustfmt::skip]
+const CLUSTER_TASKS: [TaskSpec; 4] = [
+    TaskSpec { name: "pos", classes: 4, train: 6400, change: 0, sign: 1.0, readout: 0 },
+    TaskSpec { name: "neg", classes: 4, train: 4800, change: 0, sign: -1.0, readout: 0 },
+    TaskSpec { name: "wide", classes: 5, train: 3200, change: 1, sign: 1.0, readout: 1 },
+    TaskSpec { name: "small", classes: 2, train: 1200, change: 2, sign: 1.0, readout: 2 },
+];
+
+/// The tasks of the shared-input settings: four 4-class tasks of equal size,
+/// each with its own read-out; which change each uses depends on the setting.
+#[rustfmt::skip]
+const SHARED_TASKS: [TaskSpec; 4] = [
+    TaskSpec { name: "t0", classes: 4, train: 2400, change: 0, sign: 1.0, readout: 0 },
+    TaskSpec { name: "t1", classes: 4, train: 2400, change: 1, sign: 1.0, readout: 1 },
+    TaskSpec { name: "t2", classes: 4, train: 2400, change: 2, sign: 1.0, readout: 2 },
+    TaskSpec { name: "t3", classes: 4, train: 2400, change: 3, sign: 1.0, readout: 3 },
 ];
 
 /// Test examples per task.
@@ -163,14 +193,107 @@ pub const TEST_PER_TASK: usize = 400;
 /// the largest task, about 80 MiB of features).
 pub const MAX_DATA_SCALE: f64 = 100.0;
 
+/// Input coordinates that carry the task cue in [`Setting::ConflictCued`]
+/// and [`Setting::Agree`] (the last ones of `x`).
+pub const CUE_DIMS: usize = 4;
+
+/// The value of a task's cue coordinate (the others are 0).
+const CUE: f64 = 3.0;
+
+/// Which multi-task data [`Benchmark::generate_setting`] draws. See the
+/// [module docs](self) for each one's design and the outcome expected of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setting {
+    /// Tasks in different input regions, with conflicting and independent
+    /// changes (the original generator).
+    #[default]
+    Clusters,
+    /// One input distribution for every task, no task cue: tasks need
+    /// different changes on the output side of the same layers.
+    Conflict,
+    /// As [`Conflict`](Self::Conflict), plus a task cue in the input, as an
+    /// instruction marks the task of a language model's prompt.
+    ConflictCued,
+    /// The control: as [`ConflictCued`](Self::ConflictCued), but every task
+    /// needs the same change.
+    Agree,
+}
+
+impl Setting {
+    /// Every setting, in the order of the docs.
+    pub const ALL: [Setting; 4] = [
+        Setting::Clusters,
+        Setting::Conflict,
+        Setting::ConflictCued,
+        Setting::Agree,
+    ];
+
+    /// The name used on command lines and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Setting::Clusters => "clusters",
+            Setting::Conflict => "conflict",
+            Setting::ConflictCued => "conflict-cued",
+            Setting::Agree => "agree",
+        }
+    }
+
+    fn tasks(self) -> &'static [TaskSpec; 4] {
+        match self {
+            Setting::Clusters => &CLUSTER_TASKS,
+            _ => &SHARED_TASKS,
+        }
+    }
+
+    fn cued(self) -> bool {
+        matches!(self, Setting::ConflictCued | Setting::Agree)
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Setting {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Setting::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim().to_ascii_lowercase())
+            .ok_or_else(|| {
+                format!(
+                    "unknown setting {s:?}; expected clusters, conflict, conflict-cued or agree"
+                )
+            })
+    }
+}
+
+/// One task's low-rank changes of both layers: `(input side, output side)`
+/// of layer 1, then of layer 2.
+type Change = [Vec<f64>; 4];
+
 impl Benchmark {
-    /// Generate the benchmark from `data_seed`. `scale` multiplies the train
-    /// sizes (at least 1 example per task).
+    /// Generate the [`Setting::Clusters`] benchmark from `data_seed`
+    /// (see [`generate_setting`](Self::generate_setting)).
     ///
     /// # Errors
     ///
     /// Unless `0 < scale <=` [`MAX_DATA_SCALE`].
     pub fn generate(data_seed: u64, scale: f64) -> anyhow::Result<Self> {
+        Self::generate_setting(Setting::Clusters, data_seed, scale)
+    }
+
+    /// Generate the benchmark of `setting` from `data_seed`. `scale`
+    /// multiplies the train sizes (at least 1 example per task).
+    ///
+    /// # Errors
+    ///
+    /// Unless `0 < scale <=` [`MAX_DATA_SCALE`].
+    pub fn generate_setting(setting: Setting, data_seed: u64, scale: f64) -> anyhow::Result<Self> {
         if !(scale > 0.0 && scale <= MAX_DATA_SCALE) {
             anyhow::bail!(
                 "the data scale must be above 0 and at most {MAX_DATA_SCALE}, got {scale}"
@@ -183,40 +306,78 @@ impl Benchmark {
         let w2 = normal(&mut rng, d_h * d_h, (2.0 / d_h as f64).sqrt());
         let b2 = normal(&mut rng, d_h, 0.1);
         // Changes with the same magnitude as the base weights' low-rank structure.
-        let changes: Vec<[Vec<f64>; 4]> = (0..3)
-            .map(|_| {
-                [
-                    normal(&mut rng, d_in * TASK_RANK, 0.6 / (d_in as f64).sqrt()),
-                    normal(&mut rng, d_h * TASK_RANK, 1.0),
-                    normal(&mut rng, d_h * TASK_RANK, 0.6 / (d_h as f64).sqrt()),
-                    normal(&mut rng, d_h * TASK_RANK, 1.0),
-                ]
-            })
-            .collect();
-        let readouts: Vec<Vec<f64>> = [4, 5, 2]
+        let draw_change = |rng: &mut StdRng| -> Change {
+            [
+                normal(rng, d_in * TASK_RANK, 0.6 / (d_in as f64).sqrt()),
+                normal(rng, d_h * TASK_RANK, 1.0),
+                normal(rng, d_h * TASK_RANK, 0.6 / (d_h as f64).sqrt()),
+                normal(rng, d_h * TASK_RANK, 1.0),
+            ]
+        };
+        let changes: Vec<Change> = match setting {
+            Setting::Clusters => (0..3).map(|_| draw_change(&mut rng)).collect(),
+            // One input side per layer for all tasks; each task its own output side.
+            Setting::Conflict | Setting::ConflictCued => {
+                let shared = draw_change(&mut rng);
+                (0..4)
+                    .map(|_| {
+                        let own = draw_change(&mut rng);
+                        [
+                            shared[0].clone(),
+                            own[1].clone(),
+                            shared[2].clone(),
+                            own[3].clone(),
+                        ]
+                    })
+                    .collect()
+            }
+            Setting::Agree => vec![draw_change(&mut rng); 4],
+        };
+        let specs = setting.tasks();
+        // Clusters: three read-outs (pos and neg share one); else one per task.
+        let readout_classes: Vec<usize> = match setting {
+            Setting::Clusters => vec![4, 5, 2],
+            _ => specs.iter().map(|spec| spec.classes).collect(),
+        };
+        let readouts: Vec<Vec<f64>> = readout_classes
             .iter()
             .map(|&c| normal(&mut rng, d_h * c, 1.0))
             .collect();
 
-        let tasks = TASKS
+        let tasks = specs
             .iter()
-            .map(|spec| {
+            .enumerate()
+            .map(|(t, spec)| {
                 let [u1, v1, u2, v2] = &changes[spec.change];
                 let tw1 = low_rank_add(&w1, u1, v1, d_in, d_h, spec.sign);
                 let tw2 = low_rank_add(&w2, u2, v2, d_h, d_h, spec.sign);
                 let readout = &readouts[spec.readout];
-                let mu: Vec<f64> = {
-                    let dir = normal(&mut rng, d_in, 1.0);
-                    let norm = dir.iter().map(|v| v * v).sum::<f64>().sqrt();
-                    dir.into_iter().map(|v| 1.5 * v / norm).collect()
+                // The mean of x: a random direction per task (clusters), the
+                // task's cue, or nothing.
+                let mu: Vec<f64> = match setting {
+                    Setting::Clusters => {
+                        let dir = normal(&mut rng, d_in, 1.0);
+                        let norm = dir.iter().map(|v| v * v).sum::<f64>().sqrt();
+                        dir.into_iter().map(|v| 1.5 * v / norm).collect()
+                    }
+                    _ => vec![0.0; d_in],
                 };
                 let n_train = ((spec.train as f64 * scale).round() as usize).max(1);
                 let n = n_train + TEST_PER_TASK;
                 let xs: Vec<Vec<f64>> = (0..n)
                     .map(|_| {
-                        mu.iter()
+                        let mut x: Vec<f64> = mu
+                            .iter()
                             .map(|m| m + rng.sample::<f64, _>(StandardNormal))
-                            .collect()
+                            .collect();
+                        if setting.cued() {
+                            // The cue replaces the last coordinates: exactly
+                            // one-hot, the same for every example of the task.
+                            for (k, v) in x[d_in - CUE_DIMS..].iter_mut().enumerate() {
+                                *v = if k == t { CUE } else { 0.0 };
+                            }
+                        }
+                        x
                     })
                     .collect();
                 let logits: Vec<Vec<f64>> = xs
@@ -300,6 +461,9 @@ pub struct SyntheticBody<B: Backend> {
     /// Second layer, adapted.
     pub l2: RLoraLinear<B>,
     act: Gelu,
+    /// Head similarity recorded from training forward passes (off by default).
+    #[module(skip)]
+    trace: SimilarityTrace,
 }
 
 impl<B: Backend> SyntheticBody<B> {
@@ -314,7 +478,24 @@ impl<B: Backend> SyntheticBody<B> {
             l1: RLoraLinear::from_linear(l1, config)?,
             l2: RLoraLinear::from_linear(l2, config)?,
             act: Gelu::new(),
+            trace: SimilarityTrace::default(),
         })
+    }
+
+    /// Record both layers' mean pairwise head similarity into `trace` from
+    /// the training forward passes (those of an autodiff backend).
+    pub fn with_trace(mut self, trace: SimilarityTrace) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// Each adapted layer's mean pairwise head similarity, as
+    /// [`SimilarityTrace`] records it ([`defined_mean`]).
+    pub fn mean_head_similarities(&self) -> Vec<(String, Option<f64>)> {
+        self.adapted()
+            .iter()
+            .map(|(name, l)| (name.to_string(), defined_mean(&l.head_similarity())))
+            .collect()
     }
 
     /// The adapted layers, with their names.
@@ -327,11 +508,102 @@ impl<B: Backend> MultiTaskBody<B> for SyntheticBody<B> {
     type Input = Tensor<B, 2>;
 
     fn forward(&self, x: Tensor<B, 2>) -> BodyOutput<B> {
+        if B::ad_enabled(&x.device()) {
+            self.trace
+                .on_training_forward(|| self.mean_head_similarities());
+        }
         let r1 = self.l1.forward_with_routing(x);
         let r2 = self.l2.forward_with_routing(self.act.forward(r1.output));
         BodyOutput {
             features: self.act.forward(r2.output),
             gates: r1.gates.into_iter().chain(r2.gates).collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mean_of_inputs(examples: &[(Vec<f32>, usize)], dims: std::ops::Range<usize>) -> Vec<f64> {
+        dims.map(|d| examples.iter().map(|(x, _)| x[d] as f64).sum::<f64>() / examples.len() as f64)
+            .collect()
+    }
+
+    #[test]
+    fn setting_names_round_trip_and_unknown_names_are_errors() {
+        for s in Setting::ALL {
+            assert_eq!(s.name().parse::<Setting>(), Ok(s));
+            assert_eq!(s.to_string(), s.name());
+        }
+        let err = "nope".parse::<Setting>().unwrap_err();
+        assert!(err.contains("conflict-cued"), "{err}");
+    }
+
+    #[test]
+    fn shared_input_settings_have_no_task_region() {
+        for setting in [Setting::Conflict, Setting::ConflictCued, Setting::Agree] {
+            let bench = Benchmark::generate_setting(setting, 7, 1.0).unwrap();
+            assert_eq!(bench.tasks.len(), 4);
+            let content = 0..D_IN - CUE_DIMS;
+            for task in &bench.tasks {
+                assert_eq!(task.train.len(), 2400);
+                assert_eq!(task.test.len(), TEST_PER_TASK);
+                // N(0, I): each coordinate's mean within 5 standard errors of 0.
+                for m in mean_of_inputs(&task.train, content.clone()) {
+                    assert!(m.abs() < 5.0 / 2400f64.sqrt(), "{setting}: mean {m}");
+                }
+                // Every class appears (the labels are balanced by centring).
+                for c in 0..task.num_classes {
+                    let n = task.train.iter().filter(|(_, l)| *l == c).count();
+                    assert!(n > 2400 / 20, "{setting} {}: class {c} has {n}", task.name);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn only_cued_settings_carry_the_task_in_the_input() {
+        for setting in [Setting::ConflictCued, Setting::Agree] {
+            let bench = Benchmark::generate_setting(setting, 3, 0.1).unwrap();
+            for (t, task) in bench.tasks.iter().enumerate() {
+                for (x, _) in task.train.iter().chain(&task.test) {
+                    let cue = &x[D_IN - CUE_DIMS..];
+                    for (k, &v) in cue.iter().enumerate() {
+                        assert_eq!(v, if k == t { CUE as f32 } else { 0.0 });
+                    }
+                }
+            }
+        }
+        // Without the cue the last coordinates are noise like the rest.
+        let bench = Benchmark::generate_setting(Setting::Conflict, 3, 0.1).unwrap();
+        let x = &bench.tasks[0].train;
+        assert!(x.iter().any(|(x, _)| x[D_IN - 1] < 0.0));
+        assert!(x
+            .iter()
+            .any(|(x, _)| x[D_IN - 1] > 0.5 && x[D_IN - 1] != CUE as f32));
+    }
+
+    #[test]
+    fn clusters_keeps_its_four_tasks_and_sizes() {
+        let clusters = Benchmark::generate(2025, 0.1).unwrap();
+        let names: Vec<&str> = clusters.tasks.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["pos", "neg", "wide", "small"]);
+        let sizes: Vec<usize> = clusters.tasks.iter().map(|t| t.train.len()).collect();
+        assert_eq!(sizes, [640, 480, 320, 120]);
+        let classes: Vec<usize> = clusters.tasks.iter().map(|t| t.num_classes).collect();
+        assert_eq!(classes, [4, 4, 5, 2]);
+    }
+
+    #[test]
+    fn the_same_seed_draws_the_same_data() {
+        for setting in Setting::ALL {
+            let a = Benchmark::generate_setting(setting, 5, 0.05).unwrap();
+            let b = Benchmark::generate_setting(setting, 5, 0.05).unwrap();
+            for (ta, tb) in a.tasks.iter().zip(&b.tasks) {
+                assert_eq!(ta.train, tb.train);
+                assert_eq!(ta.test, tb.test);
+            }
         }
     }
 }

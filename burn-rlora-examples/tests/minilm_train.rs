@@ -38,6 +38,7 @@ fn settings() -> TrainSettings {
         balance: 0.0,
         sampling: SamplingStrategy::Temperature(2.0),
         devices: 1,
+        trace_every: 0,
         plain: true,
         resume: false,
     }

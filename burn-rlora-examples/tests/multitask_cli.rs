@@ -313,7 +313,9 @@ fn a_resumed_comparison_reads_finished_runs_back_and_refuses_other_settings() {
     let again = std::fs::read_to_string(dir.join("table.md")).unwrap();
     let rows = |t: &str| {
         t.lines()
+            // The rows of the accuracy table, not of the paired differences.
             .filter(|l| l.starts_with("| lora") || l.starts_with("| rlora"))
+            .filter(|l| l.split('|').count() > 8)
             .map(|l| {
                 // The accuracy columns; the wall time differs between the two writes.
                 l.split('|').take(8).collect::<Vec<_>>().join("|")
@@ -388,5 +390,100 @@ fn a_tiny_comparison_writes_the_report() {
             "{plot} is not a drawing"
         );
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn an_unknown_setting_is_a_usage_error() {
+    let out = run(&["--setting", "bogus", "--out", temp("s").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--setting") && err.contains("conflict-cued"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_paired_comparison_reports_intervals_and_the_similarity_trace() {
+    let dir = temp("paired");
+    let out = run(&[
+        "--setting",
+        "conflict-cued",
+        "--methods",
+        "lora,hydralora,rlora",
+        "--seeds",
+        "3",
+        "--epochs",
+        "1",
+        "--data-scale",
+        "0.05",
+        "--trace-every",
+        "2",
+        "--plain",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = std::fs::read_to_string(dir.join("table.md")).unwrap();
+    assert!(table.contains("setting `conflict-cued`"), "{table}");
+    assert!(
+        table.contains("| method | vs LoRA | vs HydraLoRA | pairs |"),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap();
+    let accuracy = |method: &str| -> Vec<(u64, f64)> {
+        json["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["method"] == method)
+            .map(|r| {
+                (
+                    r["seed"].as_u64().unwrap(),
+                    r["mean_accuracy"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    // The reported difference is the mean of the per-seed differences.
+    let (rlora, lora) = (accuracy("rlora"), accuracy("lora"));
+    let want = rlora
+        .iter()
+        .map(|(s, a)| a - lora.iter().find(|(t, _)| t == s).unwrap().1)
+        .sum::<f64>()
+        / 3.0;
+    let summary = json["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["method"] == "rlora")
+        .unwrap();
+    let vs_lora = &summary["vs_lora"];
+    assert_eq!(vs_lora["pairs"], 3);
+    assert!((vs_lora["mean"].as_f64().unwrap() - want).abs() < 1e-9);
+    let ci = vs_lora["ci95"].as_array().unwrap();
+    let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+    assert!(lo <= want && want <= hi, "{lo} {want} {hi}");
+    // The trace: before the first step, every 2 steps, and after the last.
+    let hydra = json["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["method"] == "hydralora")
+        .unwrap();
+    let trace = hydra["similarity_trace"].as_array().unwrap();
+    assert!(trace.len() >= 3, "{trace:?}");
+    assert_eq!(trace[0]["step"], 0);
+    assert_eq!(trace[1]["step"], 2);
+    // Zero-initialized heads have no defined similarity before the first step.
+    assert!(trace[0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l[1].is_null()));
+    let svg = std::fs::read_to_string(dir.join("head_similarity_trace.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("hydralora"));
     std::fs::remove_dir_all(&dir).ok();
 }

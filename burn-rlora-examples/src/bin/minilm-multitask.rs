@@ -106,6 +106,10 @@ struct Args {
     /// Task mixing: proportional, uniform, or a temperature from 0.1 to 100 such as 2.
     #[arg(long, default_value = "2", value_parser = parse_sampling)]
     sampling: SamplingStrategy,
+    /// Record every adapted layer's head similarity every this many training
+    /// steps (0 = off; one device only), for `head_similarity_trace.svg`.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    trace_every: u64,
     /// Print one line per epoch instead of the terminal dashboard.
     #[arg(long)]
     plain: bool,
@@ -204,6 +208,7 @@ fn run() -> Result<()> {
         balance: args.balance,
         sampling,
         devices: args.devices as usize,
+        trace_every: args.trace_every as usize,
         plain: args.plain,
         resume: args.resume,
     };

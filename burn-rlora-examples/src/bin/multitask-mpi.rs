@@ -195,6 +195,7 @@ fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -
         balance: args.balance,
         sampling: parse_sampling(&args.sampling).map_err(anyhow::Error::msg)?,
         devices: 1,
+        trace_every: 0,
         plain: true,
         resume: false,
     };

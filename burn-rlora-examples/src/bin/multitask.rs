@@ -5,9 +5,11 @@
 //! ```text
 //! cargo run --release -p burn-rlora-examples --bin multitask
 //! cargo run --release -p burn-rlora-examples --bin multitask -- --methods lora,rlora --seeds 5
+//! cargo run --release -p burn-rlora-examples --bin multitask -- --setting conflict-cued --seeds 20
 //! ```
 //!
-//! The data generator is described in `burn_rlora_examples::synthetic`. The
+//! The data generator and its settings (`--setting`: clusters, conflict,
+//! conflict-cued, agree) are described in `burn_rlora_examples::synthetic`. The
 //! report (Markdown and JSON table, SVG plots) goes to `--out` (`report/`).
 
 use std::path::PathBuf;
@@ -23,7 +25,7 @@ use burn_rlora_examples::compare::{
     parse_sampling, run_comparison, run_one, seed_range, RunResult, TrainSettings,
 };
 use burn_rlora_examples::report;
-use burn_rlora_examples::synthetic::{Benchmark, D_HIDDEN, MAX_DATA_SCALE};
+use burn_rlora_examples::synthetic::{Benchmark, Setting, D_HIDDEN, MAX_DATA_SCALE};
 use clap::{CommandFactory, Parser};
 
 /// Compare multi-head LoRA methods on embedded multi-task data.
@@ -46,6 +48,11 @@ struct Args {
     /// Number of seeds per method (mean ± std is reported; 1 to 1000).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
     seeds: u64,
+    /// The data: clusters (tasks in different input regions), conflict (one
+    /// input distribution, different changes), conflict-cued (conflict plus a
+    /// task cue in the input) or agree (the control: one change for all tasks).
+    #[arg(long, default_value = "clusters")]
+    setting: Setting,
     /// Seed of the data generator (the "pretrained" base and the tasks).
     #[arg(long, default_value_t = 2025)]
     data_seed: u64,
@@ -87,6 +94,10 @@ struct Args {
     /// Task mixing: proportional, uniform, or a temperature from 0.1 to 100 such as 2.
     #[arg(long, default_value = "2", value_parser = parse_sampling)]
     sampling: SamplingStrategy,
+    /// Record both layers' head similarity every this many training steps
+    /// (0 = off; one device only), for `head_similarity_trace.svg`.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    trace_every: u64,
     /// Print one line per epoch instead of the terminal dashboard.
     #[arg(long)]
     plain: bool,
@@ -178,6 +189,7 @@ fn run() -> Result<()> {
         balance: args.balance,
         sampling: args.sampling,
         devices: args.devices as usize,
+        trace_every: args.trace_every as usize,
         plain: args.plain,
         resume: args.resume,
     };
@@ -191,17 +203,20 @@ fn run() -> Result<()> {
         }
     }
     report::prepare_dir(&args.out)?;
-    let bench = Benchmark::generate(args.data_seed, args.data_scale)?;
+    let bench = Benchmark::generate_setting(args.setting, args.data_seed, args.data_scale)?;
     let task_names: Vec<String> = bench.tasks.iter().map(|t| t.name.clone()).collect();
     let lora_rank = matched_lora_rank(settings.rank, settings.heads, D_HIDDEN, D_HIDDEN);
     let header = format!(
-        "# Multi-task comparison on embedded data\n\n\
-         backend {backend}, {} device(s); {} seeds from {}; {} epochs; batch {}; lr {} (3% warm-up, cosine); \
+        "# Multi-task comparison on embedded data: setting `{}`\n\n\
+         data seed {}; backend {backend}, {} device(s); {} seeds from {}; {} epochs; batch {}; lr {} (3% warm-up, cosine); \
          rank {} x {} heads, alpha {} (alpha/sqrt(r) for every method); dropout {}; sampling {:?}; \
          train sizes {:?}, {} test examples per task.\n\n\
          LoRA's rank is {lora_rank}, chosen to match the adapter parameters of {} heads of rank {} plus a \
          router, as the paper compares methods at equal parameter budgets. Accuracies are test accuracy in \
-         percent, mean ± sample std over seeds.",
+         percent, mean ± sample std over seeds. Seeds are paired: every method trains on the same data \
+         with the same seeds (initial draws, batch order, task mix).",
+        args.setting,
+        args.data_seed,
         args.devices,
         args.seeds,
         args.seed,
@@ -226,6 +241,7 @@ fn run() -> Result<()> {
         serde_json::json!({
             "backend": backend.to_string(),
             "data_seed": args.data_seed,
+            "setting": args.setting,
             "data_scale": args.data_scale,
         }),
     );

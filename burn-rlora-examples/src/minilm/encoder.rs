@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::MiniLmError;
 use super::host_ops;
+use crate::trace::{defined_mean, SimilarityTrace};
 
 fn default_eps() -> f64 {
     1e-12
@@ -242,6 +243,7 @@ impl BertConfig {
             max_position_embeddings: self.max_position_embeddings,
             vocab_size: self.vocab_size,
             type_vocab_size: self.type_vocab_size,
+            trace: SimilarityTrace::default(),
         })
     }
 }
@@ -559,6 +561,9 @@ pub struct BertModel<B: Backend> {
     vocab_size: usize,
     #[module(skip)]
     type_vocab_size: usize,
+    /// Head similarity recorded from training forward passes (off by default).
+    #[module(skip)]
+    trace: SimilarityTrace,
 }
 
 type Sink<'a, B> = Option<&'a mut Vec<LayerGates<B>>>;
@@ -687,6 +692,33 @@ impl<B: Backend> BertModel<B> {
     pub fn with_host_ops(mut self, enabled: bool) -> Self {
         self.host_ops = enabled;
         self
+    }
+
+    /// Record the head similarity of every adapted linear into `trace` from
+    /// the training forward passes of [`MultiTaskBody::forward`](burn_rlora::multitask::MultiTaskBody::forward)
+    /// (those of an autodiff backend), named `L<block>.<module>`.
+    pub fn with_trace(mut self, trace: SimilarityTrace) -> Self {
+        self.trace = trace;
+        self
+    }
+
+    /// The head similarity trace this model records into.
+    pub fn trace(&self) -> &SimilarityTrace {
+        &self.trace
+    }
+
+    /// The mean pairwise head similarity of every adapted linear, named
+    /// `L<block>.<module>`, as [`SimilarityTrace`] records it ([`defined_mean`]).
+    pub fn mean_head_similarities(&self) -> Vec<(String, Option<f64>)> {
+        self.head_similarities()
+            .into_iter()
+            .map(|s| {
+                (
+                    format!("L{}.{}", s.layer, s.module),
+                    defined_mean(&s.similarity),
+                )
+            })
+            .collect()
     }
 
     /// The longest sequence the position embeddings cover.

@@ -30,6 +30,7 @@ use super::{subsample, train_test_split, SplitRng, Task, TextExample};
 use crate::compare::{
     fit_and_test, method_config_over, reset_peak_rss, RunResult, Splits, TrainSettings,
 };
+use crate::trace::SimilarityTrace;
 
 /// The id of BERT's `[PAD]` token, used to pad batches (masked out anyway).
 pub const PAD_ID: u32 = 0;
@@ -249,6 +250,10 @@ impl<B: Backend> MultiTaskBody<B> for BertModel<B> {
     /// Mean-pooled last hidden states (sentence-transformers' pooling, not
     /// normalized) and the router weights of every adapted linear, `[tokens, N]`.
     fn forward(&self, input: BertInput<B>) -> BodyOutput<B> {
+        if B::ad_enabled(&input.input_ids.device()) {
+            self.trace()
+                .on_training_forward(|| self.mean_head_similarities());
+        }
         let out = self.forward_with_gates(&input);
         let features = mean_pool(out.hidden, input.attention_mask);
         let gates = out
@@ -372,7 +377,15 @@ pub fn run_minilm<B: AutodiffBackend>(
     reset_peak_rss();
     let device = devices[0].clone();
     B::seed(&device, seed);
-    let (rank, model) = build_classifier::<B>(data_dir, method, settings, max_len, tasks, &device)?;
+    let (rank, mut model) =
+        build_classifier::<B>(data_dir, method, settings, max_len, tasks, &device)?;
+    // One forward per step on one device: only then do forwards count steps.
+    let trace = if settings.devices == 1 && method != MiniLmMethod::Probe {
+        SimilarityTrace::every(settings.trace_every)
+    } else {
+        SimilarityTrace::default()
+    };
+    model.body = model.body.with_trace(trace.clone());
     let trainable = ParamCount::of(&model).trainable;
     let adapter_params = model
         .body
@@ -431,6 +444,8 @@ pub fn run_minilm<B: AutodiffBackend>(
         .into_iter()
         .map(|s| (format!("L{}.{}", s.layer, s.module), s.similarity))
         .collect();
+    let last = fitted.model.body.mean_head_similarities();
+    let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
     Ok(RunResult::new(
         method.name(),
         seed,
@@ -440,5 +455,6 @@ pub fn run_minilm<B: AutodiffBackend>(
         similarity_matrices,
         fitted,
         start,
-    ))
+    )
+    .with_trace(&trace, steps_before, total_steps, last))
 }
