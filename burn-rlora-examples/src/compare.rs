@@ -30,6 +30,8 @@ use burn_rlora::multitask::{
 use burn_rlora::{HeadSimilarity, Method, ParamCount, RLoraConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendJob;
+use crate::report;
 use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN};
 use crate::trace::{SimilarityTrace, TracePoint};
 
@@ -290,28 +292,50 @@ where
     builder.num_workers(1).build(data)
 }
 
-/// A multi-task dataset of the built-in tasks' examples that `pick` selects
-/// from each task (its train, validation or test split, or a shard of one),
-/// mixed by `sampling` under `seed`.
+/// One task of a comparison as the dataset builders read it: the built-in
+/// tasks ([`crate::synthetic::TaskData`]) and MiniLM's
+/// ([`crate::minilm::PreparedTask`]) both are.
+pub trait ComparisonTask {
+    /// One example's input.
+    type Input: Clone + Send + Sync + 'static;
+    /// The task's name.
+    fn name(&self) -> &str;
+    /// Its number of classes.
+    fn num_classes(&self) -> usize;
+    /// Training examples (the last 10% of them validate in [`Splits::of`]).
+    fn train(&self) -> &[(Self::Input, usize)];
+    /// Held-out test examples.
+    fn test(&self) -> &[(Self::Input, usize)];
+}
+
+/// A multi-task dataset of the examples that `pick` selects from each of
+/// `tasks` (its train, validation or test split, or a shard of one), mixed
+/// by `sampling` under `seed`.
 ///
 /// # Errors
 ///
 /// When the dataset cannot be built (for example, no task has an example).
-pub fn split_dataset(
-    bench: &Benchmark,
-    pick: impl Fn(&crate::synthetic::TaskData) -> Vec<(Vec<f32>, usize)>,
+pub fn task_dataset<T: ComparisonTask>(
+    tasks: &[T],
+    pick: impl Fn(&T) -> Vec<(T::Input, usize)>,
     sampling: SamplingStrategy,
     seed: u64,
-) -> Result<MultiTaskDataset<Vec<f32>>> {
+) -> Result<MultiTaskDataset<T::Input>> {
     let mut builder = MultiTaskDataset::builder(sampling, seed);
-    for task in &bench.tasks {
+    for task in tasks {
         builder = builder.task(
-            task.name.clone(),
-            task.num_classes,
+            task.name().to_string(),
+            task.num_classes(),
             InMemDataset::new(pick(task)),
         );
     }
     builder.build().context("building the multi-task dataset")
+}
+
+/// How many of a task's `n` training examples train; the rest (10%, at
+/// least one) validate.
+pub fn training_part(n: usize) -> usize {
+    n - (n / 10).max(1)
 }
 
 /// The three splits of a multi-task comparison.
@@ -322,6 +346,30 @@ pub struct Splits<X> {
     pub valid: MultiTaskDataset<X>,
     /// Scored once, task by task, after training.
     pub test: MultiTaskDataset<X>,
+}
+
+impl<X: Clone + Send + Sync + 'static> Splits<X> {
+    /// The splits of `tasks`: the first 90% of each task's training
+    /// examples train (mixed by `sampling` under `seed`), the rest validate,
+    /// and the test examples are scored at the end (both mixed
+    /// proportionally).
+    ///
+    /// # Errors
+    ///
+    /// As [`task_dataset`].
+    pub fn of<T: ComparisonTask<Input = X>>(
+        tasks: &[T],
+        sampling: SamplingStrategy,
+        seed: u64,
+    ) -> Result<Self> {
+        let part = |t: &T| training_part(t.train().len());
+        let proportional = SamplingStrategy::Proportional;
+        Ok(Self {
+            train: task_dataset(tasks, |t| t.train()[..part(t)].to_vec(), sampling, seed)?,
+            valid: task_dataset(tasks, |t| t.train()[part(t)..].to_vec(), proportional, seed)?,
+            test: task_dataset(tasks, |t| t.test().to_vec(), proportional, seed)?,
+        })
+    }
 }
 
 /// What [`fit_and_test`] returns.
@@ -632,27 +680,7 @@ pub fn run_one<B: AutodiffBackend>(
         .sum();
 
     // 10% of each task's training examples validate; the test split stays unseen.
-    let cut = |t: &crate::synthetic::TaskData| t.train.len() - (t.train.len() / 10).max(1);
-    let splits = Splits {
-        train: split_dataset(
-            bench,
-            |t| t.train[..cut(t)].to_vec(),
-            settings.sampling,
-            seed,
-        )?,
-        valid: split_dataset(
-            bench,
-            |t| t.train[cut(t)..].to_vec(),
-            SamplingStrategy::Proportional,
-            seed,
-        )?,
-        test: split_dataset(
-            bench,
-            |t| t.test.clone(),
-            SamplingStrategy::Proportional,
-            seed,
-        )?,
-    };
+    let splits = Splits::of(&bench.tasks, settings.sampling, seed)?;
     let adapter_dir = artifact_dir.join("adapter");
     let fitted = fit_and_test(
         model,
@@ -961,4 +989,65 @@ pub fn run_comparison<M: fmt::Display + Copy>(
         }
     }
     Ok(runs)
+}
+
+/// Trains one run of a comparison on any backend: what a binary plugs into
+/// [`Comparison`].
+pub trait RunTrainer {
+    /// The methods it compares.
+    type Method: fmt::Display + Copy;
+
+    /// Train `method` with `seed` under `settings`, its files in `dir`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever stops the run.
+    fn train<B: AutodiffBackend>(
+        &self,
+        method: Self::Method,
+        seed: u64,
+        settings: &TrainSettings,
+        dir: PathBuf,
+        devices: Vec<B::Device>,
+    ) -> Result<RunResult>;
+}
+
+/// A whole comparison as a [`BackendJob`]: every method and seed through
+/// [`run_comparison`] under `out`, the report rewritten after each run.
+pub struct Comparison<T: RunTrainer> {
+    /// Trains one run.
+    pub trainer: T,
+    /// The methods, in the report's order.
+    pub methods: Vec<T::Method>,
+    /// The seeds, the same for every method (paired).
+    pub seeds: Vec<u64>,
+    /// The shared training settings.
+    pub settings: TrainSettings,
+    /// What identifies the comparison for `--resume` ([`fingerprint`]).
+    pub fingerprint: serde_json::Value,
+    /// The report's directory.
+    pub out: PathBuf,
+    /// The task names, in the table's column order.
+    pub task_names: Vec<String>,
+    /// The Markdown header of `table.md`.
+    pub header: String,
+}
+
+impl<T: RunTrainer> BackendJob for Comparison<T> {
+    type Output = Result<Vec<RunResult>>;
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        run_comparison(
+            &self.out,
+            &self.methods,
+            &self.seeds,
+            &self.settings,
+            &self.fingerprint,
+            |method, seed, dir| {
+                self.trainer
+                    .train::<B>(method, seed, &self.settings, dir, devices.clone())
+            },
+            |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),
+        )
+    }
 }

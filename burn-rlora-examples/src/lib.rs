@@ -10,6 +10,7 @@ pub mod backend;
 pub mod compare;
 pub mod distributed;
 pub mod minilm;
+pub mod options;
 pub mod report;
 pub mod stats;
 pub mod synthetic;

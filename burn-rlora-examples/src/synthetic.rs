@@ -103,6 +103,26 @@ pub struct TaskData {
     pub test: Vec<(Vec<f32>, usize)>,
 }
 
+impl crate::compare::ComparisonTask for TaskData {
+    type Input = Vec<f32>;
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    fn train(&self) -> &[(Vec<f32>, usize)] {
+        &self.train
+    }
+
+    fn test(&self) -> &[(Vec<f32>, usize)] {
+        &self.test
+    }
+}
+
 /// The frozen base weights, in Burn's `[d_in, d_out]` layout, row-major.
 #[derive(Debug, Clone)]
 pub struct BaseWeights {

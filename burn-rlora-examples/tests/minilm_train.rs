@@ -16,10 +16,10 @@ use burn::tensor::backend::Backend;
 use burn::train::TrainStep;
 use burn_rlora::multitask::{MultiTaskBatcher, MultiTaskClassifier, SamplingStrategy, TaskId};
 use burn_rlora::{Method, ParamCount};
-use burn_rlora_examples::compare::TrainSettings;
+use burn_rlora_examples::compare::{task_dataset, TrainSettings};
 use burn_rlora_examples::minilm::{
-    build_classifier, minilm_dataset, prepare_tasks, BertModel, MiniLmMethod, MiniLmPaths,
-    MiniLmTokenizer, SplitSettings, TargetModule, TokenCollate,
+    build_classifier, prepare_tasks, BertModel, MiniLmMethod, MiniLmPaths, MiniLmTokenizer,
+    SplitSettings, TargetModule, TokenCollate,
 };
 
 type AD = Autodiff<NdArray<f32>>;
@@ -109,7 +109,7 @@ fn one_training_step_trains_adapters_and_heads_only() {
         adapter_params + head_params
     );
 
-    let dataset = minilm_dataset(
+    let dataset = task_dataset(
         &tasks,
         |t| t.train.clone(),
         SamplingStrategy::Temperature(2.0),

@@ -19,18 +19,17 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora::multitask::SamplingStrategy;
-use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
+use burn_rlora_examples::backend::{run_on, BackendName};
 use burn_rlora_examples::compare::{
-    fingerprint, parse_dropout, parse_fraction, parse_non_negative, parse_positive, parse_sampling,
-    run_comparison, seed_range, RunResult, TrainSettings,
+    fingerprint, parse_fraction, seed_range, Comparison, RunResult, RunTrainer, TrainSettings,
 };
 use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
     MiniLmMethod, MiniLmPaths, MiniLmTokenizer, PreparedTask, SplitSettings,
 };
+use burn_rlora_examples::options::{CompareArgs, CompareDefaults};
 use burn_rlora_examples::report;
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Multi-task fine-tuning of pretrained MiniLM on four real text tasks.
 #[derive(Parser, Debug)]
@@ -44,15 +43,6 @@ struct Args {
         default_value = "probe,lora,hydralora,rlora"
     )]
     methods: Vec<String>,
-    /// Training epochs per run (1 to 10000).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    epochs: u64,
-    /// First training seed; runs use seed, seed+1, ...
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Number of seeds per method (mean ± std is reported; 1 to 1000).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    seeds: u64,
     /// Data directory written by scripts/fetch-data.sh (default: $BURN_RLORA_DATA, else data/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -73,95 +63,61 @@ struct Args {
     /// 64 keeps a CPU run short, 128 is the tokenizer's usual setting; 3 to 512).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(3..=512))]
     max_len: u64,
-    /// Output directory for the report.
-    #[arg(long, default_value = "report/minilm")]
-    out: PathBuf,
-    /// Backend: flex, ndarray, wgpu or cuda (each only when compiled in with its feature).
-    #[arg(long)]
-    backend: Option<String>,
-    /// Devices for data-parallel training (Learner multi-device strategy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    devices: u64,
-    /// Rank of each head (LoRA's rank is matched to the multi-head parameter count; 1 to 384).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=384))]
-    rank: u64,
-    /// Heads per adapted layer (1 to 64).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
-    heads: u64,
-    /// Scaling numerator (alpha / sqrt(r) for every method; above 0).
-    #[arg(long, default_value_t = 16.0, value_parser = parse_positive)]
-    alpha: f64,
-    /// Adapter dropout, in [0, 1).
-    #[arg(long, default_value_t = 0.1, value_parser = parse_dropout)]
-    dropout: f64,
-    /// Peak learning rate (adapters and heads; 3% warm-up, cosine decay; above 0).
-    #[arg(long, default_value_t = 1e-3, value_parser = parse_positive)]
-    lr: f64,
-    /// Batch size (1 to 65536).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=65_536))]
-    batch_size: u64,
-    /// Router load-balance loss coefficient (0 = off).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
-    balance: f64,
-    /// Task mixing: proportional, uniform, or a temperature from 0.1 to 100 such as 2.
-    #[arg(long, default_value = "2", value_parser = parse_sampling)]
-    sampling: SamplingStrategy,
-    /// Record every adapted layer's head similarity every this many training
-    /// steps (0 = off; one device only), for `head_similarity_trace.svg`.
-    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    trace_every: u64,
-    /// Print one line per epoch instead of the terminal dashboard.
-    #[arg(long)]
-    plain: bool,
-    /// Continue the comparison in --out: finished runs are read back, an
-    /// unfinished run resumes after its last complete epoch (same settings only).
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    common: CompareArgs,
+}
+
+/// This binary's defaults of the shared options.
+const DEFAULTS: CompareDefaults = CompareDefaults {
+    epochs: "1",
+    out: "report/minilm",
+    rank: "4",
+    max_rank: 384,
+    alpha: "16",
+    lr: "1e-3",
+    batch_size: "16",
+    trace_every: "25",
+};
+
+/// The parser, with this binary's defaults.
+fn command() -> clap::Command {
+    CompareArgs::with_defaults(Args::command(), &DEFAULTS)
 }
 
 /// A bad argument: clap's usage error, exit status 2.
 fn usage_error(message: impl std::fmt::Display) -> ! {
-    Args::command()
+    command()
         .error(clap::error::ErrorKind::ValueValidation, message)
         .exit()
 }
 
-struct Compare {
+/// MiniLM's runs on the prepared tasks.
+struct MiniLm {
     tasks: Vec<PreparedTask>,
     data_dir: PathBuf,
-    methods: Vec<MiniLmMethod>,
-    seeds: Vec<u64>,
-    settings: TrainSettings,
-    fingerprint: serde_json::Value,
     max_len: usize,
-    out: PathBuf,
-    task_names: Vec<String>,
-    header: String,
 }
 
-impl BackendJob for Compare {
-    type Output = Result<Vec<RunResult>>;
+impl RunTrainer for MiniLm {
+    type Method = MiniLmMethod;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        run_comparison(
-            &self.out,
-            &self.methods,
-            &self.seeds,
-            &self.settings,
-            &self.fingerprint,
-            |method, seed, dir| {
-                run_minilm::<B>(
-                    &self.tasks,
-                    &self.data_dir,
-                    method,
-                    seed,
-                    &self.settings,
-                    self.max_len,
-                    dir,
-                    devices.clone(),
-                )
-            },
-            |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),
+    fn train<B: AutodiffBackend>(
+        &self,
+        method: MiniLmMethod,
+        seed: u64,
+        settings: &TrainSettings,
+        dir: PathBuf,
+        devices: Vec<B::Device>,
+    ) -> Result<RunResult> {
+        run_minilm::<B>(
+            &self.tasks,
+            &self.data_dir,
+            method,
+            seed,
+            settings,
+            self.max_len,
+            dir,
+            devices,
         )
     }
 }
@@ -174,7 +130,8 @@ fn main() {
 }
 
 fn run() -> Result<()> {
-    let args = Args::parse();
+    let args = Args::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let common = &args.common;
     let methods = args
         .methods
         .iter()
@@ -183,10 +140,10 @@ fn run() -> Result<()> {
     if methods.is_empty() {
         bail!("--methods is empty");
     }
-    let backend = BackendName::resolve(args.backend.as_deref())?;
-    let seeds = seed_range(args.seed, args.seeds).unwrap_or_else(|e| usage_error(e));
+    let backend = BackendName::resolve(common.backend.as_deref())?;
+    let seeds = seed_range(common.seed, common.seeds).unwrap_or_else(|e| usage_error(e));
     let max_len = args.max_len as usize;
-    let sampling = args.sampling;
+    let sampling = common.sampling;
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let paths = MiniLmPaths::in_data_dir(&data_dir)?;
@@ -197,21 +154,7 @@ fn run() -> Result<()> {
             args.max_len, config.max_position_embeddings
         ));
     }
-    let settings = TrainSettings {
-        rank: args.rank as usize,
-        heads: args.heads as usize,
-        alpha: args.alpha,
-        dropout: args.dropout,
-        epochs: args.epochs as usize,
-        batch_size: args.batch_size as usize,
-        lr: args.lr,
-        balance: args.balance,
-        sampling,
-        devices: args.devices as usize,
-        trace_every: args.trace_every as usize,
-        plain: args.plain,
-        resume: args.resume,
-    };
+    let settings = common.settings();
     // Fail on a bad adapter setting before any training.
     let mut lora_rank = None;
     for &m in &methods {
@@ -226,7 +169,7 @@ fn run() -> Result<()> {
             }
         }
     }
-    report::prepare_dir(&args.out)?;
+    report::prepare_dir(&common.out)?;
 
     let prep = Instant::now();
     let tokenizer = MiniLmTokenizer::from_file(&paths.tokenizer, max_len)?;
@@ -260,7 +203,7 @@ fn run() -> Result<()> {
         Some(r) => format!(
             " LoRA's rank is {r}, chosen to match the adapter parameters of {} heads of rank {} plus a \
              router over the adapted layers, as the paper compares methods at equal parameter budgets.",
-            args.heads, args.rank
+            common.heads, common.rank
         ),
         None => String::new(),
     };
@@ -277,16 +220,16 @@ fn run() -> Result<()> {
          `VmHWM`, reset before each run), which includes the loaded data and the pretrained \
          weights.\n\n{}",
         config.hidden_size,
-        args.devices,
-        args.seeds,
-        args.seed,
-        args.epochs,
-        args.batch_size,
-        args.lr,
-        args.rank,
-        args.heads,
-        args.alpha,
-        args.dropout,
+        common.devices,
+        common.seeds,
+        common.seed,
+        common.epochs,
+        common.batch_size,
+        common.lr,
+        common.rank,
+        common.heads,
+        common.alpha,
+        common.dropout,
         sampling,
         args.max_len,
         args.test_fraction * 100.0,
@@ -309,18 +252,20 @@ fn run() -> Result<()> {
             "split": split,
         }),
     );
-    let job = Compare {
-        tasks,
-        data_dir,
+    let job = Comparison {
+        trainer: MiniLm {
+            tasks,
+            data_dir,
+            max_len,
+        },
         methods,
         seeds,
         settings,
         fingerprint,
-        max_len,
-        out: args.out.clone(),
+        out: common.out.clone(),
         task_names: task_names.clone(),
         header: header.clone(),
     };
-    let runs = run_on(backend, args.devices as usize, job)??;
-    report::write_and_print(&args.out, &runs, &task_names, &header, start)
+    let runs = run_on(backend, common.devices as usize, job)??;
+    report::write_and_print(&common.out, &runs, &task_names, &header, start)
 }

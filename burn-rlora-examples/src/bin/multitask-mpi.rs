@@ -43,7 +43,7 @@ use burn_rlora::multitask::{
 };
 use burn_rlora::{Method, ParamCount};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{method_config, parse_sampling, split_dataset, TrainSettings};
+use burn_rlora_examples::compare::{method_config, parse_sampling, Splits, TrainSettings};
 use burn_rlora_examples::distributed::flat::{
     broadcast_from_root, masked_values, trainable_mask, GradLayout,
 };
@@ -53,7 +53,7 @@ use burn_rlora_examples::distributed::shard::{
 use burn_rlora_examples::distributed::{
     DataParallel, Exchange, LossLog, MpiExchange, SilentRenderer, SingleProcess,
 };
-use burn_rlora_examples::synthetic::{Benchmark, SyntheticBody, TaskData, D_HIDDEN, D_IN};
+use burn_rlora_examples::synthetic::{Benchmark, SyntheticBody, D_HIDDEN, D_IN};
 use clap::Parser;
 use serde::Serialize;
 
@@ -290,25 +290,8 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         let full_bytes = (base + heads + 4 + 2 * classes.len() + 2) * std::mem::size_of::<f32>();
 
         // 10% of each task's training examples validate, as in `multitask`.
-        let cut = |t: &TaskData| t.train.len() - (t.train.len() / 10).max(1);
-        let train = Arc::new(split_dataset(
-            &bench,
-            |t| t.train[..cut(t)].to_vec(),
-            settings.sampling,
-            args.seed,
-        )?);
-        let valid = split_dataset(
-            &bench,
-            |t| t.train[cut(t)..].to_vec(),
-            SamplingStrategy::Proportional,
-            args.seed,
-        )?;
-        let test = split_dataset(
-            &bench,
-            |t| t.test.clone(),
-            SamplingStrategy::Proportional,
-            args.seed,
-        )?;
+        let Splits { train, valid, test } = Splits::of(&bench.tasks, settings.sampling, args.seed)?;
+        let train = Arc::new(train);
         let task_names = train.task_names();
         let shards = (0..data_ranks)
             .map(|r| shard_indices(train.len(), data_ranks, r, args.seed))

@@ -17,16 +17,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora::multitask::SamplingStrategy;
 use burn_rlora::Method;
-use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
+use burn_rlora_examples::backend::{run_on, BackendName};
 use burn_rlora_examples::compare::{
-    fingerprint, matched_lora_rank, parse_dropout, parse_non_negative, parse_positive,
-    parse_sampling, run_comparison, run_one, seed_range, RunResult, TrainSettings,
+    fingerprint, matched_lora_rank, parse_positive, run_one, seed_range, Comparison, RunResult,
+    RunTrainer, TrainSettings,
 };
+use burn_rlora_examples::options::{CompareArgs, CompareDefaults};
 use burn_rlora_examples::report;
 use burn_rlora_examples::synthetic::{Benchmark, Setting, D_HIDDEN, MAX_DATA_SCALE};
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Compare multi-head LoRA methods on embedded multi-task data.
 #[derive(Parser, Debug)]
@@ -39,15 +39,6 @@ struct Args {
         default_value = "lora,hydralora,hydralora-mt,hydralora-init,rlora,rlora-norouter"
     )]
     methods: Vec<String>,
-    /// Training epochs per run (1 to 10000).
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=10_000))]
-    epochs: u64,
-    /// First training seed; runs use seed, seed+1, ...
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Number of seeds per method (mean ± std is reported; 1 to 1000).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    seeds: u64,
     /// The data: clusters (tasks in different input regions), conflict (one
     /// input distribution, different changes), conflict-cued (conflict plus a
     /// task cue in the input) or agree (the control: one change for all tasks).
@@ -59,52 +50,8 @@ struct Args {
     /// Multiply the training-set sizes (e.g. 0.25 for a quick run; above 0, at most 100).
     #[arg(long, default_value_t = 1.0, value_parser = parse_data_scale)]
     data_scale: f64,
-    /// Output directory for the report.
-    #[arg(long, default_value = "report")]
-    out: PathBuf,
-    /// Backend: flex, ndarray, wgpu or cuda (each only when compiled in with its feature).
-    #[arg(long)]
-    backend: Option<String>,
-    /// Devices for data-parallel training (Learner multi-device strategy). On a
-    /// CPU backend this runs that many workers on copies of the one CPU device.
-    /// (1 to 64.)
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=64))]
-    devices: u64,
-    /// Rank of each head (1 to 64, the layer width).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=D_HIDDEN as u64))]
-    rank: u64,
-    /// Heads per adapted layer (1 to 64).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=64))]
-    heads: u64,
-    /// Scaling numerator (alpha / sqrt(r) for every method; above 0).
-    #[arg(long, default_value_t = 8.0, value_parser = parse_positive)]
-    alpha: f64,
-    /// Adapter dropout, in [0, 1).
-    #[arg(long, default_value_t = 0.1, value_parser = parse_dropout)]
-    dropout: f64,
-    /// Peak learning rate (above 0).
-    #[arg(long, default_value_t = 3e-3, value_parser = parse_positive)]
-    lr: f64,
-    /// Batch size (1 to 65536).
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=65_536))]
-    batch_size: u64,
-    /// Router load-balance loss coefficient (0 = off).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_non_negative)]
-    balance: f64,
-    /// Task mixing: proportional, uniform, or a temperature from 0.1 to 100 such as 2.
-    #[arg(long, default_value = "2", value_parser = parse_sampling)]
-    sampling: SamplingStrategy,
-    /// Record both layers' head similarity every this many training steps
-    /// (0 = off; one device only), for `head_similarity_trace.svg`.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
-    trace_every: u64,
-    /// Print one line per epoch instead of the terminal dashboard.
-    #[arg(long)]
-    plain: bool,
-    /// Continue the comparison in --out: finished runs are read back, an
-    /// unfinished run resumes after its last complete epoch (same settings only).
-    #[arg(long)]
-    resume: bool,
+    #[command(flatten)]
+    common: CompareArgs,
 }
 
 fn parse_data_scale(s: &str) -> Result<f64, String> {
@@ -116,39 +63,23 @@ fn parse_data_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-struct Compare {
+/// The built-in data's runs.
+struct BuiltIn {
     bench: Benchmark,
-    methods: Vec<Method>,
-    seeds: Vec<u64>,
-    settings: TrainSettings,
-    fingerprint: serde_json::Value,
-    out: PathBuf,
-    task_names: Vec<String>,
-    header: String,
 }
 
-impl BackendJob for Compare {
-    type Output = Result<Vec<RunResult>>;
+impl RunTrainer for BuiltIn {
+    type Method = Method;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        run_comparison(
-            &self.out,
-            &self.methods,
-            &self.seeds,
-            &self.settings,
-            &self.fingerprint,
-            |method, seed, dir| {
-                run_one::<B>(
-                    &self.bench,
-                    method,
-                    seed,
-                    &self.settings,
-                    dir,
-                    devices.clone(),
-                )
-            },
-            |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),
-        )
+    fn train<B: AutodiffBackend>(
+        &self,
+        method: Method,
+        seed: u64,
+        settings: &TrainSettings,
+        dir: PathBuf,
+        devices: Vec<B::Device>,
+    ) -> Result<RunResult> {
+        run_one::<B>(&self.bench, method, seed, settings, dir, devices)
     }
 }
 
@@ -159,15 +90,33 @@ fn main() {
     }
 }
 
+/// This binary's defaults of the shared options.
+const DEFAULTS: CompareDefaults = CompareDefaults {
+    epochs: "8",
+    out: "report",
+    rank: "4",
+    max_rank: D_HIDDEN as u64,
+    alpha: "8",
+    lr: "3e-3",
+    batch_size: "32",
+    trace_every: "50",
+};
+
+/// The parser, with this binary's defaults.
+fn command() -> clap::Command {
+    CompareArgs::with_defaults(Args::command(), &DEFAULTS)
+}
+
 /// A bad argument: clap's usage error, exit status 2.
 fn usage_error(message: impl std::fmt::Display) -> ! {
-    Args::command()
+    command()
         .error(clap::error::ErrorKind::ValueValidation, message)
         .exit()
 }
 
 fn run() -> Result<()> {
-    let args = Args::parse();
+    let args = Args::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let common = &args.common;
     let methods = args
         .methods
         .iter()
@@ -176,23 +125,9 @@ fn run() -> Result<()> {
     if methods.is_empty() {
         bail!("--methods is empty");
     }
-    let backend = BackendName::resolve(args.backend.as_deref())?;
-    let seeds = seed_range(args.seed, args.seeds).unwrap_or_else(|e| usage_error(e));
-    let settings = TrainSettings {
-        rank: args.rank as usize,
-        heads: args.heads as usize,
-        alpha: args.alpha,
-        dropout: args.dropout,
-        epochs: args.epochs as usize,
-        batch_size: args.batch_size as usize,
-        lr: args.lr,
-        balance: args.balance,
-        sampling: args.sampling,
-        devices: args.devices as usize,
-        trace_every: args.trace_every as usize,
-        plain: args.plain,
-        resume: args.resume,
-    };
+    let backend = BackendName::resolve(common.backend.as_deref())?;
+    let seeds = seed_range(common.seed, common.seeds).unwrap_or_else(|e| usage_error(e));
+    let settings = common.settings();
     // A bad adapter setting is a bad argument: refused before any training.
     for &m in &methods {
         if let Err(e) = burn_rlora_examples::compare::method_config(m, &settings)
@@ -202,7 +137,7 @@ fn run() -> Result<()> {
             usage_error(format!("--rank/--heads/--alpha/--dropout: {e}"));
         }
     }
-    report::prepare_dir(&args.out)?;
+    report::prepare_dir(&common.out)?;
     let bench = Benchmark::generate_setting(args.setting, args.data_seed, args.data_scale)?;
     let task_names: Vec<String> = bench.tasks.iter().map(|t| t.name.clone()).collect();
     let lora_rank = matched_lora_rank(settings.rank, settings.heads, D_HIDDEN, D_HIDDEN);
@@ -217,21 +152,21 @@ fn run() -> Result<()> {
          with the same seeds (initial draws, batch order, task mix).",
         args.setting,
         args.data_seed,
-        args.devices,
-        args.seeds,
-        args.seed,
-        args.epochs,
-        args.batch_size,
-        args.lr,
-        args.rank,
-        args.heads,
-        args.alpha,
-        args.dropout,
-        args.sampling,
+        common.devices,
+        common.seeds,
+        common.seed,
+        common.epochs,
+        common.batch_size,
+        common.lr,
+        common.rank,
+        common.heads,
+        common.alpha,
+        common.dropout,
+        common.sampling,
         bench.tasks.iter().map(|t| t.train.len()).collect::<Vec<_>>(),
         burn_rlora_examples::synthetic::TEST_PER_TASK,
-        args.heads,
-        args.rank,
+        common.heads,
+        common.rank,
     );
     println!("{header}\n");
 
@@ -245,16 +180,16 @@ fn run() -> Result<()> {
             "data_scale": args.data_scale,
         }),
     );
-    let job = Compare {
-        bench,
+    let job = Comparison {
+        trainer: BuiltIn { bench },
         methods,
         seeds,
         settings,
         fingerprint,
-        out: args.out.clone(),
+        out: common.out.clone(),
         task_names: task_names.clone(),
         header: header.clone(),
     };
-    let runs = run_on(backend, args.devices as usize, job)??;
-    report::write_and_print(&args.out, &runs, &task_names, &header, start)
+    let runs = run_on(backend, common.devices as usize, job)??;
+    report::write_and_print(&common.out, &runs, &task_names, &header, start)
 }

@@ -44,7 +44,7 @@ pub use error::MiniLmError;
 pub use load::{load_bert_weights, MiniLmPaths, PretrainedMiniLm, MINILM_SUBDIR};
 pub use tokenize::{MiniLmTokenizer, Padding, TokenizedBatch, DEFAULT_MAX_LEN};
 pub use train::{
-    adapted_shapes, build_classifier, minilm_adapter, minilm_dataset, prepare_tasks, run_minilm,
+    adapted_shapes, build_classifier, minilm_adapter, prepare_tasks, run_minilm,
     stratified_subsample, tokenize_all, MiniLmMethod, PreparedTask, SplitSettings, TokenCollate,
     PAD_ID,
 };

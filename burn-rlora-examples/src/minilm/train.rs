@@ -11,14 +11,10 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use burn::data::dataset::InMemDataset;
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_rlora::multitask::{
-    BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, MultiTaskDataset, SamplingStrategy,
-    TaskHeads,
-};
+use burn_rlora::multitask::{BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads};
 use burn_rlora::{HeadSimilarity, Method, ParamCount};
 use serde::Serialize;
 
@@ -304,22 +300,24 @@ pub fn minilm_adapter(
     }
 }
 
-/// The multi-task dataset of `tasks`, picking each task's examples with `pick`.
-pub fn minilm_dataset(
-    tasks: &[PreparedTask],
-    pick: impl Fn(&PreparedTask) -> Vec<(Vec<u32>, usize)>,
-    sampling: SamplingStrategy,
-    seed: u64,
-) -> Result<MultiTaskDataset<Vec<u32>>> {
-    let mut builder = MultiTaskDataset::builder(sampling, seed);
-    for task in tasks {
-        builder = builder.task(
-            task.name.clone(),
-            task.labels.len(),
-            InMemDataset::new(pick(task)),
-        );
+impl crate::compare::ComparisonTask for PreparedTask {
+    type Input = Vec<u32>;
+
+    fn name(&self) -> &str {
+        &self.name
     }
-    builder.build().context("building the multi-task dataset")
+
+    fn num_classes(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn train(&self) -> &[(Vec<u32>, usize)] {
+        &self.train
+    }
+
+    fn test(&self) -> &[(Vec<u32>, usize)] {
+        &self.test
+    }
 }
 
 /// The model [`run_minilm`] trains: the pretrained encoder from `data_dir`
@@ -394,27 +392,7 @@ pub fn run_minilm<B: AutodiffBackend>(
         .map(|(_, _, l)| l.num_adapter_params())
         .sum();
 
-    let cut = |t: &PreparedTask| t.train.len() - (t.train.len() / 10).max(1);
-    let splits = Splits {
-        train: minilm_dataset(
-            tasks,
-            |t| t.train[..cut(t)].to_vec(),
-            settings.sampling,
-            seed,
-        )?,
-        valid: minilm_dataset(
-            tasks,
-            |t| t.train[cut(t)..].to_vec(),
-            SamplingStrategy::Proportional,
-            seed,
-        )?,
-        test: minilm_dataset(
-            tasks,
-            |t| t.test.clone(),
-            SamplingStrategy::Proportional,
-            seed,
-        )?,
-    };
+    let splits = Splits::of(tasks, settings.sampling, seed)?;
     let adapter_dir = artifact_dir.join("adapter");
     let fitted = fit_and_test(
         model,
