@@ -632,6 +632,15 @@ fn a_plain_linear_checkpoint_loads_into_the_adapted_layer() {
 }
 
 #[test]
+fn display_shows_the_shape_and_the_adapter() {
+    let layer = RLoraLinear::from_linear(base::<B>(16, 8), &RLoraConfig::r_lora(4, 32.0, 3))
+        .unwrap()
+        .with_dropout(0.25)
+        .unwrap();
+    assert_eq!(layer.to_string(), "DISPLAY");
+}
+
+#[test]
 fn diagnostics_count_params_and_summarize_the_router() {
     let trained =
         RLoraLinear::from_linear(base::<AB>(20, 10), &RLoraConfig::r_lora(2, 4.0, 3)).unwrap();

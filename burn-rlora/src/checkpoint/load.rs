@@ -486,39 +486,30 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             });
         };
         check_against_layer(name, tensors, (d_in, d_out, r, n))?;
-        if slot.has("lora_route") && tensors.route.is_none() {
-            return Err(CheckpointError::MissingKey {
-                key: TensorRole::Route.key(name),
-                expected: format!("[{n}, {d_in}] (the model's layer '{path}' has a router)"),
-            });
-        }
-        if !slot.has("lora_route") && tensors.route.is_some() {
-            let e = unexpected(
-                name,
-                TensorRole::Route,
-                "the model's layer has no router",
-                [n, d_in],
-            );
-            lenient(options.strict, e, &mut warnings)?;
-        }
-        if slot.has("lora_a0") && tensors.compensation.is_none() {
-            return Err(CheckpointError::MissingKey {
-                key: TensorRole::A0.key(name),
-                expected: format!(
-                    "[{r}, {d_in}] (the model's layer '{path}' has a compensation pair; a \
-                     reference adapter has none: build the model with the file's \
-                     rlora_config(), or use load_reference with the initial adapter)"
+        let optional = [
+            OptionalPart {
+                role: TensorRole::Route,
+                in_model: slot.has("lora_route"),
+                in_file: tensors.route.is_some(),
+                shape: [n, d_in],
+                why_needed: format!("the model's layer '{path}' has a router"),
+                why_unused: "the model's layer has no router",
+            },
+            OptionalPart {
+                role: TensorRole::A0,
+                in_model: slot.has("lora_a0"),
+                in_file: tensors.compensation.is_some(),
+                shape: [r, d_in],
+                why_needed: format!(
+                    "the model's layer '{path}' has a compensation pair; a reference adapter \
+                     has none: build the model with the file's rlora_config(), or use \
+                     load_reference with the initial adapter"
                 ),
-            });
-        }
-        if !slot.has("lora_a0") && tensors.compensation.is_some() {
-            let e = unexpected(
-                name,
-                TensorRole::A0,
-                "the model's layer has no compensation pair",
-                [r, d_in],
-            );
-            lenient(options.strict, e, &mut warnings)?;
+                why_unused: "the model's layer has no compensation pair",
+            },
+        ];
+        for part in optional {
+            part.check(name, options.strict, &mut warnings)?;
         }
         snapshots.extend(slot.snapshots(tensors));
         report_modules.push((path.clone(), name.clone()));
@@ -566,6 +557,46 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             warnings,
         },
     ))
+}
+
+/// A tensor group that a layer may or may not have (the router, the
+/// compensation pair): the file must hold it when the model's layer does, and
+/// holding it when the layer does not is an unexpected key.
+struct OptionalPart {
+    /// The group's first tensor, which names it in errors.
+    role: TensorRole,
+    /// The model's layer has it.
+    in_model: bool,
+    /// The file has it.
+    in_file: bool,
+    /// The shape of `role`'s tensor (PyTorch layout).
+    shape: [usize; 2],
+    /// Why the model needs it, for a missing key.
+    why_needed: String,
+    /// Why the model cannot take it, for an unexpected key.
+    why_unused: &'static str,
+}
+
+impl OptionalPart {
+    /// A missing group is an error; an unused one an error in strict mode and a warning otherwise.
+    fn check(
+        self,
+        name: &str,
+        strict: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), CheckpointError> {
+        match (self.in_model, self.in_file) {
+            (true, false) => Err(CheckpointError::MissingKey {
+                key: self.role.key(name),
+                expected: format!("{:?} ({})", self.shape, self.why_needed),
+            }),
+            (false, true) => {
+                let e = unexpected(name, self.role, self.why_unused, self.shape);
+                lenient(strict, e, warnings)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 fn lenient(
