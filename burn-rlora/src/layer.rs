@@ -7,9 +7,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{DType, Distribution, FloatDType, Tensor};
 
-use crate::config::{DropoutMode, RLoraConfig, RouterKind};
+use crate::config::{check_dropout, DropoutMode, RLoraConfig, RouterKind};
 use crate::error::RLoraError;
 use crate::init::{InitScheme, Matrix};
+use crate::merge::mean_head;
 
 /// A drop-in replacement for [`burn::nn::Linear`] with a multi-head low-rank adapter.
 ///
@@ -169,12 +170,8 @@ impl<B: Backend> RLoraLinear<B> {
             RouterKind::Uniform => None,
         };
         let (a0, b0) = if config.needs_compensation() {
-            let mean_head = heads
-                .clone()
-                .reshape([n, r, d_output])
-                .mean_dim(0)
-                .reshape([r, d_output]);
-            (Some(frozen(a.clone())), Some(frozen(mean_head)))
+            let b0 = mean_head(heads.clone(), n);
+            (Some(frozen(a.clone())), Some(frozen(b0)))
         } else {
             (None, None)
         };
@@ -203,9 +200,7 @@ impl<B: Backend> RLoraLinear<B> {
     ///
     /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
     pub fn with_dropout(mut self, dropout: f64) -> Result<Self, RLoraError> {
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(RLoraError::InvalidDropout(dropout));
-        }
+        check_dropout(dropout)?;
         self.config.dropout = dropout;
         Ok(self)
     }

@@ -9,6 +9,17 @@ use crate::config::RouterKind;
 use crate::error::RLoraError;
 use crate::layer::RLoraLinear;
 
+/// The mean of `n` stacked heads: `heads` is `[n * r, d_output]` (rows
+/// `i*r..(i+1)*r` are head `i`), the result `mean_i B_i`, `[r, d_output]`.
+pub(crate) fn mean_head<B: Backend>(heads: Tensor<B, 2>, n: usize) -> Tensor<B, 2> {
+    let [rows, d_output] = heads.dims();
+    let r = rows / n;
+    heads
+        .reshape([n, r, d_output])
+        .mean_dim(0)
+        .reshape([r, d_output])
+}
+
 impl<B: Backend> RLoraLinear<B> {
     /// The change the compensation pair makes to the base weight: `-s * A0 Bbar0`,
     /// in Burn's layout `[d_input, d_output]`.
@@ -65,17 +76,10 @@ impl<B: Backend> RLoraLinear<B> {
                 ),
             });
         }
-        let (r, n, d_output) = (self.rank(), self.num_heads(), self.d_output());
-        let mean_head = self
-            .lora_b
-            .val()
-            .reshape([n, r, d_output])
-            .mean_dim(0)
-            .reshape([r, d_output]);
         let mut delta = self
             .lora_a
             .val()
-            .matmul(mean_head)
+            .matmul(mean_head(self.lora_b.val(), self.num_heads()))
             .mul_scalar(self.scaling());
         if let Some(comp) = self.compensation_delta() {
             delta = delta + comp;

@@ -11,7 +11,7 @@ use burn_store::{ModuleSnapshot, SafetensorsStore};
 use safetensors::SafeTensors;
 
 use super::error::CheckpointError;
-use super::format::{AdapterFile, HostTensor, ModuleTensors};
+use super::format::{burn_dtype, AdapterFile, HostTensor, ModuleTensors};
 use super::model::adapted_layers;
 use super::save::atomic_write;
 use crate::config::{RLoraConfig, RouterKind};
@@ -283,17 +283,11 @@ pub fn merge_safetensors(
                 found: view.shape().to_vec(),
             });
         }
-        let dtype = match view.dtype() {
-            safetensors::Dtype::F32 => burn::tensor::DType::F32,
-            safetensors::Dtype::F64 => burn::tensor::DType::F64,
-            safetensors::Dtype::F16 => burn::tensor::DType::F16,
-            safetensors::Dtype::BF16 => burn::tensor::DType::BF16,
-            other => {
-                return Err(CheckpointError::UnsupportedDtype {
-                    key,
-                    found: format!("{other:?}"),
-                })
-            }
+        let Some(dtype) = burn_dtype(view.dtype()) else {
+            return Err(CheckpointError::UnsupportedDtype {
+                key,
+                found: format!("{:?}", view.dtype()),
+            });
         };
         let w = TensorData::from_bytes_vec(view.data().to_vec(), vec![d_out, d_in], dtype);
         let delta = weight_delta(m, config.scaling());
