@@ -11,9 +11,10 @@ use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, DType, Distribution, Tensor, TensorData};
 use burn_rlora::checkpoint::{
-    load_adapter, load_reference, merge_into, merge_safetensors, read_config, read_reference,
-    save_adapter, save_merged, AdapterConfig, AdapterFile, CheckpointError, InjectFault,
-    LoadOptions, ModuleNaming, ReferenceOptions, SaveOptions, CONFIG_FILE, TENSORS_FILE,
+    load_adapter, load_reference, merge_into, merge_model, merge_safetensors, read_config,
+    read_reference, save_adapter, save_merged, AdapterConfig, AdapterFile, CheckpointError,
+    InjectFault, LoadOptions, ModuleNaming, ReferenceOptions, SaveOptions, CONFIG_FILE,
+    TENSORS_FILE,
 };
 use burn_rlora::{Method, RLoraConfig, RLoraError, RLoraLinear};
 use safetensors::SafeTensors;
@@ -900,6 +901,41 @@ fn merge_safetensors_matches_layer_merge() {
         matches!(&err, CheckpointError::MissingKey { key, .. } if key == "base_model.model.down_proj.weight"),
         "{err}"
     );
+}
+
+#[test]
+fn merging_with_another_layers_config_is_a_typed_error() {
+    let config = RLoraConfig::r_lora_no_router(4, 16.0, 3);
+    let model = mlp(&config);
+    for (other, field, want, found) in [
+        (RLoraConfig::r_lora_no_router(2, 16.0, 3), "rank", 2, 4),
+        (RLoraConfig::r_lora_no_router(4, 16.0, 2), "num_heads", 2, 3),
+    ] {
+        let err = merge_model(model.clone(), &other).unwrap_err();
+        match &err {
+            CheckpointError::MergeConfigMismatch {
+                layer,
+                field: f,
+                config,
+                found: got,
+            } => {
+                assert_eq!(
+                    (layer.as_str(), *f, *config, *got),
+                    ("up_proj", field, want, found)
+                );
+            }
+            other => panic!("wrong error: {other}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "layer 'up_proj' does not match the merge config: the config has \
+                 {field} = {want}, the layer has {found}"
+            )
+        );
+    }
+    // The config the layers were built with merges.
+    assert!(merge_model(model, &config).is_ok());
 }
 
 // ------------------------------------------------------- reference fixture

@@ -151,6 +151,22 @@ pub enum CheckpointError {
         /// What would have been lost.
         reason: String,
     },
+    /// A layer of the model was not built with the config it is merged with:
+    /// merging it would apply the wrong scaling or head count.
+    #[error(
+        "layer '{layer}' does not match the merge config: the config has {field} = {config}, \
+         the layer has {found}"
+    )]
+    MergeConfigMismatch {
+        /// The Burn path of the layer.
+        layer: String,
+        /// The config field that differs (`rank` or `num_heads`).
+        field: &'static str,
+        /// The config's value.
+        config: usize,
+        /// The layer's value.
+        found: usize,
+    },
     /// The adapter cannot be merged exactly.
     #[error(transparent)]
     Layer(#[from] RLoraError),
