@@ -66,6 +66,15 @@ pub enum CheckpointError {
         /// Why it could not be read.
         reason: String,
     },
+    /// burn-store failed to move tensors into or out of the model in memory
+    /// (not a file): a tensor it would not apply, read or write.
+    #[error("burn-store failed on the tensors of {what}: {reason}")]
+    ModelTensors {
+        /// Which model, layer or tensor (Burn path).
+        what: String,
+        /// What burn-store reported.
+        reason: String,
+    },
     /// `adapter_config.json` is not valid JSON or misses required fields.
     #[error("corrupt adapter config {what}: {reason}")]
     CorruptConfig {
@@ -199,6 +208,14 @@ impl CheckpointError {
                 }
             }
             other => other,
+        }
+    }
+
+    /// [`Self::ModelTensors`] for `what`, with burn-store's `reason`.
+    pub(crate) fn model_tensors(what: impl Into<String>, reason: impl ToString) -> Self {
+        Self::ModelTensors {
+            what: what.into(),
+            reason: reason.to_string(),
         }
     }
 

@@ -527,27 +527,13 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
     let expected: Vec<String> = snapshots.iter().map(|s| s.full_path()).collect();
     let result = model.apply(snapshots, None, None, false);
     if let Some(e) = result.errors.first() {
-        return Err(match e {
-            ApplyError::ShapeMismatch {
-                path,
-                expected,
-                found,
-            } => CheckpointError::ShapeMismatch {
-                key: path.clone(),
-                expected: expected.to_vec(),
-                found: found.to_vec(),
-            },
-            other => CheckpointError::CorruptTensors {
-                what: "model".into(),
-                reason: other.to_string(),
-            },
-        });
+        return Err(apply_error(e));
     }
     if let Some(path) = expected.iter().find(|p| !result.applied.contains(p)) {
-        return Err(CheckpointError::CorruptTensors {
-            what: "model".into(),
-            reason: format!("burn-store did not apply '{path}'"),
-        });
+        return Err(CheckpointError::model_tensors(
+            "the model",
+            format!("burn-store did not apply '{path}'"),
+        ));
     }
     Ok((
         model,
@@ -596,6 +582,23 @@ impl OptionalPart {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The error for a tensor burn-store could not apply to the model: a shape
+/// mismatch names the tensor, anything else is a failure on the model.
+fn apply_error(e: &ApplyError) -> CheckpointError {
+    match e {
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => CheckpointError::ShapeMismatch {
+            key: path.clone(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        },
+        other => CheckpointError::model_tensors("the model", other),
     }
 }
 
@@ -666,5 +669,43 @@ pub(crate) fn storage_dtype(dtype: DType) -> DType {
     match dtype {
         DType::F64 | DType::F16 | DType::BF16 => dtype,
         _ => DType::F32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_store_failures_on_the_model_are_not_corrupt_files() {
+        let e = apply_error(&ApplyError::LoadError {
+            path: "layer.lora_a".into(),
+            message: "no data".into(),
+        });
+        assert!(
+            matches!(&e, CheckpointError::ModelTensors { what, reason }
+                if what == "the model" && reason.contains("layer.lora_a")),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "burn-store failed on the tensors of the model: {}",
+                ApplyError::LoadError {
+                    path: "layer.lora_a".into(),
+                    message: "no data".into(),
+                }
+            )
+        );
+        let shape = apply_error(&ApplyError::ShapeMismatch {
+            path: "layer.lora_a".into(),
+            expected: vec![4, 2].into(),
+            found: vec![4, 3].into(),
+        });
+        assert!(
+            matches!(&shape, CheckpointError::ShapeMismatch { key, expected, found }
+                if key == "layer.lora_a" && expected == &[4, 2] && found == &[4, 3]),
+            "{shape:?}"
+        );
     }
 }

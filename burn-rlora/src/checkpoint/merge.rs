@@ -12,7 +12,7 @@ use safetensors::SafeTensors;
 
 use super::error::CheckpointError;
 use super::format::{burn_dtype, AdapterFile, HostTensor, ModuleTensors};
-use super::model::adapted_layers;
+use super::model::{adapted_layers, missing_field};
 use super::save::atomic_write;
 use crate::config::{RLoraConfig, RouterKind};
 use crate::error::RLoraError;
@@ -205,10 +205,7 @@ pub fn merge_model<B: Backend, M: Module<B>>(
     };
     for slot in &slots {
         let path = slot.path_str();
-        let missing = |field: &str| CheckpointError::CorruptTensors {
-            what: path.clone(),
-            reason: format!("the layer has no {field}"),
-        };
+        let missing = |field: &str| missing_field(&path, field);
         let a = layers
             .take(&path, "lora_a")
             .ok_or_else(|| missing("lora_a"))?;
@@ -238,7 +235,7 @@ fn is_base_tensor(path: &str, containers: &str) -> bool {
 ///
 /// # Errors
 ///
-/// As [`merge_model`], plus [`CheckpointError::CorruptTensors`] if burn-store fails.
+/// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store fails.
 pub fn merged_bytes<B: Backend, M: Module<B>>(
     model: M,
     config: &RLoraConfig,
@@ -254,9 +251,8 @@ pub fn merged_bytes<B: Backend, M: Module<B>>(
         .map(|s| s.full_path())
         .collect();
     let mut store = SafetensorsStore::from_bytes(None).with_full_paths(keep);
-    let fail = |e: burn_store::SafetensorsStoreError| CheckpointError::CorruptTensors {
-        what: "merged model".into(),
-        reason: e.to_string(),
+    let fail = |e: burn_store::SafetensorsStoreError| {
+        CheckpointError::model_tensors("the merged model", e)
     };
     merged.save_into(&mut store).map_err(fail)?;
     store.get_bytes().map_err(fail)
@@ -293,10 +289,7 @@ pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = plain
         .load_from(&mut store)
-        .map_err(|e| CheckpointError::CorruptTensors {
-            what: "merged model".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| CheckpointError::model_tensors("the plain model", e))?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(CheckpointError::mismatch(
             "plain model",
