@@ -637,7 +637,11 @@ fn display_shows_the_shape_and_the_adapter() {
         .unwrap()
         .with_dropout(0.25)
         .unwrap();
-    assert_eq!(layer.to_string(), "DISPLAY");
+    assert_eq!(
+        layer.to_string(),
+        "RLoraLinear {d_input: 16, d_output: 8, rank: 4, heads: 3, router: softmax, \
+         dropout: 0.25, trainable: 208, params: 440}"
+    );
 }
 
 #[test]
