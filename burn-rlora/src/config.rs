@@ -195,9 +195,7 @@ impl RLoraConfig {
                 num_heads: self.num_heads,
             });
         }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(RLoraError::InvalidDropout(self.dropout));
-        }
+        check_dropout(self.dropout)?;
         if let Some(gamma) = self.stable_gamma {
             if !gamma.is_finite() || gamma <= 0.0 {
                 return Err(RLoraError::InvalidGamma(gamma));
@@ -239,6 +237,15 @@ impl RLoraConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
+pub(crate) fn check_dropout(dropout: f64) -> Result<(), RLoraError> {
+    if (0.0..1.0).contains(&dropout) {
+        Ok(())
+    } else {
+        Err(RLoraError::InvalidDropout(dropout))
     }
 }
 

@@ -7,9 +7,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{DType, Distribution, FloatDType, Tensor};
 
-use crate::config::{DropoutMode, RLoraConfig, RouterKind};
+use crate::config::{check_dropout, DropoutMode, RLoraConfig, RouterKind};
 use crate::error::RLoraError;
 use crate::init::{InitScheme, Matrix};
+use crate::merge::mean_head;
 
 /// A drop-in replacement for [`burn::nn::Linear`] with a multi-head low-rank adapter.
 ///
@@ -169,12 +170,8 @@ impl<B: Backend> RLoraLinear<B> {
             RouterKind::Uniform => None,
         };
         let (a0, b0) = if config.needs_compensation() {
-            let mean_head = heads
-                .clone()
-                .reshape([n, r, d_output])
-                .mean_dim(0)
-                .reshape([r, d_output]);
-            (Some(frozen(a.clone())), Some(frozen(mean_head)))
+            let b0 = mean_head(heads.clone(), n);
+            (Some(frozen(a.clone())), Some(frozen(b0)))
         } else {
             (None, None)
         };
@@ -203,9 +200,7 @@ impl<B: Backend> RLoraLinear<B> {
     ///
     /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
     pub fn with_dropout(mut self, dropout: f64) -> Result<Self, RLoraError> {
-        if !(0.0..1.0).contains(&dropout) {
-            return Err(RLoraError::InvalidDropout(dropout));
-        }
+        check_dropout(dropout)?;
         self.config.dropout = dropout;
         Ok(self)
     }
@@ -261,6 +256,11 @@ impl<B: Backend> RLoraLinear<B> {
 
     /// Applies the layer to `[..., d_input]` and returns `[..., d_output]`,
     /// exactly like [`Linear::forward`].
+    ///
+    /// # Shapes
+    ///
+    /// - input: `[..., d_input]`
+    /// - output: `[..., d_output]`
     ///
     /// # Panics
     ///
@@ -325,8 +325,6 @@ impl<B: Backend> RLoraLinear<B> {
     /// The forward on rows `[T, d_input]`; returns `[T, d_output]` and the gates `[T, N]`.
     fn forward_rows(&self, x: Tensor<B, 2>) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
         let cfg = &self.config;
-        let (r, n) = (cfg.rank, cfg.num_heads);
-        let [tokens, _] = x.dims();
         let training = cfg.dropout > 0.0 && B::ad_enabled(&x.device());
         let keep = 1.0 - cfg.dropout;
         let input_dropout = training && cfg.dropout_mode == DropoutMode::Input;
@@ -337,49 +335,65 @@ impl<B: Backend> RLoraLinear<B> {
             self.weight.val(),
             self.bias.as_ref().map(|b| b.val()),
         );
-
-        // Everything that reads the clean x is one product: [A | W_r | A0].
-        let mut parts = Vec::with_capacity(3);
-        if !input_dropout {
-            parts.push(self.lora_a.val());
-        }
-        if let Some(route) = &self.lora_route {
-            parts.push(route.val());
-        }
-        if let Some(a0) = &self.lora_a0 {
-            parts.push(a0.val());
-        }
-        let proj = match parts.len() {
-            0 => None,
-            1 => Some(x.clone().matmul(parts.pop().expect("one part"))),
-            _ => Some(x.clone().matmul(Tensor::cat(parts, 1))),
-        };
-        let mut offset = 0;
-        let mut take = |width: usize| {
-            let p = proj
-                .clone()
-                .expect("projection holds this slice")
-                .narrow(1, offset, width);
-            offset += width;
-            p
-        };
-
-        let z = if input_dropout {
+        let clean = self.project_clean(x.clone(), !input_dropout);
+        let z = match clean.z {
+            Some(z) => z,
             // One mask on x, shared by all heads; 1/keep is folded into the gate scale.
-            drop_out(x, keep).matmul(self.lora_a.val())
-        } else {
-            take(r)
+            None => drop_out(x, keep).matmul(self.lora_a.val()),
         };
-        let gates = self.lora_route.as_ref().map(|_| routing_softmax(take(n)));
-        let z0 = self.lora_a0.as_ref().map(|_| take(r));
+        let gates = clean.logits.map(routing_softmax);
 
         let s = cfg.scaling();
         let gate_scale = if training { s / keep } else { s };
-        // Gate and scale the r-dimensional activations first: g_i * B_i v = B_i (g_i v).
+        let mut act = self.mix_heads(z, gates.as_ref(), gate_scale);
+        if head_dropout {
+            // Multi-head dropout: every head its own mask on z.
+            act = drop_out(act, keep);
+        }
+        (base + self.apply_heads(act, clean.z0), gates)
+    }
+
+    /// Projects the clean input `x` `[T, d_input]` onto every matrix that reads
+    /// it, with one product `x [A | W_r | A0]`, and splits the result into
+    /// `z = x A` `[T, r]` (only when `with_a`: input dropout reads a masked `x`
+    /// instead), the router logits `x W_r` `[T, N]` and `z0 = x A0` `[T, r]`,
+    /// each present when its matrix is.
+    fn project_clean(&self, x: Tensor<B, 2>, with_a: bool) -> CleanProjection<B> {
+        let (r, n) = (self.config.rank, self.config.num_heads);
+        let blocks = [
+            (with_a.then(|| self.lora_a.val()), r),
+            (self.lora_route.as_ref().map(|p| p.val()), n),
+            (self.lora_a0.as_ref().map(|p| p.val()), r),
+        ];
+        let widths = blocks
+            .each_ref()
+            .map(|(m, width)| m.is_some().then_some(*width));
+        let mut parts: Vec<Tensor<B, 2>> = blocks.into_iter().filter_map(|(m, _)| m).collect();
+        let proj = match parts.len() {
+            0 => None,
+            1 => Some(x.matmul(parts.pop().expect("one part"))),
+            _ => Some(x.matmul(Tensor::cat(parts, 1))),
+        };
+        let [z, logits, z0] = split_columns(proj, widths);
+        CleanProjection { z, logits, z0 }
+    }
+
+    /// Lays the shared activations `z` `[T, r]` out as the heads' input
+    /// `[T, N * r]`: block `i` is `gate_scale * g_i * z` with the router's
+    /// weights `gates` `[T, N]`, or `gate_scale / N * z` without a router
+    /// (`g_i B_i z = B_i (g_i z)`, so gating before the heads is exact).
+    fn mix_heads(
+        &self,
+        z: Tensor<B, 2>,
+        gates: Option<&Tensor<B, 2>>,
+        gate_scale: f64,
+    ) -> Tensor<B, 2> {
+        let (r, n) = (self.config.rank, self.config.num_heads);
+        let [tokens, _] = z.dims();
         // Both factors are laid out as contiguous [T, N*r] before the product:
         // a broadcasting [T, 1, r] x [T, N, 1] product (and its backward) runs
         // on a slow strided path on the CPU backends.
-        let mut act = match &gates {
+        match gates {
             Some(g) => {
                 let z = z.unsqueeze_dim::<3>(1).repeat_dim(1, n);
                 let g = g
@@ -394,21 +408,49 @@ impl<B: Backend> RLoraLinear<B> {
                 .unsqueeze_dim::<3>(1)
                 .repeat_dim(1, n)
                 .reshape([tokens, n * r]),
-        };
-        if head_dropout {
-            // Multi-head dropout: every head its own mask on z.
-            act = drop_out(act, keep);
         }
+    }
 
-        let adapter = match (&self.lora_b0, z0) {
+    /// The adapter's output `[T, d_output]`: the heads' input `act` `[T, N * r]`
+    /// times the stacked heads `[N * r, d_output]`, minus `s * Bbar0 z0` for the
+    /// compensation pair, folded into the same product.
+    fn apply_heads(&self, act: Tensor<B, 2>, z0: Option<Tensor<B, 2>>) -> Tensor<B, 2> {
+        match (&self.lora_b0, z0) {
             (Some(b0), Some(z0)) => {
-                let act = Tensor::cat(vec![act, z0.mul_scalar(-s)], 1);
+                let act = Tensor::cat(vec![act, z0.mul_scalar(-self.config.scaling())], 1);
                 act.matmul(Tensor::cat(vec![self.lora_b.val(), b0.val()], 0))
             }
             _ => act.matmul(self.lora_b.val()),
-        };
-        (base + adapter, gates)
+        }
     }
+}
+
+/// The products of the clean input, split by [`RLoraLinear::project_clean`].
+struct CleanProjection<B: Backend> {
+    /// `x A`, `[T, r]`.
+    z: Option<Tensor<B, 2>>,
+    /// The router's logits `x W_r`, `[T, N]`.
+    logits: Option<Tensor<B, 2>>,
+    /// `x A0`, `[T, r]`.
+    z0: Option<Tensor<B, 2>>,
+}
+
+/// Splits the columns of `t` into consecutive blocks of the given widths, in
+/// order; a block without a width is absent (and takes no columns).
+fn split_columns<B: Backend, const K: usize>(
+    t: Option<Tensor<B, 2>>,
+    widths: [Option<usize>; K],
+) -> [Option<Tensor<B, 2>>; K] {
+    let mut offset = 0;
+    widths.map(|width| {
+        let width = width?;
+        let block = t
+            .clone()
+            .expect("the product holds every block with a width")
+            .narrow(1, offset, width);
+        offset += width;
+        Some(block)
+    })
 }
 
 /// Zero each element with probability `1 - keep` (no rescaling: the caller

@@ -9,12 +9,54 @@ use crate::config::RouterKind;
 use crate::error::RLoraError;
 use crate::layer::RLoraLinear;
 
+/// The mean of `n` stacked heads: `heads` is `[n * r, d_output]` (rows
+/// `i*r..(i+1)*r` are head `i`), the result `mean_i B_i`, `[r, d_output]`.
+pub(crate) fn mean_head<B: Backend>(heads: Tensor<B, 2>, n: usize) -> Tensor<B, 2> {
+    let [rows, d_output] = heads.dims();
+    let r = rows / n;
+    heads
+        .reshape([n, r, d_output])
+        .mean_dim(0)
+        .reshape([r, d_output])
+}
+
+/// The change the compensation pair `(A0, Bbar0)` makes to the base weight,
+/// `-s * A0 Bbar0`, in Burn's layout `[d_input, d_output]`.
+fn compensation_delta<B: Backend>(
+    a0: Tensor<B, 2>,
+    b0: Tensor<B, 2>,
+    scaling: f64,
+) -> Tensor<B, 2> {
+    a0.matmul(b0).mul_scalar(-scaling)
+}
+
+/// The change a layer with a head-independent weighting (one head or the
+/// uniform router) makes to its base weight, in Burn's layout
+/// `[d_input, d_output]`: `s * A mean_i(B_i) - s * A0 Bbar0`.
+///
+/// `a` is `A` `[d_input, r]`, `heads` the `num_heads` heads stacked
+/// `[N * r, d_output]`, `compensation` the pair `(A0, Bbar0)` if the layer
+/// has one. This is the one place the merge math lives: [`RLoraLinear::merge`]
+/// and the whole-model merge of the checkpoint module both call it.
+pub(crate) fn merged_weight_delta<B: Backend>(
+    a: Tensor<B, 2>,
+    heads: Tensor<B, 2>,
+    num_heads: usize,
+    compensation: Option<(Tensor<B, 2>, Tensor<B, 2>)>,
+    scaling: f64,
+) -> Tensor<B, 2> {
+    let delta = a.matmul(mean_head(heads, num_heads)).mul_scalar(scaling);
+    match compensation {
+        Some((a0, b0)) => delta + compensation_delta(a0, b0, scaling),
+        None => delta,
+    }
+}
+
 impl<B: Backend> RLoraLinear<B> {
-    /// The change the compensation pair makes to the base weight: `-s * A0 Bbar0`,
-    /// in Burn's layout `[d_input, d_output]`.
-    fn compensation_delta(&self) -> Option<Tensor<B, 2>> {
+    /// The layer's compensation pair `(A0, Bbar0)`, if it has one.
+    fn compensation_pair(&self) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
         match (&self.lora_a0, &self.lora_b0) {
-            (Some(a0), Some(b0)) => Some(a0.val().matmul(b0.val()).mul_scalar(-self.scaling())),
+            (Some(a0), Some(b0)) => Some((a0.val(), b0.val())),
             _ => None,
         }
     }
@@ -33,9 +75,10 @@ impl<B: Backend> RLoraLinear<B> {
     /// saves a little work per token. Useful for inference; a folded layer can
     /// no longer load an adapter checkpoint that expects the pair.
     pub fn fold_compensation(self) -> Self {
-        let Some(delta) = self.compensation_delta() else {
+        let Some((a0, b0)) = self.compensation_pair() else {
             return self;
         };
+        let delta = compensation_delta(a0, b0, self.scaling());
         Self {
             weight: Self::with_weight_delta(&self.weight, delta),
             lora_a0: None,
@@ -65,21 +108,13 @@ impl<B: Backend> RLoraLinear<B> {
                 ),
             });
         }
-        let (r, n, d_output) = (self.rank(), self.num_heads(), self.d_output());
-        let mean_head = self
-            .lora_b
-            .val()
-            .reshape([n, r, d_output])
-            .mean_dim(0)
-            .reshape([r, d_output]);
-        let mut delta = self
-            .lora_a
-            .val()
-            .matmul(mean_head)
-            .mul_scalar(self.scaling());
-        if let Some(comp) = self.compensation_delta() {
-            delta = delta + comp;
-        }
+        let delta = merged_weight_delta(
+            self.lora_a.val(),
+            self.lora_b.val(),
+            self.num_heads(),
+            self.compensation_pair(),
+            self.scaling(),
+        );
         Ok(Linear {
             weight: Self::with_weight_delta(&self.weight, delta),
             bias: self.bias.clone(),

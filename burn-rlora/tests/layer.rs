@@ -632,6 +632,19 @@ fn a_plain_linear_checkpoint_loads_into_the_adapted_layer() {
 }
 
 #[test]
+fn display_shows_the_shape_and_the_adapter() {
+    let layer = RLoraLinear::from_linear(base::<B>(16, 8), &RLoraConfig::r_lora(4, 32.0, 3))
+        .unwrap()
+        .with_dropout(0.25)
+        .unwrap();
+    assert_eq!(
+        layer.to_string(),
+        "RLoraLinear {d_input: 16, d_output: 8, rank: 4, heads: 3, router: softmax, \
+         dropout: 0.25, trainable: 208, params: 440}"
+    );
+}
+
+#[test]
 fn diagnostics_count_params_and_summarize_the_router() {
     let trained =
         RLoraLinear::from_linear(base::<AB>(20, 10), &RLoraConfig::r_lora(2, 4.0, 3)).unwrap();

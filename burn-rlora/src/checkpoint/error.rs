@@ -66,6 +66,15 @@ pub enum CheckpointError {
         /// Why it could not be read.
         reason: String,
     },
+    /// burn-store failed to move tensors into or out of the model in memory
+    /// (not a file): a tensor it would not apply, read or write.
+    #[error("burn-store failed on the tensors of {what}: {reason}")]
+    ModelTensors {
+        /// Which model, layer or tensor (Burn path).
+        what: String,
+        /// What burn-store reported.
+        reason: String,
+    },
     /// `adapter_config.json` is not valid JSON or misses required fields.
     #[error("corrupt adapter config {what}: {reason}")]
     CorruptConfig {
@@ -151,6 +160,22 @@ pub enum CheckpointError {
         /// What would have been lost.
         reason: String,
     },
+    /// A layer of the model was not built with the config it is merged with:
+    /// merging it would apply the wrong scaling or head count.
+    #[error(
+        "layer '{layer}' does not match the merge config: the config has {field} = {config}, \
+         the layer has {found}"
+    )]
+    MergeConfigMismatch {
+        /// The Burn path of the layer.
+        layer: String,
+        /// The config field that differs (`rank` or `num_heads`).
+        field: &'static str,
+        /// The config's value.
+        config: usize,
+        /// The layer's value.
+        found: usize,
+    },
     /// The adapter cannot be merged exactly.
     #[error(transparent)]
     Layer(#[from] RLoraError),
@@ -183,6 +208,14 @@ impl CheckpointError {
                 }
             }
             other => other,
+        }
+    }
+
+    /// [`Self::ModelTensors`] for `what`, with burn-store's `reason`.
+    pub(crate) fn model_tensors(what: impl Into<String>, reason: impl ToString) -> Self {
+        Self::ModelTensors {
+            what: what.into(),
+            reason: reason.to_string(),
         }
     }
 

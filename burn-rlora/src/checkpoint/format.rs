@@ -405,14 +405,31 @@ pub struct AdapterFile {
 /// unsupported dtype).
 pub type RawTensors = BTreeMap<String, (Vec<usize>, Result<Vec<f64>, String>)>;
 
-fn supported(dtype: Dtype) -> Option<DType> {
-    match dtype {
-        Dtype::F32 => Some(DType::F32),
-        Dtype::F64 => Some(DType::F64),
-        Dtype::F16 => Some(DType::F16),
-        Dtype::BF16 => Some(DType::BF16),
-        _ => None,
-    }
+/// The float types a tensor file may hold adapter weights in, as pairs of
+/// safetensors' and Burn's names.
+const FLOAT_DTYPES: [(Dtype, DType); 4] = [
+    (Dtype::F32, DType::F32),
+    (Dtype::F64, DType::F64),
+    (Dtype::F16, DType::F16),
+    (Dtype::BF16, DType::BF16),
+];
+
+/// Burn's dtype for a safetensors dtype; `None` unless it is one of the
+/// supported float types (F32, F64, F16, BF16).
+pub(crate) fn burn_dtype(dtype: Dtype) -> Option<DType> {
+    FLOAT_DTYPES
+        .iter()
+        .find(|(st, _)| *st == dtype)
+        .map(|&(_, burn)| burn)
+}
+
+/// The safetensors dtype for a Burn dtype; `None` unless it is one of the
+/// supported float types (the inverse of [`burn_dtype`]).
+pub(crate) fn safetensors_dtype(dtype: DType) -> Option<Dtype> {
+    FLOAT_DTYPES
+        .iter()
+        .find(|(_, burn)| *burn == dtype)
+        .map(|&(st, _)| st)
 }
 
 /// Read safetensors bytes into host tensors. Unsupported dtypes are kept as
@@ -426,7 +443,7 @@ pub(crate) fn read_safetensors(bytes: &[u8], what: &str) -> Result<RawTensors, C
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
-        let values = match supported(view.dtype()) {
+        let values = match burn_dtype(view.dtype()) {
             Some(dtype) => {
                 let data = TensorData::from_bytes_vec(view.data().to_vec(), shape.clone(), dtype);
                 Ok(data.iter::<f64>().collect())
@@ -502,18 +519,11 @@ pub(crate) fn write_safetensors(
 ) -> Result<Vec<u8>, CheckpointError> {
     let mut encoded = Vec::with_capacity(tensors.len());
     for (name, t, dtype) in tensors {
-        let st_dtype = match dtype {
-            DType::F32 => Dtype::F32,
-            DType::F64 => Dtype::F64,
-            DType::F16 => Dtype::F16,
-            DType::BF16 => Dtype::BF16,
-            other => {
-                return Err(CheckpointError::UnsupportedDtype {
-                    key: name.clone(),
-                    found: format!("{other:?}"),
-                })
-            }
-        };
+        let st_dtype =
+            safetensors_dtype(*dtype).ok_or_else(|| CheckpointError::UnsupportedDtype {
+                key: name.clone(),
+                found: format!("{dtype:?}"),
+            })?;
         let bytes = t.to_data(*dtype).as_bytes().to_vec();
         encoded.push((name.clone(), st_dtype, t.shape.clone(), bytes));
     }

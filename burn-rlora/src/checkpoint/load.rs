@@ -486,39 +486,30 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             });
         };
         check_against_layer(name, tensors, (d_in, d_out, r, n))?;
-        if slot.has("lora_route") && tensors.route.is_none() {
-            return Err(CheckpointError::MissingKey {
-                key: TensorRole::Route.key(name),
-                expected: format!("[{n}, {d_in}] (the model's layer '{path}' has a router)"),
-            });
-        }
-        if !slot.has("lora_route") && tensors.route.is_some() {
-            let e = unexpected(
-                name,
-                TensorRole::Route,
-                "the model's layer has no router",
-                [n, d_in],
-            );
-            lenient(options.strict, e, &mut warnings)?;
-        }
-        if slot.has("lora_a0") && tensors.compensation.is_none() {
-            return Err(CheckpointError::MissingKey {
-                key: TensorRole::A0.key(name),
-                expected: format!(
-                    "[{r}, {d_in}] (the model's layer '{path}' has a compensation pair; a \
-                     reference adapter has none: build the model with the file's \
-                     rlora_config(), or use load_reference with the initial adapter)"
+        let optional = [
+            OptionalPart {
+                role: TensorRole::Route,
+                in_model: slot.has("lora_route"),
+                in_file: tensors.route.is_some(),
+                shape: [n, d_in],
+                why_needed: format!("the model's layer '{path}' has a router"),
+                why_unused: "the model's layer has no router",
+            },
+            OptionalPart {
+                role: TensorRole::A0,
+                in_model: slot.has("lora_a0"),
+                in_file: tensors.compensation.is_some(),
+                shape: [r, d_in],
+                why_needed: format!(
+                    "the model's layer '{path}' has a compensation pair; a reference adapter \
+                     has none: build the model with the file's rlora_config(), or use \
+                     load_reference with the initial adapter"
                 ),
-            });
-        }
-        if !slot.has("lora_a0") && tensors.compensation.is_some() {
-            let e = unexpected(
-                name,
-                TensorRole::A0,
-                "the model's layer has no compensation pair",
-                [r, d_in],
-            );
-            lenient(options.strict, e, &mut warnings)?;
+                why_unused: "the model's layer has no compensation pair",
+            },
+        ];
+        for part in optional {
+            part.check(name, options.strict, &mut warnings)?;
         }
         snapshots.extend(slot.snapshots(tensors));
         report_modules.push((path.clone(), name.clone()));
@@ -536,27 +527,13 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
     let expected: Vec<String> = snapshots.iter().map(|s| s.full_path()).collect();
     let result = model.apply(snapshots, None, None, false);
     if let Some(e) = result.errors.first() {
-        return Err(match e {
-            ApplyError::ShapeMismatch {
-                path,
-                expected,
-                found,
-            } => CheckpointError::ShapeMismatch {
-                key: path.clone(),
-                expected: expected.to_vec(),
-                found: found.to_vec(),
-            },
-            other => CheckpointError::CorruptTensors {
-                what: "model".into(),
-                reason: other.to_string(),
-            },
-        });
+        return Err(apply_error(e));
     }
     if let Some(path) = expected.iter().find(|p| !result.applied.contains(p)) {
-        return Err(CheckpointError::CorruptTensors {
-            what: "model".into(),
-            reason: format!("burn-store did not apply '{path}'"),
-        });
+        return Err(CheckpointError::model_tensors(
+            "the model",
+            format!("burn-store did not apply '{path}'"),
+        ));
     }
     Ok((
         model,
@@ -566,6 +543,63 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             warnings,
         },
     ))
+}
+
+/// A tensor group that a layer may or may not have (the router, the
+/// compensation pair): the file must hold it when the model's layer does, and
+/// holding it when the layer does not is an unexpected key.
+struct OptionalPart {
+    /// The group's first tensor, which names it in errors.
+    role: TensorRole,
+    /// The model's layer has it.
+    in_model: bool,
+    /// The file has it.
+    in_file: bool,
+    /// The shape of `role`'s tensor (PyTorch layout).
+    shape: [usize; 2],
+    /// Why the model needs it, for a missing key.
+    why_needed: String,
+    /// Why the model cannot take it, for an unexpected key.
+    why_unused: &'static str,
+}
+
+impl OptionalPart {
+    /// A missing group is an error; an unused one an error in strict mode and a warning otherwise.
+    fn check(
+        self,
+        name: &str,
+        strict: bool,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), CheckpointError> {
+        match (self.in_model, self.in_file) {
+            (true, false) => Err(CheckpointError::MissingKey {
+                key: self.role.key(name),
+                expected: format!("{:?} ({})", self.shape, self.why_needed),
+            }),
+            (false, true) => {
+                let e = unexpected(name, self.role, self.why_unused, self.shape);
+                lenient(strict, e, warnings)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The error for a tensor burn-store could not apply to the model: a shape
+/// mismatch names the tensor, anything else is a failure on the model.
+fn apply_error(e: &ApplyError) -> CheckpointError {
+    match e {
+        ApplyError::ShapeMismatch {
+            path,
+            expected,
+            found,
+        } => CheckpointError::ShapeMismatch {
+            key: path.clone(),
+            expected: expected.to_vec(),
+            found: found.to_vec(),
+        },
+        other => CheckpointError::model_tensors("the model", other),
+    }
 }
 
 fn lenient(
@@ -635,5 +669,43 @@ pub(crate) fn storage_dtype(dtype: DType) -> DType {
     match dtype {
         DType::F64 | DType::F16 | DType::BF16 => dtype,
         _ => DType::F32,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_store_failures_on_the_model_are_not_corrupt_files() {
+        let e = apply_error(&ApplyError::LoadError {
+            path: "layer.lora_a".into(),
+            message: "no data".into(),
+        });
+        assert!(
+            matches!(&e, CheckpointError::ModelTensors { what, reason }
+                if what == "the model" && reason.contains("layer.lora_a")),
+            "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "burn-store failed on the tensors of the model: {}",
+                ApplyError::LoadError {
+                    path: "layer.lora_a".into(),
+                    message: "no data".into(),
+                }
+            )
+        );
+        let shape = apply_error(&ApplyError::ShapeMismatch {
+            path: "layer.lora_a".into(),
+            expected: vec![4, 2].into(),
+            found: vec![4, 3].into(),
+        });
+        assert!(
+            matches!(&shape, CheckpointError::ShapeMismatch { key, expected, found }
+                if key == "layer.lora_a" && expected == &[4, 2] && found == &[4, 3]),
+            "{shape:?}"
+        );
     }
 }

@@ -1,21 +1,22 @@
 //! Merging the adapters of a whole model into its base weights, where exact.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use safetensors::SafeTensors;
 
 use super::error::CheckpointError;
-use super::format::{AdapterFile, HostTensor, ModuleTensors};
-use super::model::adapted_layers;
+use super::format::{burn_dtype, AdapterFile, HostTensor, ModuleTensors};
+use super::model::{adapted_layers, missing_field};
 use super::save::atomic_write;
 use crate::config::{RLoraConfig, RouterKind};
 use crate::error::RLoraError;
+use crate::merge::merged_weight_delta;
 
 fn not_mergeable(what: &str, heads: usize) -> CheckpointError {
     CheckpointError::Layer(RLoraError::NotMergeable {
@@ -29,6 +30,12 @@ fn not_mergeable(what: &str, heads: usize) -> CheckpointError {
 
 /// The change the adapter makes to the base weight, in PyTorch layout
 /// `[out, in]`: `s * mean_i(B_i) A - s * Bbar0 A0`.
+///
+/// This is the host-side counterpart of the layer's merge, for adapter files:
+/// [`merge_safetensors`] merges a file into a base file with no model and no
+/// backend (this crate's `store` feature enables none), in f64 from the
+/// file's values. A model in memory is merged on its device by
+/// [`merge_model`] with the layer's own math.
 pub fn weight_delta(m: &ModuleTensors, scaling: f64) -> HostTensor {
     let (d_in, d_out) = m.dims();
     let r = m.a.shape[0];
@@ -60,15 +67,48 @@ pub fn weight_delta(m: &ModuleTensors, scaling: f64) -> HostTensor {
     HostTensor::new(vec![d_out, d_in], delta)
 }
 
-struct MergeMapper {
+/// Clones of the adapter tensors of the adapted layers, by Burn path
+/// (`<layer>.lora_a` and so on), on the model's device.
+struct LayerTensors<B: Backend> {
+    path: Vec<String>,
+    /// The Burn paths of the tensors to collect.
+    wanted: BTreeSet<String>,
+    found: BTreeMap<String, Tensor<B, 2>>,
+}
+
+impl<B: Backend> ModuleVisitor<B> for LayerTensors<B> {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_string());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let path = self.path.join(".");
+        if D == 2 && self.wanted.contains(&path) {
+            self.found
+                .insert(path, Tensor::from_primitive(param.val().into_primitive()));
+        }
+    }
+}
+
+impl<B: Backend> LayerTensors<B> {
+    fn take(&mut self, layer: &str, field: &str) -> Option<Tensor<B, 2>> {
+        self.found.remove(&format!("{layer}.{field}"))
+    }
+}
+
+struct MergeMapper<B: Backend> {
     path: Vec<String>,
     /// Burn path of a weight -> delta in Burn layout `[in, out]`.
-    deltas: BTreeMap<String, HostTensor>,
+    deltas: BTreeMap<String, Tensor<B, 2>>,
     /// Burn paths of head tensors to zero.
     zero: Vec<String>,
 }
 
-impl<B: Backend> ModuleMapper<B> for MergeMapper {
+impl<B: Backend> ModuleMapper<B> for MergeMapper<B> {
     fn enter_module(&mut self, name: &str, _container_type: &str) {
         self.path.push(name.to_string());
     }
@@ -81,9 +121,8 @@ impl<B: Backend> ModuleMapper<B> for MergeMapper {
         let path = self.path.join(".");
         let (id, tensor, mapper) = param.consume();
         let require_grad = tensor.is_require_grad();
-        let tensor = if let Some(delta) = self.deltas.get(&path).filter(|_| D == 2) {
-            let data = TensorData::new(delta.data.clone(), delta.shape.clone());
-            let delta = Tensor::<B, D>::from_data(data, (&tensor.device(), tensor.dtype()));
+        let tensor = if let Some(delta) = self.deltas.remove(&path).filter(|_| D == 2) {
+            let delta = Tensor::<B, D>::from_primitive(delta.into_primitive());
             (tensor + delta).detach().set_require_grad(require_grad)
         } else if self.zero.contains(&path) {
             tensor.zeros_like().detach().set_require_grad(require_grad)
@@ -94,6 +133,29 @@ impl<B: Backend> ModuleMapper<B> for MergeMapper {
     }
 }
 
+/// [`CheckpointError::MergeConfigMismatch`] unless the layer at `path`, of
+/// rank `rank` with `heads` heads, was built with `config`.
+fn check_layer_against(
+    path: &str,
+    (rank, heads): (usize, usize),
+    config: &RLoraConfig,
+) -> Result<(), CheckpointError> {
+    for (field, layer, expected) in [
+        ("rank", rank, config.rank),
+        ("num_heads", heads, config.num_heads),
+    ] {
+        if layer != expected {
+            return Err(CheckpointError::MergeConfigMismatch {
+                layer: path.to_string(),
+                field,
+                config: expected,
+                found: layer,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Fold every adapter of `model` into its base weight, where exact (every
 /// layer has one head or the uniform router); `config` is the config the
 /// layers were built with (it gives the scaling).
@@ -101,13 +163,17 @@ impl<B: Backend> ModuleMapper<B> for MergeMapper {
 /// Returns the same model type in which each `RLoraLinear` holds the merged
 /// weight and zero heads (and a zero compensation pair), so it computes the
 /// same function as before (to float rounding) and its `weight`/`bias`
-/// tensors are the merged base. To get the plain model type, use
-/// [`merge_into`]; to write the merged base, [`save_merged`].
+/// tensors are the merged base. The delta is computed on the model's device
+/// by the same code as [`RLoraLinear::merge`](crate::RLoraLinear::merge). To
+/// get the plain model type, use [`merge_into`]; to write the merged base,
+/// [`save_merged`].
 ///
 /// # Errors
 ///
 /// [`CheckpointError::Layer`] with [`RLoraError::NotMergeable`] for a softmax
-/// router; [`CheckpointError::NoAdapters`] for a model without adapted layers.
+/// router; [`CheckpointError::MergeConfigMismatch`] when a layer's rank or
+/// number of heads differs from `config`'s; [`CheckpointError::NoAdapters`]
+/// for a model without adapted layers.
 pub fn merge_model<B: Backend, M: Module<B>>(
     model: M,
     config: &RLoraConfig,
@@ -116,6 +182,22 @@ pub fn merge_model<B: Backend, M: Module<B>>(
     if slots.is_empty() {
         return Err(CheckpointError::NoAdapters);
     }
+    let mut wanted = BTreeSet::new();
+    for slot in &slots {
+        let path = slot.path_str();
+        let (_, _, rank, heads) = slot.shape();
+        if config.router == RouterKind::Softmax || slot.has("lora_route") {
+            return Err(not_mergeable(&format!("layer '{path}'"), heads));
+        }
+        check_layer_against(&path, (rank, heads), config)?;
+        wanted.extend(slot.tensors.keys().map(|field| format!("{path}.{field}")));
+    }
+    let mut layers = LayerTensors {
+        path: Vec::new(),
+        wanted,
+        found: BTreeMap::new(),
+    };
+    model.visit(&mut layers);
     let mut mapper = MergeMapper {
         path: Vec::new(),
         deltas: BTreeMap::new(),
@@ -123,13 +205,18 @@ pub fn merge_model<B: Backend, M: Module<B>>(
     };
     for slot in &slots {
         let path = slot.path_str();
-        if config.router == RouterKind::Softmax || slot.has("lora_route") {
-            return Err(not_mergeable(&format!("layer '{path}'"), slot.shape().3));
-        }
-        let delta = weight_delta(&slot.to_module_tensors()?, config.scaling());
-        mapper
-            .deltas
-            .insert(format!("{path}.weight"), delta.transpose());
+        let missing = |field: &str| missing_field(&path, field);
+        let a = layers
+            .take(&path, "lora_a")
+            .ok_or_else(|| missing("lora_a"))?;
+        let b = layers
+            .take(&path, "lora_b")
+            .ok_or_else(|| missing("lora_b"))?;
+        let compensation = layers
+            .take(&path, "lora_a0")
+            .zip(layers.take(&path, "lora_b0"));
+        let delta = merged_weight_delta(a, b, config.num_heads, compensation, config.scaling());
+        mapper.deltas.insert(format!("{path}.weight"), delta);
         mapper.zero.push(format!("{path}.lora_b"));
         mapper.zero.push(format!("{path}.lora_b0"));
     }
@@ -148,7 +235,7 @@ fn is_base_tensor(path: &str, containers: &str) -> bool {
 ///
 /// # Errors
 ///
-/// As [`merge_model`], plus [`CheckpointError::CorruptTensors`] if burn-store fails.
+/// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store fails.
 pub fn merged_bytes<B: Backend, M: Module<B>>(
     model: M,
     config: &RLoraConfig,
@@ -164,9 +251,8 @@ pub fn merged_bytes<B: Backend, M: Module<B>>(
         .map(|s| s.full_path())
         .collect();
     let mut store = SafetensorsStore::from_bytes(None).with_full_paths(keep);
-    let fail = |e: burn_store::SafetensorsStoreError| CheckpointError::CorruptTensors {
-        what: "merged model".into(),
-        reason: e.to_string(),
+    let fail = |e: burn_store::SafetensorsStoreError| {
+        CheckpointError::model_tensors("the merged model", e)
     };
     merged.save_into(&mut store).map_err(fail)?;
     store.get_bytes().map_err(fail)
@@ -203,10 +289,7 @@ pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = plain
         .load_from(&mut store)
-        .map_err(|e| CheckpointError::CorruptTensors {
-            what: "merged model".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| CheckpointError::model_tensors("the plain model", e))?;
     if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
         return Err(CheckpointError::mismatch(
             "plain model",
@@ -283,17 +366,11 @@ pub fn merge_safetensors(
                 found: view.shape().to_vec(),
             });
         }
-        let dtype = match view.dtype() {
-            safetensors::Dtype::F32 => burn::tensor::DType::F32,
-            safetensors::Dtype::F64 => burn::tensor::DType::F64,
-            safetensors::Dtype::F16 => burn::tensor::DType::F16,
-            safetensors::Dtype::BF16 => burn::tensor::DType::BF16,
-            other => {
-                return Err(CheckpointError::UnsupportedDtype {
-                    key,
-                    found: format!("{other:?}"),
-                })
-            }
+        let Some(dtype) = burn_dtype(view.dtype()) else {
+            return Err(CheckpointError::UnsupportedDtype {
+                key,
+                found: format!("{:?}", view.dtype()),
+            });
         };
         let w = TensorData::from_bytes_vec(view.data().to_vec(), vec![d_out, d_in], dtype);
         let delta = weight_delta(m, config.scaling());

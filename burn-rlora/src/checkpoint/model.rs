@@ -59,9 +59,8 @@ impl Slot {
         let Some(t) = self.tensors.get(field) else {
             return Ok(None);
         };
-        let data = t.to_data().map_err(|e| CheckpointError::CorruptTensors {
-            what: format!("{}.{field}", self.path_str()),
-            reason: e.to_string(),
+        let data = t.to_data().map_err(|e| {
+            CheckpointError::model_tensors(format!("{}.{field}", self.path_str()), e)
         })?;
         Ok(Some(HostTensor::from_data(&data)))
     }
@@ -69,10 +68,7 @@ impl Slot {
     /// The layer's adapter tensors in PyTorch layout.
     pub fn to_module_tensors(&self) -> Result<ModuleTensors, CheckpointError> {
         let (_, d_out, r, n) = self.shape();
-        let missing = |f: &str| CheckpointError::CorruptTensors {
-            what: self.path_str(),
-            reason: format!("the layer has no {f}"),
-        };
+        let missing = |f: &str| missing_field(&self.path_str(), f);
         let a = self.host("lora_a")?.ok_or_else(|| missing("lora_a"))?;
         let b = self.host("lora_b")?.ok_or_else(|| missing("lora_b"))?;
         let heads = (0..n)
@@ -119,6 +115,11 @@ impl Slot {
         }
         out
     }
+}
+
+/// [`CheckpointError::ModelTensors`] for an adapted layer at `path` that lacks `field`.
+pub(crate) fn missing_field(path: &str, field: &str) -> CheckpointError {
+    CheckpointError::model_tensors(path, format!("the layer has no {field}"))
 }
 
 /// Every `RLoraLinear` in `model`, in visiting order, with its adapter tensors

@@ -153,6 +153,12 @@ pub fn reference_from_bytes(
     AdapterFile::from_raw(config, raw, options)
 }
 
+/// The mean of the initial adapter's heads, `[d_output, r]`, on the host.
+///
+/// The layer has its own device-side mean of stacked heads (`mean_head` in
+/// the crate's `merge` module); this one works on a file's separate host
+/// heads in PyTorch layout, in f64, before any model or backend is involved,
+/// and becomes the compensation pair that a load then writes into the model.
 fn mean_head(heads: &[HostTensor]) -> HostTensor {
     let n = heads.len().max(1) as f64;
     let mut data = vec![0.0; heads[0].data.len()];

@@ -46,6 +46,6 @@ pub use resume::{
     checkpoint_epochs, last_complete_checkpoint, remove_partial_files, write_atomically,
     AtomicMpkRecorder, RejectedCheckpoint, ResumePoint,
 };
-pub use sampling::SamplingStrategy;
+pub use sampling::{largest_remainder, SamplingStrategy};
 pub use schedule::WarmupCosineLr;
 pub use task::{TaskId, TaskItem};

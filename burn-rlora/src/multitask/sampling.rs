@@ -81,8 +81,23 @@ fn temperature_weights(sizes: &[usize], t: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Split `total` into integers proportional to `probs`, summing exactly to `total`.
-fn largest_remainder(probs: &[f64], total: usize) -> Vec<usize> {
+/// Split `total` into integers proportional to `probs`, summing exactly to
+/// `total` (largest-remainder rounding).
+///
+/// Every entry first gets `floor(p_i * total)`; the units still missing go,
+/// one each, to the entries with the largest fractional parts `p_i * total -
+/// floor(p_i * total)`, ties to the lower index. An entry with `p_i <= 0`
+/// never gets a rounding unit. `probs` should sum to 1 (as from
+/// [`SamplingStrategy::probabilities`]); the result sums to `total` when it does.
+///
+/// ```
+/// use burn_rlora::multitask::largest_remainder;
+///
+/// // 10 * [0.45, 0.35, 0.2] = [4.5, 3.5, 2]: the two halves tie, the first wins.
+/// assert_eq!(largest_remainder(&[0.45, 0.35, 0.2], 10), vec![5, 3, 2]);
+/// assert_eq!(largest_remainder(&[0.5, 0.0, 0.5], 3), vec![2, 0, 1]);
+/// ```
+pub fn largest_remainder(probs: &[f64], total: usize) -> Vec<usize> {
     let exact: Vec<f64> = probs.iter().map(|p| p * total as f64).collect();
     let mut counts: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
     let mut order: Vec<usize> = (0..probs.len()).collect();
