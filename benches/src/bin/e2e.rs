@@ -200,6 +200,7 @@ fn settings(batch_size: usize) -> TrainSettings {
         balance: 0.0,
         sampling: SamplingStrategy::Temperature(2.0),
         devices: 1,
+        trace_every: 0,
         plain: true,
         resume: false,
     }

@@ -38,8 +38,8 @@ use burn::train::renderer::MetricsRenderer;
 use burn::train::{ExecutionStrategy, Learner, SupervisedTraining, TrainingStrategy};
 use burn_rlora::multitask::{
     DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier, MultiTaskDataset,
-    PlainRenderer, RecordingRenderer, SamplingStrategy, TaskAccuracyMetric, TaskHeads, TaskItem,
-    TaskLossMetric, TaskStats, WarmupCosineLr,
+    PlainRenderer, RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric,
+    TaskStats, WarmupCosineLr,
 };
 use burn_rlora::{Method, ParamCount};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};

@@ -4,14 +4,17 @@
 //! ```text
 //! cargo run --release -p burn-rlora-examples --bin quickstart
 //! ```
+//!
+//! It runs on `Autodiff<Flex>`, Burn's CPU backend; the layer itself is
+//! generic over any `B: Backend`, so another backend is a change of `B`.
 
+use burn::backend::{Autodiff, Flex};
 use burn::module::{AutodiffModule, Module};
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use burn_rlora::{ParamCount, RLoraConfig, RLoraLinear};
-use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 
 /// The user's model, before adaptation.
 #[derive(Module, Debug)]
@@ -34,76 +37,50 @@ impl<B: Backend> AdaptedMlp<B> {
     }
 }
 
-struct Quickstart;
+/// The backend: Burn's CPU backend `Flex`, with autodiff for training.
+type B = Autodiff<Flex>;
 
-impl BackendJob for Quickstart {
-    type Output = Result<(), burn_rlora::RLoraError>;
-
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
-        let device = &devices[0];
-        B::seed(device, 42);
-        // A "pretrained" model (seeded random weights stand in for training).
-        let pretrained = Mlp {
-            hidden: LinearConfig::new(16, 64).init::<B>(device),
-            out: LinearConfig::new(64, 4).init::<B>(device),
-        };
-        // The new task: targets from a fixed random function of the input.
-        let x = Tensor::<B, 2>::random([256, 16], Distribution::Normal(0.0, 1.0), device);
-        let teacher = Tensor::<B, 2>::random([16, 4], Distribution::Normal(0.0, 0.5), device);
-        let y = x.clone().matmul(teacher).tanh();
-
-        // Adapt: wrap the trained hidden layer, freeze everything else.
-        let mut model = AdaptedMlp {
-            hidden: RLoraLinear::from_linear(pretrained.hidden, &RLoraConfig::r_lora(4, 32.0, 4))?,
-            out: pretrained.out.no_grad(),
-        };
-        println!("{model}");
-        println!("{}", ParamCount::of(&model));
-
-        let mut optim = AdamConfig::new().init();
-        for step in 0..=60 {
-            let loss = (model.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
-            if step % 10 == 0 {
-                let eval = (model.valid().forward(x.clone().inner()) - y.clone().inner())
-                    .powi_scalar(2)
-                    .mean();
-                println!(
-                    "step {step:3}  train loss {:.5}  eval loss {:.5}",
-                    loss.clone().into_scalar(),
-                    eval.into_scalar()
-                );
-            }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(2e-3, model, grads);
-        }
-        let sim = model.hidden.head_similarity();
-        println!(
-            "mean pairwise head cosine similarity: {:.4}",
-            sim.mean_pairwise.unwrap_or(f64::NAN)
-        );
-        Ok(())
-    }
-}
-
-fn main() {
-    let backend = match std::env::args().nth(1).map(|s| s.parse::<BackendName>()) {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-        None => BackendName::default_compiled().expect("at least one backend feature is enabled"),
+fn main() -> Result<(), burn_rlora::RLoraError> {
+    let device = &Default::default();
+    B::seed(device, 42);
+    // A "pretrained" model (seeded random weights stand in for training).
+    let pretrained = Mlp {
+        hidden: LinearConfig::new(16, 64).init::<B>(device),
+        out: LinearConfig::new(64, 4).init::<B>(device),
     };
-    println!("backend: {backend}");
-    match run_on(backend, 1, Quickstart) {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            std::process::exit(1);
+    // The new task: targets from a fixed random function of the input.
+    let x = Tensor::<B, 2>::random([256, 16], Distribution::Normal(0.0, 1.0), device);
+    let teacher = Tensor::<B, 2>::random([16, 4], Distribution::Normal(0.0, 0.5), device);
+    let y = x.clone().matmul(teacher).tanh();
+
+    // Adapt: wrap the trained hidden layer, freeze everything else.
+    let mut model = AdaptedMlp {
+        hidden: RLoraLinear::from_linear(pretrained.hidden, &RLoraConfig::r_lora(4, 32.0, 4))?,
+        out: pretrained.out.no_grad(),
+    };
+    println!("{model}");
+    println!("{}", ParamCount::of(&model));
+
+    let mut optim = AdamConfig::new().init();
+    for step in 0..=60 {
+        let loss = (model.forward(x.clone()) - y.clone()).powi_scalar(2).mean();
+        if step % 10 == 0 {
+            let eval = (model.valid().forward(x.clone().inner()) - y.clone().inner())
+                .powi_scalar(2)
+                .mean();
+            println!(
+                "step {step:3}  train loss {:.5}  eval loss {:.5}",
+                loss.clone().into_scalar(),
+                eval.into_scalar()
+            );
         }
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(2e-3, model, grads);
     }
+    let sim = model.hidden.head_similarity();
+    println!(
+        "mean pairwise head cosine similarity: {:.4}",
+        sim.mean_pairwise.unwrap_or(f64::NAN)
+    );
+    Ok(())
 }
