@@ -12,10 +12,10 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData, Tolerance};
-use burn_rlora::{ParamCount, RLoraConfig};
+use burn_rlora::{AdaptableLinear, ParamCount, RLoraConfig};
 use burn_rlora_examples::minilm::{
     load_bert_weights, mean_pool, BertConfig, BertInput, BertModel, EncoderAdapterConfig,
-    MaybeAdapted, MiniLmError, TargetModule,
+    MiniLmError, TargetModule,
 };
 
 type B = NdArray<f32>;
@@ -89,7 +89,7 @@ fn random_heads_are_active_once_the_compensation_is_folded() {
     let config = EncoderAdapterConfig::new(RLoraConfig::r_lora(2, 8.0, 3));
     let mut adapted = plain.adapt(&config).unwrap();
     for layer in adapted.encoder.layer.iter_mut() {
-        if let MaybeAdapted::Adapted(l) = &mut layer.intermediate.dense {
+        if let AdaptableLinear::Adapted(l) = &mut layer.intermediate.dense {
             l.lora_b0 = None;
             l.lora_a0 = None;
         }
@@ -111,6 +111,30 @@ fn default_targets_are_the_feed_forward_projections() {
         assert_eq!(t.hf_path().parse::<TargetModule>().unwrap(), t);
     }
     assert!("gate_proj".parse::<TargetModule>().is_err());
+}
+
+/// Each target adapts its own layer in every block, and only that one:
+/// `output` is the feed-forward `output.dense`, not `attention.output.dense`.
+#[test]
+fn each_target_adapts_exactly_its_layer_in_every_block() {
+    let device = Default::default();
+    for target in TargetModule::ALL {
+        let config = EncoderAdapterConfig::new(RLoraConfig::lora(2, 4.0)).with_targets([target]);
+        let (model, adapted) = config
+            .adapt_config()
+            .adapt_listed(tiny_model::<B>(&device))
+            .unwrap();
+        let expected: Vec<String> = (0..2)
+            .map(|i| format!("encoder.layer.{i}.{}", target.burn_path()))
+            .collect();
+        assert_eq!(adapted, expected, "{target}");
+        let found: Vec<(usize, TargetModule)> = model
+            .adapted_layers()
+            .into_iter()
+            .map(|(i, t, _)| (i, t))
+            .collect();
+        assert_eq!(found, [(0, target), (1, target)]);
+    }
 }
 
 #[test]
@@ -311,10 +335,10 @@ fn named<const D: usize>(name: String, t: Tensor<B, D>) -> Named {
     )
 }
 
-fn linear_of(m: &MaybeAdapted<B>) -> &burn::nn::Linear<B> {
+fn linear_of(m: &AdaptableLinear<B>) -> &burn::nn::Linear<B> {
     match m {
-        MaybeAdapted::Plain(l) => l,
-        MaybeAdapted::Adapted(_) => unreachable!("plain model"),
+        AdaptableLinear::Plain(l) => l,
+        AdaptableLinear::Adapted(_) => unreachable!("plain model"),
     }
 }
 

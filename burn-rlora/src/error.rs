@@ -68,6 +68,37 @@ pub enum RLoraError {
         /// Why not.
         reason: String,
     },
+    /// A target name or pattern given to [`AdaptConfig`](crate::AdaptConfig)
+    /// cannot be used.
+    #[error("target module {target:?}: {reason}")]
+    InvalidTarget {
+        /// The target as given.
+        target: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A target name or pattern matched no adaptable layer of the model.
+    #[error("target module {target:?} matched no adaptable layer; the model's adaptable layers are {}", list_or_none(.adaptable))]
+    TargetNotFound {
+        /// The target as given.
+        target: String,
+        /// The paths of every [`AdaptableLinear`](crate::AdaptableLinear) of the model.
+        adaptable: Vec<String>,
+    },
+    /// A targeted layer carries an adapter already.
+    #[error("layer {path} is adapted already; adapt a model once, from its plain layers")]
+    AlreadyAdapted {
+        /// The layer's path in the model.
+        path: String,
+    },
+    /// Building the adapter of one targeted layer failed.
+    #[error("layer {path}: {source}")]
+    AdaptLayer {
+        /// The layer's path in the model.
+        path: String,
+        /// What went wrong.
+        source: Box<RLoraError>,
+    },
     /// A tensor given to a diagnostic or loss has the wrong shape.
     #[error("shape mismatch for {what}: expected {expected}, found {found}")]
     ShapeMismatch {
@@ -78,4 +109,12 @@ pub enum RLoraError {
         /// The shape found.
         found: String,
     },
+}
+
+fn list_or_none(paths: &[String]) -> String {
+    if paths.is_empty() {
+        "none (no field of type AdaptableLinear was found)".to_string()
+    } else {
+        paths.join(", ")
+    }
 }

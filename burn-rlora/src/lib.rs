@@ -44,6 +44,39 @@
 //! # Ok::<(), burn_rlora::RLoraError>(())
 //! ```
 //!
+//! ## Adapting a whole model by target names
+//!
+//! Declare the layers that may carry an adapter as [`AdaptableLinear`] (a
+//! plain `Linear` until adapted, so pretrained weights load unchanged), derive
+//! [`Adapt`] next to `Module`, and name the targets as PEFT's
+//! `target_modules` does:
+//!
+//! ```
+//! use burn::backend::NdArray;
+//! use burn::module::Module;
+//! use burn::nn::LinearConfig;
+//! use burn::tensor::backend::Backend;
+//! use burn_rlora::{Adapt, AdaptConfig, AdaptableLinear, RLoraConfig, TargetModules};
+//!
+//! #[derive(Module, Adapt, Debug)]
+//! struct Mlp<B: Backend> {
+//!     up: AdaptableLinear<B>,
+//!     down: AdaptableLinear<B>,
+//! }
+//!
+//! let device = Default::default();
+//! let model = Mlp::<NdArray> {
+//!     up: LinearConfig::new(8, 16).init(&device).into(),
+//!     down: LinearConfig::new(16, 2).init(&device).into(),
+//! };
+//! let config = AdaptConfig::new(RLoraConfig::r_lora(4, 32.0, 3), TargetModules::names(["up"]));
+//! let model = config.adapt(model)?; // everything frozen, `up` adapted
+//! assert!(model.up.is_adapted() && !model.down.is_adapted());
+//! # Ok::<(), burn_rlora::RLoraError>(())
+//! ```
+//!
+//! The [`adapt`](mod@adapt) module says what this can and cannot reach.
+//!
 //! ## What this crate does differently from the reference code
 //!
 //! * The "stable" init factor is `d_output^(1/4) / sqrt(gamma)`, applied once
@@ -55,6 +88,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adapt;
 pub mod backend;
 #[cfg(feature = "store")]
 pub mod checkpoint;
@@ -67,6 +101,7 @@ mod merge;
 #[cfg(feature = "train")]
 pub mod multitask;
 
+pub use adapt::{Adapt, AdaptConfig, AdaptContext, AdaptableLinear, TargetModules};
 pub use config::{DropoutMode, Method, RLoraConfig, RouterKind, UnknownMethod};
 pub use diagnostics::{
     cosine_similarity_matrix, cosine_similarity_rows, load_balance_loss, HeadSimilarity,

@@ -1,5 +1,5 @@
 //! A BERT encoder (post-LayerNorm, exact GELU) whose linear layers can each be
-//! a plain [`Linear`] or an [`RLoraLinear`], with sentence-transformers' mean pooling.
+//! a plain [`Linear`](burn::nn::Linear) or an [`RLoraLinear`], with sentence-transformers' mean pooling.
 //!
 //! The module tree mirrors the names of Hugging Face's `BertModel`
 //! (`embeddings.word_embeddings`, `encoder.layer.N.attention.self.query`, ...)
@@ -14,15 +14,16 @@ use std::str::FromStr;
 
 use burn::module::Module;
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
-    LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, LinearConfig,
 };
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{ElementConversion, Int, Tensor};
-use burn_rlora::{HeadSimilarity, RLoraConfig, RLoraLinear};
+use burn_rlora::{
+    Adapt, AdaptConfig, AdaptableLinear, HeadSimilarity, RLoraConfig, RLoraLinear, TargetModules,
+};
 use serde::{Deserialize, Serialize};
 
 use super::error::MiniLmError;
@@ -202,7 +203,8 @@ impl BertConfig {
                 .init(device)
         };
         let hidden_dropout = || DropoutConfig::new(self.hidden_dropout_prob).init();
-        let linear = |i: usize, o: usize| MaybeAdapted::Plain(LinearConfig::new(i, o).init(device));
+        let linear =
+            |i: usize, o: usize| AdaptableLinear::from(LinearConfig::new(i, o).init(device));
         let layer = (0..self.num_hidden_layers)
             .map(|_| BertLayer {
                 attention: BertAttention {
@@ -292,6 +294,19 @@ impl TargetModule {
         }
     }
 
+    /// The module's path inside a block, in this encoder's field names
+    /// (what [`AdaptConfig`](burn_rlora::AdaptConfig) and adapter files see).
+    pub fn burn_path(self) -> &'static str {
+        match self {
+            Self::Query => "attention.self_attention.query",
+            Self::Key => "attention.self_attention.key",
+            Self::Value => "attention.self_attention.value",
+            Self::AttentionOutput => "attention.output.dense",
+            Self::Intermediate => "intermediate.dense",
+            Self::Output => "output.dense",
+        }
+    }
+
     /// The module's path inside a block, in Hugging Face's naming.
     pub fn hf_path(self) -> &'static str {
         match self {
@@ -353,74 +368,43 @@ impl EncoderAdapterConfig {
         self.targets = targets.into_iter().collect();
         self
     }
-}
 
-/// A linear layer that is either the plain pretrained [`Linear`] or an adapted [`RLoraLinear`].
-///
-/// Both keep the base under the names `weight` and `bias`; in a burn-store path
-/// the variant name appears (`dense.Plain.weight`), so loads from PyTorch
-/// files use `skip_enum_variants(true)`.
-#[derive(Module, Debug)]
-#[allow(clippy::large_enum_variant)]
-pub enum MaybeAdapted<B: Backend> {
-    /// The plain layer.
-    Plain(Linear<B>),
-    /// The layer with a multi-head adapter.
-    Adapted(RLoraLinear<B>),
-}
-
-impl<B: Backend> MaybeAdapted<B> {
-    /// Applies the layer to `[..., d_input]`.
-    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        match self {
-            Self::Plain(l) => l.forward(x),
-            Self::Adapted(l) => l.forward(x),
-        }
+    /// The same choice as an [`AdaptConfig`]: the targets as one regular
+    /// expression over the encoder's paths (`output.dense` alone would also
+    /// match `attention.output.dense`).
+    pub fn adapt_config(&self) -> AdaptConfig {
+        let alternatives: Vec<String> = self
+            .targets
+            .iter()
+            .map(|t| t.burn_path().replace('.', r"\."))
+            .collect();
+        let pattern = format!(r"encoder\.layer\.\d+\.(?:{})", alternatives.join("|"));
+        AdaptConfig::new(self.adapter.clone(), TargetModules::regex(pattern))
     }
+}
 
-    /// Like [`forward`](Self::forward); an adapted layer with a router also
-    /// pushes its gates (`[batch, seq, N]`) to `sink` when one is given.
-    fn forward_collect(
-        &self,
-        x: Tensor<B, 3>,
-        layer: usize,
-        module: TargetModule,
-        sink: &mut Option<&mut Vec<LayerGates<B>>>,
-    ) -> Tensor<B, 3> {
-        match (self, sink) {
-            (Self::Adapted(l), Some(sink)) => {
-                let routed = l.forward_with_routing(x);
-                if let Some(gates) = routed.gates {
-                    sink.push(LayerGates {
-                        layer,
-                        module,
-                        gates,
-                    });
-                }
-                routed.output
+/// Applies `layer`; an adapted layer with a router also pushes its gates
+/// (`[batch, seq, N]`) to `sink` when one is given.
+fn forward_collect<B: Backend>(
+    layer: &AdaptableLinear<B>,
+    x: Tensor<B, 3>,
+    index: usize,
+    module: TargetModule,
+    sink: &mut Sink<'_, B>,
+) -> Tensor<B, 3> {
+    match sink {
+        Some(sink) => {
+            let routed = layer.forward_with_routing(x);
+            if let Some(gates) = routed.gates {
+                sink.push(LayerGates {
+                    layer: index,
+                    module,
+                    gates,
+                });
             }
-            _ => self.forward(x),
+            routed.output
         }
-    }
-
-    /// The adapted layer, if this one is adapted.
-    pub fn adapted(&self) -> Option<&RLoraLinear<B>> {
-        match self {
-            Self::Adapted(l) => Some(l),
-            Self::Plain(_) => None,
-        }
-    }
-
-    /// Replace a plain layer by an adapted one (an adapted layer stays as it is).
-    ///
-    /// # Errors
-    ///
-    /// Any error of [`RLoraLinear::from_linear`].
-    pub fn adapt(self, config: &RLoraConfig) -> Result<Self, burn_rlora::RLoraError> {
-        match self {
-            Self::Plain(l) => Ok(Self::Adapted(RLoraLinear::from_linear(l, config)?)),
-            adapted => Ok(adapted),
-        }
+        None => layer.forward(x),
     }
 }
 
@@ -483,14 +467,14 @@ pub struct BertEmbeddings<B: Backend> {
 }
 
 /// Multi-head self-attention projections.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertSelfAttention<B: Backend> {
     /// Query projection.
-    pub query: MaybeAdapted<B>,
+    pub query: AdaptableLinear<B>,
     /// Key projection.
-    pub key: MaybeAdapted<B>,
+    pub key: AdaptableLinear<B>,
     /// Value projection.
-    pub value: MaybeAdapted<B>,
+    pub value: AdaptableLinear<B>,
     /// Dropout on the attention probabilities.
     pub dropout: Dropout,
     /// Number of attention heads.
@@ -499,7 +483,7 @@ pub struct BertSelfAttention<B: Backend> {
 }
 
 /// Self-attention and its output projection.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertAttention<B: Backend> {
     /// Q, K, V (`attention.self` in Hugging Face's names).
     pub self_attention: BertSelfAttention<B>,
@@ -508,19 +492,19 @@ pub struct BertAttention<B: Backend> {
 }
 
 /// The feed-forward up-projection.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertIntermediate<B: Backend> {
     /// `hidden -> intermediate`, followed by GELU.
-    pub dense: MaybeAdapted<B>,
+    pub dense: AdaptableLinear<B>,
 }
 
 /// A projection followed by dropout, a residual sum and LayerNorm: the
 /// attention output (`attention.output`) and the feed-forward down-projection
 /// (`output`) of a block.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertOutput<B: Backend> {
     /// The projection (`hidden -> hidden` or `intermediate -> hidden`).
-    pub dense: MaybeAdapted<B>,
+    pub dense: AdaptableLinear<B>,
     /// LayerNorm after the residual.
     pub layer_norm: LayerNorm<B>,
     /// Dropout before the residual.
@@ -528,7 +512,7 @@ pub struct BertOutput<B: Backend> {
 }
 
 /// One post-LayerNorm transformer block.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertLayer<B: Backend> {
     /// Self-attention.
     pub attention: BertAttention<B>,
@@ -539,14 +523,14 @@ pub struct BertLayer<B: Backend> {
 }
 
 /// The stack of blocks.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertEncoder<B: Backend> {
     /// The blocks (`encoder.layer.N`).
     pub layer: Vec<BertLayer<B>>,
 }
 
 /// A BERT encoder without the pooler, as sentence-transformers uses it.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct BertModel<B: Backend> {
     /// Embeddings.
     pub embeddings: BertEmbeddings<B>,
@@ -604,18 +588,27 @@ impl<B: Backend> BertSelfAttention<B> {
         let heads = self.num_heads;
         let head_dim = hidden / heads;
         let split = |t: Tensor<B, 3>| t.reshape([batch, seq, heads, head_dim]).swap_dims(1, 2);
-        let q = split(
-            self.query
-                .forward_collect(x.clone(), layer, TargetModule::Query, sink),
-        );
-        let k = split(
-            self.key
-                .forward_collect(x.clone(), layer, TargetModule::Key, sink),
-        );
-        let v = split(
-            self.value
-                .forward_collect(x, layer, TargetModule::Value, sink),
-        );
+        let q = split(forward_collect(
+            &self.query,
+            x.clone(),
+            layer,
+            TargetModule::Query,
+            sink,
+        ));
+        let k = split(forward_collect(
+            &self.key,
+            x.clone(),
+            layer,
+            TargetModule::Key,
+            sink,
+        ));
+        let v = split(forward_collect(
+            &self.value,
+            x,
+            layer,
+            TargetModule::Value,
+            sink,
+        ));
         let context = if B::ad_enabled(&q.device()) {
             let scores = q.matmul(k.transpose()).div_scalar((head_dim as f64).sqrt()) + mask_bias;
             let probs = ops.dropout(softmax(scores, 3), &self.dropout);
@@ -654,7 +647,8 @@ impl<B: Backend> BertLayer<B> {
             (layer, TargetModule::AttentionOutput, ops),
             sink,
         );
-        let up = self.intermediate.dense.forward_collect(
+        let up = forward_collect(
+            &self.intermediate.dense,
             x.clone(),
             layer,
             TargetModule::Intermediate,
@@ -674,7 +668,7 @@ impl<B: Backend> BertOutput<B> {
         (layer, module, ops): (usize, TargetModule, Elementwise),
         sink: &mut Sink<'_, B>,
     ) -> Tensor<B, 3> {
-        let y = self.dense.forward_collect(x, layer, module, sink);
+        let y = forward_collect(&self.dense, x, layer, module, sink);
         self.layer_norm
             .forward(ops.dropout(y, &self.dropout) + residual)
     }
@@ -851,19 +845,7 @@ impl<B: Backend> BertModel<B> {
     /// Any [`RLoraError`](burn_rlora::RLoraError) of [`RLoraLinear::from_linear`]
     /// (for example a rank larger than a targeted layer).
     pub fn adapt(self, config: &EncoderAdapterConfig) -> Result<Self, MiniLmError> {
-        let mut model = self.no_grad();
-        model.encoder.layer = model
-            .encoder
-            .layer
-            .into_iter()
-            .map(|mut layer| {
-                for target in &config.targets {
-                    layer = layer.adapt_linear(*target, &config.adapter)?;
-                }
-                Ok(layer)
-            })
-            .collect::<Result<_, MiniLmError>>()?;
-        Ok(model)
+        Ok(config.adapt_config().adapt(self)?)
     }
 
     /// Every adapted linear, with its block index and module.
@@ -895,7 +877,7 @@ impl<B: Backend> BertModel<B> {
 
 impl<B: Backend> BertLayer<B> {
     /// The linear layer named by `target`.
-    pub fn linear(&self, target: TargetModule) -> &MaybeAdapted<B> {
+    pub fn linear(&self, target: TargetModule) -> &AdaptableLinear<B> {
         match target {
             TargetModule::Query => &self.attention.self_attention.query,
             TargetModule::Key => &self.attention.self_attention.key,
@@ -904,35 +886,6 @@ impl<B: Backend> BertLayer<B> {
             TargetModule::Intermediate => &self.intermediate.dense,
             TargetModule::Output => &self.output.dense,
         }
-    }
-
-    /// Replace the linear named by `target` by its adapted version.
-    fn adapt_linear(
-        mut self,
-        target: TargetModule,
-        cfg: &RLoraConfig,
-    ) -> Result<Self, MiniLmError> {
-        match target {
-            TargetModule::Query => {
-                self.attention.self_attention.query =
-                    self.attention.self_attention.query.adapt(cfg)?;
-            }
-            TargetModule::Key => {
-                self.attention.self_attention.key = self.attention.self_attention.key.adapt(cfg)?;
-            }
-            TargetModule::Value => {
-                self.attention.self_attention.value =
-                    self.attention.self_attention.value.adapt(cfg)?;
-            }
-            TargetModule::AttentionOutput => {
-                self.attention.output.dense = self.attention.output.dense.adapt(cfg)?;
-            }
-            TargetModule::Intermediate => {
-                self.intermediate.dense = self.intermediate.dense.adapt(cfg)?;
-            }
-            TargetModule::Output => self.output.dense = self.output.dense.adapt(cfg)?,
-        }
-        Ok(self)
     }
 }
 

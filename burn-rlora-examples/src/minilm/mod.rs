@@ -38,7 +38,7 @@ pub use data::{
 pub use encoder::{
     l2_normalize, mean_pool, BertAttention, BertConfig, BertEmbeddings, BertEncoder, BertInput,
     BertIntermediate, BertLayer, BertModel, BertOutput, BertSelfAttention, EncoderAdapterConfig,
-    EncoderOutput, LayerGates, LayerHeadSimilarity, MaybeAdapted, TargetModule,
+    EncoderOutput, LayerGates, LayerHeadSimilarity, TargetModule,
 };
 pub use error::MiniLmError;
 pub use load::{load_bert_weights, MiniLmPaths, PretrainedMiniLm, MINILM_SUBDIR};

@@ -190,7 +190,12 @@ pub fn merge_model<B: Backend, M: Module<B>>(
             return Err(not_mergeable(&format!("layer '{path}'"), heads));
         }
         check_layer_against(&path, (rank, heads), config)?;
-        wanted.extend(slot.tensors.keys().map(|field| format!("{path}.{field}")));
+        let burn_path = slot.burn_path_str();
+        wanted.extend(
+            slot.tensors
+                .keys()
+                .map(|field| format!("{burn_path}.{field}")),
+        );
     }
     let mut layers = LayerTensors {
         path: Vec::new(),
@@ -204,8 +209,9 @@ pub fn merge_model<B: Backend, M: Module<B>>(
         zero: Vec::new(),
     };
     for slot in &slots {
-        let path = slot.path_str();
-        let missing = |field: &str| missing_field(&path, field);
+        let name = slot.path_str();
+        let path = slot.burn_path_str();
+        let missing = |field: &str| missing_field(&name, field);
         let a = layers
             .take(&path, "lora_a")
             .ok_or_else(|| missing("lora_a"))?;

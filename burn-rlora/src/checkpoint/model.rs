@@ -14,6 +14,10 @@ use super::format::{HostTensor, ModuleTensors};
 /// The container type Burn's derive gives [`RLoraLinear`](crate::RLoraLinear).
 const LAYER_TYPE: &str = "Struct:RLoraLinear";
 
+/// The container type Burn's derive gives [`AdaptableLinear`](crate::AdaptableLinear),
+/// whose variant name (`Adapted`) is left out of a layer's module name.
+const ADAPTABLE_TYPE: &str = "Enum:AdaptableLinear";
+
 /// The fields of `RLoraLinear` that hold adapter tensors.
 const FIELDS: [&str; 5] = ["lora_a", "lora_b", "lora_route", "lora_a0", "lora_b0"];
 
@@ -22,12 +26,21 @@ const FIELDS: [&str; 5] = ["lora_a", "lora_b", "lora_route", "lora_a0", "lora_b0
 pub(crate) struct Slot {
     /// The Burn path of the layer, as a stack of names.
     pub path: Vec<String>,
+    /// The layer's module name: its path without the variant of an
+    /// enclosing `AdaptableLinear`, as `AdaptConfig` sees it.
+    pub name: Vec<String>,
     /// The adapter tensors of the layer, by field name.
     pub tensors: BTreeMap<String, TensorSnapshot>,
 }
 
 impl Slot {
+    /// The layer's module name, joined by `.` (files and messages use it).
     pub fn path_str(&self) -> String {
+        self.name.join(".")
+    }
+
+    /// The layer's Burn path, joined by `.` (what a `ModuleVisitor` sees).
+    pub fn burn_path_str(&self) -> String {
         self.path.join(".")
     }
 
@@ -141,6 +154,19 @@ pub(crate) fn adapted_layers<B: Backend, M: Module<B>>(model: &M) -> Vec<Slot> {
             continue;
         };
         let Some(field) = path.pop() else { continue };
+        // The collector pushes a path entry and a container entry together.
+        let containers = snapshot.container_stack.as_deref().unwrap_or_default();
+        let name = path
+            .iter()
+            .zip(
+                containers
+                    .iter()
+                    .map(String::as_str)
+                    .chain(std::iter::repeat("")),
+            )
+            .filter(|(_, container)| *container != ADAPTABLE_TYPE)
+            .map(|(segment, _)| segment.clone())
+            .collect();
         if !FIELDS.contains(&field.as_str()) {
             continue;
         }
@@ -150,6 +176,7 @@ pub(crate) fn adapted_layers<B: Backend, M: Module<B>>(model: &M) -> Vec<Slot> {
             }
             _ => slots.push(Slot {
                 path,
+                name,
                 tensors: BTreeMap::from([(field, snapshot)]),
             }),
         }

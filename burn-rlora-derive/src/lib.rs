@@ -1,0 +1,157 @@
+//! `#[derive(Adapt)]` for `burn-rlora`.
+//!
+//! Use it through `burn_rlora::Adapt` (the trait and this derive share the
+//! name, as Burn's `Module` does). The derive implements the trait for a
+//! struct with named fields: it hands every field, under the field's name, to
+//! the adapting context, which adapts the field if its type implements
+//! `Adapt` and keeps it unchanged otherwise. Fields marked `#[adapt(skip)]` or
+//! `#[module(skip)]` are kept unchanged without being looked at.
+//!
+//! A field whose type is a bare type parameter of the struct (say `inner: M`)
+//! is adapted through `M: Adapt`, which the derive adds to the impl's bounds:
+//! in generic code the compiler cannot tell whether `M` implements the trait.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+use syn::{parse_macro_input, Data, DeriveInput, Fields, GenericParam, Type};
+
+/// Implements `burn_rlora::Adapt` for a struct with named fields.
+///
+/// See the trait's documentation in `burn_rlora` for what adapting does.
+#[proc_macro_derive(Adapt, attributes(adapt))]
+pub fn derive_adapt(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand(input)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
+    let name = &input.ident;
+    let fields = match &input.data {
+        Data::Struct(data) => match &data.fields {
+            Fields::Named(named) => &named.named,
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    &input.ident,
+                    "#[derive(Adapt)] needs a struct with named fields (their names are the \
+                     paths that target names match)",
+                ))
+            }
+        },
+        _ => {
+            return Err(syn::Error::new_spanned(
+                &input.ident,
+                "#[derive(Adapt)] supports structs only; implement burn_rlora::Adapt by hand \
+                 for an enum",
+            ))
+        }
+    };
+
+    let type_params: Vec<&syn::Ident> = input
+        .generics
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            GenericParam::Type(t) => Some(&t.ident),
+            _ => None,
+        })
+        .collect();
+
+    let mut generics = input.generics.clone();
+    let mut field_exprs = Vec::new();
+    let mut bounded = Vec::new();
+    for field in fields {
+        let ident = field.ident.as_ref().expect("named fields have names");
+        let key = ident.to_string();
+        if skipped(field)? {
+            field_exprs.push(quote! { #ident: #ident });
+            continue;
+        }
+        match bare_type_param(&field.ty, &type_params) {
+            Some(param) => {
+                if !bounded.contains(&param) {
+                    bounded.push(param);
+                }
+                field_exprs.push(quote! {
+                    #ident: __cx.field(#key, #ident)?
+                });
+            }
+            None => field_exprs.push(quote! {
+                #ident: {
+                    #[allow(unused_imports)]
+                    use ::burn_rlora::adapt::__private::{AdaptField as _, KeepField as _};
+                    (&mut ::burn_rlora::adapt::__private::Field::new(#ident))
+                        .adapt_field(__cx, #key)?
+                }
+            }),
+        }
+    }
+    {
+        let where_clause = generics.make_where_clause();
+        for param in &bounded {
+            where_clause
+                .predicates
+                .push(syn::parse_quote!(#param: ::burn_rlora::Adapt));
+        }
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let names = fields.iter().map(|f| f.ident.as_ref());
+
+    Ok(quote! {
+        impl #impl_generics ::burn_rlora::Adapt for #name #ty_generics #where_clause {
+            fn adapt_with(
+                self,
+                __cx: &mut ::burn_rlora::AdaptContext<'_>,
+            ) -> ::core::result::Result<Self, ::burn_rlora::RLoraError> {
+                let Self { #(#names),* } = self;
+                ::core::result::Result::Ok(Self { #(#field_exprs),* })
+            }
+        }
+    })
+}
+
+/// `#[adapt(skip)]`, or Burn's `#[module(skip)]` (a field that is not part of
+/// the module, so has no layer to adapt).
+fn skipped(field: &syn::Field) -> syn::Result<bool> {
+    use syn::punctuated::Punctuated;
+    let mut skip = false;
+    for attr in &field.attrs {
+        if attr.path().is_ident("adapt") {
+            let metas =
+                attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)?;
+            for meta in metas {
+                match meta {
+                    syn::Meta::Path(p) if p.is_ident("skip") => skip = true,
+                    other => {
+                        return Err(syn::Error::new_spanned(
+                            other,
+                            "unknown adapt attribute; the only one is #[adapt(skip)]",
+                        ))
+                    }
+                }
+            }
+        } else if attr.path().is_ident("module") {
+            // Burn's own field attributes: only `skip` matters here.
+            if let Ok(metas) =
+                attr.parse_args_with(Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated)
+            {
+                skip |= metas
+                    .iter()
+                    .any(|m| matches!(m, syn::Meta::Path(p) if p.is_ident("skip")));
+            }
+        }
+    }
+    Ok(skip)
+}
+
+/// The type parameter that `ty` is, when `ty` is a bare type parameter.
+fn bare_type_param<'a>(ty: &Type, params: &[&'a syn::Ident]) -> Option<&'a syn::Ident> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let ident = path.path.get_ident()?;
+    params.iter().copied().find(|p| *p == ident)
+}
