@@ -88,7 +88,7 @@ struct Args {
     #[arg(long)]
     dump: Option<PathBuf>,
     /// Without the fetched data: randomly initialized all-MiniLM-L6-v2 weights
-    /// and random token ids (for a machine without `data/`, such as a lent GPU).
+    /// and random token ids (for a machine without `data/`, such as a GPU server).
     #[arg(long)]
     synthetic: bool,
     /// Also write the results as JSON.
