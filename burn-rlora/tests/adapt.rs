@@ -395,7 +395,7 @@ fn a_plain_checkpoint_loads_into_adaptable_layers() {
 #[test]
 fn adapter_files_name_layers_without_the_variant() {
     use burn_rlora::checkpoint::{
-        load_adapter, read_config, save_adapter, LoadOptions, SaveOptions,
+        load_adapter, read_config, save_adapter, LoadOptions, ModuleNaming, SaveOptions,
     };
 
     let config = RLoraConfig::r_lora(2, 16.0, 3);
@@ -437,7 +437,35 @@ fn adapter_files_name_layers_without_the_variant() {
             .into_data()
     };
     assert_eq!(heads(&loaded), heads(&trained));
+
+    // A file that names the layers with the variant (`....query.Adapted`, as
+    // files of earlier versions do) loads with a rule that appends it.
+    let with_variant = ModuleNaming::new().with_rule("^(.*)$", "$1.Adapted");
+    let old_dir = dir.with_extension("variant");
+    save_adapter(
+        &trained,
+        &old_dir,
+        &SaveOptions::new(config.clone()).with_naming(with_variant.clone()),
+    )
+    .unwrap();
+    assert_eq!(
+        read_config(&old_dir).unwrap().target_module_paths[0],
+        "blocks.0.attention.query.Adapted"
+    );
+    let fresh = adapt(Model {
+        blocks: trained.blocks.iter().map(plain_copy).collect(),
+        head: linear(8, 2, &dev()),
+    });
+    assert!(load_adapter(fresh.clone(), &old_dir, &LoadOptions::new()).is_err());
+    let (loaded, _) = load_adapter(
+        fresh,
+        &old_dir,
+        &LoadOptions::new().with_naming(with_variant),
+    )
+    .unwrap();
+    assert_eq!(heads(&loaded), heads(&trained));
     std::fs::remove_dir_all(&dir).ok();
+    std::fs::remove_dir_all(&old_dir).ok();
 }
 
 /// The block with every layer back to its plain base (same weights).
