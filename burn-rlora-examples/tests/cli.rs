@@ -343,7 +343,8 @@ fn a_directory_with_both_tensor_files_is_read_from_safetensors_by_every_command(
 
 #[test]
 fn inspect_bounds_the_head_similarity() {
-    use burn_rlora::checkpoint::{read_reference, AdapterFile, HostTensor};
+    use burn_rlora::checkpoint::format::HostTensor;
+    use burn_rlora::checkpoint::{read_reference, AdapterFile};
     let dir = tmp("many-heads");
     let mut file: AdapterFile = read_reference(hostile("valid"), true).unwrap();
     let n = 300;

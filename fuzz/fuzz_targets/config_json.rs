@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use burn::tensor::DType;
-use burn_rlora::checkpoint::{AdapterConfig, AdapterFile, HostTensor, ModuleTensors};
+use burn_rlora::checkpoint::format::{HostTensor, ModuleTensors};
+use burn_rlora::checkpoint::{AdapterConfig, AdapterFile};
 use burn_rlora::RLoraConfig;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;

@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use burn_rlora::checkpoint::{
-    merge_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors,
-};
+use burn_rlora::checkpoint::format::{HostTensor, ModuleTensors};
+use burn_rlora::checkpoint::{merge_safetensors, AdapterConfig, AdapterFile};
 use burn_rlora::RLoraConfig;
 use libfuzzer_sys::fuzz_target;
 use safetensors::SafeTensors;

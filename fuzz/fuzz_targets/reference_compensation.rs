@@ -6,9 +6,8 @@
 #![no_main]
 
 use burn::tensor::DType;
-use burn_rlora::checkpoint::{
-    add_reference_compensation, reference_from_bytes, AdapterFile, LoadOptions,
-};
+use burn_rlora::checkpoint::reference::{add_reference_compensation, reference_from_bytes};
+use burn_rlora::checkpoint::{AdapterFile, LoadOptions};
 use libfuzzer_sys::fuzz_target;
 
 const CONFIG: &[u8] =

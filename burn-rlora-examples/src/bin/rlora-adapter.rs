@@ -21,9 +21,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use burn::tensor::DType;
+use burn_rlora::checkpoint::reference::tensor_file_in;
 use burn_rlora::checkpoint::{
-    merge_safetensors, read_reference_with, tensor_file_in, write_atomically, AdapterFile,
-    CheckpointError, LoadOptions, CONFIG_FILE,
+    merge_safetensors, read_reference_with, write_atomically, AdapterFile, CheckpointError,
+    LoadOptions, CONFIG_FILE,
 };
 use clap::{Parser, Subcommand, ValueEnum};
 

@@ -1,5 +1,11 @@
 //! The on-disk format: `adapter_config.json`, tensor names, and the
 //! conversion between safetensors / PyTorch tensors and host arrays.
+//!
+//! Most users need only [`save_adapter`](super::save_adapter),
+//! [`load_adapter`](super::load_adapter) and [`AdapterConfig`]; the types
+//! here are for tools that read or write adapter files themselves (an
+//! [`AdapterFile`] in memory, the [`ModuleTensors`] of one module in
+//! PyTorch layout, the name of each [`TensorRole`]).
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -36,7 +36,7 @@ fn not_mergeable(what: &str, heads: usize) -> CheckpointError {
 /// backend (this crate's `store` feature enables none), in f64 from the
 /// file's values. A model in memory is merged on its device by
 /// [`merge_model`] with the layer's own math.
-pub fn weight_delta(m: &ModuleTensors, scaling: f64) -> HostTensor {
+pub(crate) fn weight_delta(m: &ModuleTensors, scaling: f64) -> HostTensor {
     let (d_in, d_out) = m.dims();
     let r = m.a.shape[0];
     let n = m.heads.len() as f64;
@@ -242,7 +242,7 @@ fn is_base_tensor(path: &str, containers: &str) -> bool {
 /// # Errors
 ///
 /// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store fails.
-pub fn merged_bytes<B: Backend, M: Module<B>>(
+pub(crate) fn merged_bytes<B: Backend, M: Module<B>>(
     model: M,
     config: &RLoraConfig,
 ) -> Result<Vec<u8>, CheckpointError> {
@@ -269,7 +269,8 @@ pub fn merged_bytes<B: Backend, M: Module<B>>(
 ///
 /// # Errors
 ///
-/// As [`merged_bytes`], plus [`CheckpointError::Io`].
+/// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store
+/// fails and [`CheckpointError::Io`].
 pub fn save_merged<B: Backend, M: Module<B>>(
     model: M,
     config: &RLoraConfig,
@@ -284,7 +285,8 @@ pub fn save_merged<B: Backend, M: Module<B>>(
 ///
 /// # Errors
 ///
-/// As [`merged_bytes`]; [`CheckpointError::ConfigMismatch`] if `plain` does
+/// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store
+/// fails; [`CheckpointError::ConfigMismatch`] if `plain` does
 /// not take every tensor (its structure differs).
 pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
     model: M,

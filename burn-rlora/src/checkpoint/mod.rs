@@ -94,13 +94,15 @@
 //! (the loaders are fuzzed, see `fuzz/`).
 //!
 //! Reference adapters (`adapter_model.bin`): see [`reference`](mod@reference)
-//! and the strict `torch.save` reader [`torch`](mod@torch). Merging: see
+//! and the strict `torch.save` reader [`torch`](mod@torch). The file format's
+//! own types (the tensors of one module on the host, tensor roles and names,
+//! the digest, the format versions) are in [`format`](mod@format). Merging: see
 //! [`merge_model`], [`merge_into`], [`save_merged`] and [`merge_safetensors`].
 
 mod atomic;
 mod error;
 mod file;
-mod format;
+pub mod format;
 mod load;
 mod merge;
 mod model;
@@ -113,17 +115,9 @@ pub mod torch;
 pub use atomic::InjectFault;
 pub use error::CheckpointError;
 pub use file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
-pub use format::{
-    AdapterConfig, AdapterFile, HostTensor, ModuleTensors, TensorDigest, TensorRole, CONFIG_FILE,
-    FORMAT_VERSION, REFERENCE_TENSORS_FILE, SUPPORTED_VERSIONS, TENSORS_FILE,
-};
+pub use format::{AdapterConfig, AdapterFile, CONFIG_FILE, TENSORS_FILE};
 pub use load::{apply_adapter, load_adapter, read_config, LoadOptions, LoadReport};
-pub use merge::{
-    merge_into, merge_model, merge_safetensors, merged_bytes, save_merged, weight_delta,
-};
+pub use merge::{merge_into, merge_model, merge_safetensors, save_merged};
 pub use naming::ModuleNaming;
-pub use reference::{
-    add_reference_compensation, load_reference, read_reference, read_reference_with,
-    reference_from_bytes, tensor_file_in, ReferenceOptions,
-};
+pub use reference::{load_reference, read_reference, read_reference_with, ReferenceOptions};
 pub use save::{save_adapter, write_atomically, SaveOptions};
