@@ -12,7 +12,12 @@
 //! * [`TaskLossMetric`] and [`TaskAccuracyMetric`] report every task by name
 //!   in the Learner's dashboard and logs, plus the overall figures.
 //! * [`WarmupCosineLr`] is the reference's schedule (linear warm-up, cosine decay).
-//! * [`PlainRenderer`] prints one line per epoch when stdout is not a terminal.
+//! * With the opt-in feature `renderers`: `PlainRenderer` prints one line per
+//!   epoch and split (for logs and CI, where burn-train's terminal dashboard
+//!   cannot draw), and `RecordingRenderer` keeps every numeric metric of a run
+//!   for a report. They read burn-train's metric display, not adapters, so
+//!   they are not part of `train` itself; they are here rather than in the
+//!   example trainers because any multi-task run in a log wants them.
 //! * [`DivergenceGuard`] (in every classifier) stops a run at the first
 //!   non-finite loss or gradient, before it reaches the weights or a checkpoint.
 //! * [`SeededEpochLoader`], [`AtomicMpkRecorder`] and
@@ -27,6 +32,7 @@ mod loader;
 mod metrics;
 mod model;
 mod output;
+#[cfg(feature = "renderers")]
 mod renderer;
 mod resume;
 mod sampling;
@@ -41,6 +47,7 @@ pub use loader::{epoch_seed, SeededEpochLoader};
 pub use metrics::{TaskAccuracyMetric, TaskLossMetric};
 pub use model::{BodyOutput, MultiTaskBody, MultiTaskClassifier};
 pub use output::{MultiTaskOutput, MultiTaskStats, TaskStats};
+#[cfg(feature = "renderers")]
 pub use renderer::{HistoryHandle, MetricHistory, PlainRenderer, RecordingRenderer};
 pub use resume::{
     checkpoint_epochs, last_complete_checkpoint, remove_partial_files, write_atomically,
