@@ -3,7 +3,7 @@
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{BasicOps, Element, Int, Tensor, TensorData};
 
 use super::task::TaskId;
 
@@ -59,7 +59,6 @@ impl<B: Backend> TaskHeads<B> {
     ) -> Vec<(TaskId, Tensor<B, 2>, Vec<usize>)> {
         let [batch, _] = features.dims();
         assert_eq!(tasks.len(), batch, "one task id per batch row");
-        let device = features.device();
         let mut rows: Vec<Vec<usize>> = vec![Vec::new(); self.heads.len()];
         for (i, task) in tasks.iter().enumerate() {
             assert!(
@@ -74,16 +73,29 @@ impl<B: Backend> TaskHeads<B> {
             .enumerate()
             .filter(|(_, r)| !r.is_empty())
             .map(|(t, r)| {
-                let x = if r.len() == batch {
-                    features.clone()
-                } else {
-                    let idx: Vec<i64> = r.iter().map(|&i| i as i64).collect();
-                    let idx =
-                        Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [r.len()]), &device);
-                    features.clone().select(0, idx)
-                };
+                let x = select_rows(features.clone(), &r);
                 (TaskId(t), self.heads[t].forward(x), r)
             })
             .collect()
     }
+}
+
+/// The rows `rows` (along dimension 0) of `tensor`, in that order; `tensor`
+/// itself when `rows` names as many rows as it has, which for ascending,
+/// distinct rows (as [`TaskHeads::forward`] groups them) is every row in order.
+pub(super) fn select_rows<B, const D: usize, K>(
+    tensor: Tensor<B, D, K>,
+    rows: &[usize],
+) -> Tensor<B, D, K>
+where
+    B: Backend,
+    K: BasicOps<B>,
+    K::Elem: Element,
+{
+    if rows.len() == tensor.dims()[0] {
+        return tensor;
+    }
+    let idx: Vec<i64> = rows.iter().map(|&i| i as i64).collect();
+    let idx = Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &tensor.device());
+    tensor.select(0, idx)
 }

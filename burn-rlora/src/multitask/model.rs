@@ -4,12 +4,12 @@ use burn::module::{AutodiffModule, Module, ModuleDisplay, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
 use super::batcher::MultiTaskBatch;
 use super::guard::{DivergenceGuard, Phase};
-use super::heads::TaskHeads;
+use super::heads::{select_rows, TaskHeads};
 use super::output::MultiTaskOutput;
 use crate::diagnostics::load_balance_loss;
 
@@ -92,23 +92,26 @@ impl<B: Backend, E: MultiTaskBody<B>> MultiTaskClassifier<B, E> {
     }
 
     /// Forward pass and loss of a batch.
+    ///
+    /// # Panics
+    ///
+    /// If the batch has not one target and one task per row, or a task has
+    /// no head.
     pub fn forward_loss(&self, batch: MultiTaskBatch<B, E::Input>) -> MultiTaskOutput<B> {
+        let batch_size = batch.tasks.len();
+        assert_eq!(
+            batch.targets.dims()[0],
+            batch_size,
+            "one target per batch row"
+        );
         let body = self.body.forward(batch.inputs);
         let device = body.features.device();
-        let batch_size = batch.tasks.len();
         let groups = self.heads.forward(body.features, &batch.tasks);
         let ce = CrossEntropyLossConfig::new().init(&device);
         let mut per_task = Vec::with_capacity(groups.len());
         let mut total: Option<Tensor<B, 1>> = None;
         for (task, logits, rows) in groups {
-            let targets = if rows.len() == batch_size {
-                batch.targets.clone()
-            } else {
-                let idx: Vec<i64> = rows.iter().map(|&i| i as i64).collect();
-                let idx =
-                    Tensor::<B, 1, Int>::from_data(TensorData::new(idx, [rows.len()]), &device);
-                batch.targets.clone().select(0, idx)
-            };
+            let targets = select_rows(batch.targets.clone(), &rows);
             // Sum of this task's cross-entropies, so that the total is a mean over the batch.
             let sum = ce
                 .forward(logits.clone(), targets.clone())
