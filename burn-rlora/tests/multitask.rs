@@ -12,7 +12,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::nn::LinearConfig;
 use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use burn::train::metric::{ItemLazy, Metric, MetricMetadata, Numeric, NumericEntry};
 use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
@@ -482,6 +482,55 @@ fn a_short_learner_run_lowers_the_loss_and_reports_every_task() {
         assert_eq!(epochs.len(), 4, "{name}: {epochs:?}");
     }
     assert_eq!(history.train_batches["Loss"].len(), 4 * ITERS_PER_EPOCH);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A trainer generic over the body and the collate, with the two library
+/// bounds alone: the Learner takes the classifier as it is.
+fn train_any_body<Bk, E, C>(
+    model: MultiTaskClassifier<Bk, E>,
+    collate: C,
+    dir: &PathBuf,
+    epochs: usize,
+) -> MultiTaskClassifier<Bk::InnerBackend, E::InnerModule>
+where
+    Bk: AutodiffBackend,
+    E: TrainableBody<Bk>,
+    C: BodyCollate<Bk, Vec<f32>, E>,
+{
+    type Parts<Bk, E> = burn::train::LearningComponentsMarker<
+        Bk,
+        WarmupCosineLr,
+        MultiTaskClassifier<Bk, E>,
+        burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, MultiTaskClassifier<Bk, E>, Bk>,
+    >;
+    let (train, valid) = tiny_data(1);
+    let batcher = MultiTaskBatcher::new(collate);
+    let train = DataLoaderBuilder::new(batcher.clone())
+        .batch_size(16)
+        .shuffle(1)
+        .build(train);
+    let valid = DataLoaderBuilder::new(batcher).batch_size(32).build(valid);
+    let training = SupervisedTraining::<Parts<Bk, E>>::new(dir, train, valid)
+        .metric_train_numeric(TaskLossMetric::overall())
+        .metric_valid_numeric(TaskAccuracyMetric::overall())
+        .num_epochs(epochs)
+        .renderer(PlainRenderer::new());
+    let lr = WarmupCosineLr::new(2e-2, 0.0, 1, epochs * ITERS_PER_EPOCH);
+    training
+        .launch(Learner::new(model, AdamConfig::new().init(), lr))
+        .model
+}
+
+#[test]
+fn a_trainer_generic_over_the_body_needs_only_the_library_bounds() {
+    let _rng = common::rng_lock();
+    let dir = artifact_dir("generic");
+    let model = tiny_model::<AB>(&Default::default());
+    let before = mean_loss(&model.valid());
+    let trained = train_any_body(model, DenseCollate, &dir, 2);
+    let after = mean_loss(&trained);
+    assert!(after < before, "validation loss {before} -> {after}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -8,7 +8,9 @@
 //! * [`TaskHeads`] gives each task its own output layer over a shared body,
 //!   and [`MultiTaskClassifier`] implements burn-train's `TrainStep` and
 //!   `InferenceStep` for any [`MultiTaskBody`], with the router load-balance
-//!   loss as an option.
+//!   loss as an option. Code generic over the body asks for a
+//!   [`TrainableBody`] and a [`BodyCollate`], which every suitable body and
+//!   collate already is.
 //! * [`TaskLossMetric`] and [`TaskAccuracyMetric`] report every task by name
 //!   in the Learner's dashboard and logs, plus the overall figures.
 //! * [`WarmupCosineLr`] is the reference's schedule (linear warm-up, cosine decay).
@@ -45,7 +47,9 @@ pub use guard::{Divergence, DivergenceGuard, GuardedCheckpointing, Phase};
 pub use heads::TaskHeads;
 pub use loader::{epoch_seed, SeededEpochLoader};
 pub use metrics::{TaskAccuracyMetric, TaskLossMetric};
-pub use model::{BodyOutput, MultiTaskBody, MultiTaskClassifier};
+pub use model::{
+    BodyCollate, BodyOutput, InnerInput, MultiTaskBody, MultiTaskClassifier, TrainableBody,
+};
 pub use output::{MultiTaskOutput, MultiTaskStats, TaskStats};
 #[cfg(feature = "renderers")]
 pub use renderer::{HistoryHandle, MetricHistory, PlainRenderer, RecordingRenderer};

@@ -1,5 +1,7 @@
 //! [`MultiTaskClassifier`]: a shared body with per-task heads, trainable by burn-train.
 
+use core::fmt::Debug;
+
 use burn::module::{AutodiffModule, Module, ModuleDisplay, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
@@ -7,7 +9,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use burn::train::{InferenceStep, TrainOutput, TrainStep};
 
-use super::batcher::MultiTaskBatch;
+use super::batcher::{Collate, MultiTaskBatch};
 use super::guard::{DivergenceGuard, Phase};
 use super::heads::{select_rows, TaskHeads};
 use super::output::MultiTaskOutput;
@@ -32,6 +34,81 @@ pub trait MultiTaskBody<B: Backend>: Module<B> + ModuleDisplay {
 
     /// Features (and router weights) for a batch.
     fn forward(&self, input: Self::Input) -> BodyOutput<B>;
+}
+
+/// A [`MultiTaskBody`] that a [`MultiTaskClassifier`] can train through
+/// burn-train's `Learner`: an autodiff module whose inner (inference) module
+/// is a body too, both with inputs that print (`Debug`, which the data
+/// loaders require).
+///
+/// Every such type implements it; a body needs nothing beyond its
+/// [`MultiTaskBody`] impl and `#[derive(Module)]`. For `E: TrainableBody<B>`,
+/// `MultiTaskClassifier<B, E>` is burn-train's [`TrainStep`] and
+/// `AutodiffModule<B>` with `InnerModule = MultiTaskClassifier<B::InnerBackend,
+/// E::InnerModule>`, which is its [`InferenceStep`]: all that a `Learner`
+/// asks of a model. Pair it with a [`BodyCollate`] for the data.
+///
+/// ```
+/// use burn::module::AutodiffModule;
+/// use burn::tensor::backend::AutodiffBackend;
+/// use burn::train::{InferenceStep, TrainStep};
+/// use burn_rlora::multitask::{InnerInput, MultiTaskBatch, MultiTaskClassifier, TrainableBody};
+///
+/// // One training step and one validation step, for any trainable body.
+/// fn steps<B: AutodiffBackend, E: TrainableBody<B>>(
+///     model: &MultiTaskClassifier<B, E>,
+///     train: MultiTaskBatch<B, E::Input>,
+///     valid: MultiTaskBatch<B::InnerBackend, InnerInput<B, E>>,
+/// ) {
+///     let _ = TrainStep::step(model, train);
+///     let _ = InferenceStep::step(&model.valid(), valid);
+/// }
+/// ```
+pub trait TrainableBody<B: AutodiffBackend>:
+    MultiTaskBody<B, Input: Debug>
+    + AutodiffModule<B, InnerModule: MultiTaskBody<B::InnerBackend, Input: Debug>>
+    + 'static
+{
+}
+
+impl<B, E> TrainableBody<B> for E
+where
+    B: AutodiffBackend,
+    E: MultiTaskBody<B, Input: Debug>
+        + AutodiffModule<B, InnerModule: MultiTaskBody<B::InnerBackend, Input: Debug>>
+        + 'static,
+{
+}
+
+/// The input of the inner (inference) module of a [`TrainableBody`] `E`:
+/// what validation and test batches carry.
+pub type InnerInput<B, E> = <<E as AutodiffModule<B>>::InnerModule as MultiTaskBody<
+    <B as AutodiffBackend>::InnerBackend,
+>>::Input;
+
+/// A [`Collate`] that stacks items' inputs `X` into the input of body `E` on
+/// both of a `Learner`'s backends: the autodiff backend `B` (training) and its
+/// inner backend (validation and testing).
+///
+/// Every such collate (that is also `Clone + 'static`) implements it; one
+/// generic `impl<B: Backend> Collate<B, X> for MyCollate` serves both.
+pub trait BodyCollate<B: AutodiffBackend, X, E: TrainableBody<B>>:
+    Collate<B, X, Output = E::Input>
+    + Collate<B::InnerBackend, X, Output = InnerInput<B, E>>
+    + Clone
+    + 'static
+{
+}
+
+impl<B, X, E, C> BodyCollate<B, X, E> for C
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+    C: Collate<B, X, Output = E::Input>
+        + Collate<B::InnerBackend, X, Output = InnerInput<B, E>>
+        + Clone
+        + 'static,
+{
 }
 
 /// A shared body `E` with one classification head per task.
