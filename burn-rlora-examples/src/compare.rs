@@ -200,18 +200,17 @@ pub fn parse_non_negative(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A clap value parser: a probability in `[0, 1)` (dropout).
+/// A clap value parser: a dropout probability, in `[0, 1)` as the adapters
+/// require ([`RLoraConfig::check_dropout`]).
 ///
 /// # Errors
 ///
 /// When the value is not in that range.
 pub fn parse_dropout(s: &str) -> Result<f64, String> {
     let v = parse_f64(s)?;
-    if (0.0..1.0).contains(&v) {
-        Ok(v)
-    } else {
-        Err("must be in [0, 1)".into())
-    }
+    RLoraConfig::check_dropout(v)
+        .map(|()| v)
+        .map_err(|e| e.to_string())
 }
 
 /// A clap value parser: a fraction strictly between 0 and 1.

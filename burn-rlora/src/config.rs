@@ -171,6 +171,22 @@ impl RLoraConfig {
         }
     }
 
+    /// Check a dropout probability as [`validate`](Self::validate) and
+    /// [`RLoraLinear::with_dropout`](crate::RLoraLinear::with_dropout) do:
+    /// for a value that will become [`dropout`](Self::dropout), or any other
+    /// dropout probability that follows the same rule.
+    ///
+    /// # Errors
+    ///
+    /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1` (NaN is refused).
+    pub fn check_dropout(dropout: f64) -> Result<(), RLoraError> {
+        if (0.0..1.0).contains(&dropout) {
+            Ok(())
+        } else {
+            Err(RLoraError::InvalidDropout(dropout))
+        }
+    }
+
     /// Check the config against a layer of shape `d_input -> d_output`.
     ///
     /// This is what [`RLoraLinear::from_linear`](crate::RLoraLinear::from_linear) calls first.
@@ -195,7 +211,7 @@ impl RLoraConfig {
                 num_heads: self.num_heads,
             });
         }
-        check_dropout(self.dropout)?;
+        Self::check_dropout(self.dropout)?;
         if let Some(gamma) = self.stable_gamma {
             if !gamma.is_finite() || gamma <= 0.0 {
                 return Err(RLoraError::InvalidGamma(gamma));
@@ -237,15 +253,6 @@ impl RLoraConfig {
             }
         }
         Ok(())
-    }
-}
-
-/// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
-pub(crate) fn check_dropout(dropout: f64) -> Result<(), RLoraError> {
-    if (0.0..1.0).contains(&dropout) {
-        Ok(())
-    } else {
-        Err(RLoraError::InvalidDropout(dropout))
     }
 }
 

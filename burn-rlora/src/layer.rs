@@ -7,7 +7,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{DType, Distribution, FloatDType, Tensor};
 
-use crate::config::{check_dropout, DropoutMode, RLoraConfig, RouterKind};
+use crate::config::{DropoutMode, RLoraConfig, RouterKind};
 use crate::error::RLoraError;
 use crate::init::{InitScheme, Matrix};
 use crate::merge::mean_head;
@@ -200,7 +200,7 @@ impl<B: Backend> RLoraLinear<B> {
     ///
     /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
     pub fn with_dropout(mut self, dropout: f64) -> Result<Self, RLoraError> {
-        check_dropout(dropout)?;
+        RLoraConfig::check_dropout(dropout)?;
         self.config.dropout = dropout;
         Ok(self)
     }

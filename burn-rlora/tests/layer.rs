@@ -497,6 +497,9 @@ fn wrong_input_width_is_an_error_from_try_forward() {
         .is_ok());
     let err = layer.clone().with_dropout(1.5).unwrap_err();
     assert_eq!(err, RLoraError::InvalidDropout(1.5));
+    assert_eq!(RLoraConfig::check_dropout(1.5), Err(err));
+    assert_eq!(RLoraConfig::check_dropout(0.0), Ok(()));
+    assert!(RLoraConfig::check_dropout(f64::NAN).is_err());
 }
 
 #[test]
