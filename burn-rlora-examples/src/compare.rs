@@ -17,15 +17,14 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::metric::ItemLazy;
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{
-    ExecutionStrategy, InferenceStep, Learner, LearningComponentsMarker, MultiDeviceOptim,
-    SupervisedTraining, TrainStep,
+    ExecutionStrategy, Learner, LearningComponentsMarker, MultiDeviceOptim, SupervisedTraining,
 };
 use burn_rlora::multitask::{
-    last_complete_checkpoint, write_atomically, AtomicMpkRecorder, Collate, DenseCollate,
-    Divergence, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier,
-    MultiTaskDataset, MultiTaskOutput, PlainRenderer, RecordingRenderer, ResumePoint,
-    SamplingStrategy, SeededEpochLoader, TaskAccuracyMetric, TaskHeads, TaskId, TaskLossMetric,
-    TaskStats, WarmupCosineLr,
+    last_complete_checkpoint, write_atomically, AtomicMpkRecorder, BodyCollate, Collate,
+    DenseCollate, Divergence, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier,
+    MultiTaskDataset, PlainRenderer, RecordingRenderer, ResumePoint, SamplingStrategy,
+    SeededEpochLoader, TaskAccuracyMetric, TaskHeads, TaskId, TaskLossMetric, TaskStats,
+    TrainableBody, WarmupCosineLr,
 };
 use burn_rlora::{HeadSimilarity, Method, ParamCount, RLoraConfig};
 use serde::{Deserialize, Serialize};
@@ -71,6 +70,33 @@ pub struct TrainSettings {
     /// complete epoch) instead of starting every run afresh.
     #[serde(skip)]
     pub resume: bool,
+}
+
+/// One run of a comparison, as [`fit_and_test`] and the trainers take it:
+/// everything but the model, the data and the method.
+#[derive(Debug, Clone)]
+pub struct RunSpec<'a, B: Backend> {
+    /// The settings shared by every run of the comparison.
+    pub settings: &'a TrainSettings,
+    /// The training seed: initial draws, task mix, batch order, dropout masks.
+    pub seed: u64,
+    /// The run's directory: checkpoints, the Learner's logs, the trained adapter.
+    pub dir: PathBuf,
+    /// The devices to train on; the first one holds the model.
+    pub devices: Vec<B::Device>,
+}
+
+impl TrainSettings {
+    /// The head-similarity trace of a run under these settings: a record
+    /// every [`trace_every`](Self::trace_every) steps on one device (only
+    /// there is one training forward pass one step), off otherwise.
+    pub fn similarity_trace(&self) -> SimilarityTrace {
+        if self.devices == 1 {
+            SimilarityTrace::every(self.trace_every)
+        } else {
+            SimilarityTrace::default()
+        }
+    }
 }
 
 /// What one run produced.
@@ -440,8 +466,8 @@ impl std::error::Error for RunDiverged {}
 /// warm-up and cosine decay, per-task metrics), then score `splits.test`
 /// task by task. `collate` stacks the inputs of `X` for both backends.
 ///
-/// With `settings.resume`, training continues from the newest checkpoint of
-/// `artifact_dir` that loads (skipping damaged ones); otherwise earlier
+/// With `run.settings.resume`, training continues from the newest checkpoint
+/// of `run.dir` that loads (skipping damaged ones); otherwise earlier
 /// checkpoints there are removed. Checkpoints are full precision and written
 /// atomically; the last two epochs are kept.
 ///
@@ -449,41 +475,24 @@ impl std::error::Error for RunDiverged {}
 ///
 /// An empty training split, and [`RunDiverged`] when a non-finite loss or
 /// gradient stopped the run (the weights are then not returned).
-#[allow(clippy::too_many_arguments)]
 pub fn fit_and_test<B, E, X, C>(
     model: MultiTaskClassifier<B, E>,
     collate: C,
     splits: Splits<X>,
-    settings: &TrainSettings,
-    seed: u64,
-    artifact_dir: PathBuf,
-    devices: Vec<B::Device>,
+    run: RunSpec<'_, B>,
 ) -> Result<Fitted<InnerClassifier<B, E>>>
 where
     B: AutodiffBackend,
-    E: MultiTaskBody<B> + AutodiffModule<B> + 'static,
-    E::InnerModule: MultiTaskBody<B::InnerBackend>,
-    MultiTaskClassifier<B, E>: AutodiffModule<B, InnerModule = MultiTaskClassifier<B::InnerBackend, E::InnerModule>>
-        + TrainStep<Input = MultiTaskBatch<B, E::Input>, Output = MultiTaskOutput<B>>
-        + std::fmt::Display,
-    MultiTaskClassifier<B::InnerBackend, E::InnerModule>: InferenceStep<
-        Input = MultiTaskBatch<
-            B::InnerBackend,
-            <E::InnerModule as MultiTaskBody<B::InnerBackend>>::Input,
-        >,
-        Output = MultiTaskOutput<B::InnerBackend>,
-    >,
-    X: Clone + Send + Sync + std::fmt::Debug + 'static,
-    C: Collate<B, X, Output = E::Input>
-        + Collate<
-            B::InnerBackend,
-            X,
-            Output = <E::InnerModule as MultiTaskBody<B::InnerBackend>>::Input,
-        > + Clone
-        + 'static,
-    E::Input: std::fmt::Debug,
-    <E::InnerModule as MultiTaskBody<B::InnerBackend>>::Input: std::fmt::Debug,
+    E: TrainableBody<B>,
+    X: Clone + Send + Sync + fmt::Debug + 'static,
+    C: BodyCollate<B, X, E>,
 {
+    let RunSpec {
+        settings,
+        seed,
+        dir: artifact_dir,
+        devices,
+    } = run;
     let Splits { train, valid, test } = splits;
     if train.is_empty() {
         bail!("the training split is empty: an epoch would train on nothing");
@@ -646,50 +655,42 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }
 
-/// Train `method` with `seed` and score it on the test split.
+/// Train `method` as `run` says and score it on the test split.
 pub fn run_one<B: AutodiffBackend>(
     bench: &Benchmark,
     method: Method,
-    seed: u64,
-    settings: &TrainSettings,
-    artifact_dir: PathBuf,
-    devices: Vec<B::Device>,
+    run: RunSpec<'_, B>,
 ) -> Result<RunResult> {
     let start = Instant::now();
     reset_peak_rss();
-    let device = devices[0].clone();
-    B::seed(&device, seed);
+    let settings = run.settings;
+    let device = run.devices[0].clone();
+    B::seed(&device, run.seed);
     let (rank, config) = method_config(method, settings);
-    // One forward per step on one device: only then do forwards count steps.
-    let trace = if settings.devices == 1 {
-        SimilarityTrace::every(settings.trace_every)
-    } else {
-        SimilarityTrace::default()
-    };
+    let trace = settings.similarity_trace();
     let body = SyntheticBody::<B>::new(&bench.base, &config, &device)?.with_trace(trace.clone());
     let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
     let model = MultiTaskClassifier::new(body, TaskHeads::new(D_HIDDEN, &classes, &device))
         .with_balance_coef(settings.balance);
-    let trainable = ParamCount::of(&model).trainable;
-    let adapter_params = model
-        .body
-        .adapted()
-        .iter()
-        .map(|(_, l)| l.num_adapter_params())
-        .sum();
+    let record = RunRecord {
+        method: method.name().to_string(),
+        seed: run.seed,
+        rank,
+        trainable: ParamCount::of(&model).trainable,
+        adapter_params: model
+            .body
+            .adapted()
+            .iter()
+            .map(|(_, l)| l.num_adapter_params())
+            .sum(),
+        trace,
+        start,
+    };
 
     // 10% of each task's training examples validate; the test split stays unseen.
-    let splits = Splits::of(&bench.tasks, settings.sampling, seed)?;
-    let adapter_dir = artifact_dir.join("adapter");
-    let fitted = fit_and_test(
-        model,
-        DenseCollate,
-        splits,
-        settings,
-        seed,
-        artifact_dir,
-        devices,
-    )?;
+    let splits = Splits::of(&bench.tasks, settings.sampling, run.seed)?;
+    let adapter_dir = run.dir.join("adapter");
+    let fitted = fit_and_test(model, DenseCollate, splits, run)?;
     // The trained adapter alone (no frozen base), in the reference's format.
     burn_rlora::checkpoint::save_adapter(
         &fitted.model.body,
@@ -705,18 +706,27 @@ pub fn run_one<B: AutodiffBackend>(
         .map(|(name, layer)| (name.to_string(), layer.head_similarity()))
         .collect();
     let last = fitted.model.body.mean_head_similarities();
-    let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
-    Ok(RunResult::new(
-        method.name(),
-        seed,
-        rank,
-        trainable,
-        adapter_params,
-        similarity_matrices,
-        fitted,
-        start,
-    )
-    .with_trace(&trace, steps_before, total_steps, last))
+    Ok(RunResult::new(record, fitted, similarity_matrices, last))
+}
+
+/// What a run's [`RunResult`] records besides what [`fit_and_test`]
+/// returns, all known before training.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The method's name.
+    pub method: String,
+    /// The training seed.
+    pub seed: u64,
+    /// The rank used (LoRA's is matched to R-LoRA's parameter count).
+    pub rank: usize,
+    /// Trainable parameters (adapters and task heads).
+    pub trainable: usize,
+    /// Trainable parameters of the adapters alone.
+    pub adapter_params: usize,
+    /// The head similarity the body records during training (off when not traced).
+    pub trace: SimilarityTrace,
+    /// When the run started: its wall time counts from here.
+    pub start: Instant,
 }
 
 impl RunResult {
@@ -737,29 +747,28 @@ impl RunResult {
         )
     }
 
-    /// Assemble a run's result from what [`fit_and_test`] returned; the
-    /// wall time is measured from `start`, the peak memory read now.
-    #[allow(clippy::too_many_arguments)]
+    /// Assemble a run's result from `record` and what [`fit_and_test`]
+    /// returned (`fitted`), with the trained model's head similarity:
+    /// `similarity_matrices` per adapted layer, and `last`, their means,
+    /// which end the similarity trace ([`with_trace`](Self::with_trace)).
+    /// The wall time is measured from `record.start`, the peak memory read now.
     pub fn new<M>(
-        method: &str,
-        seed: u64,
-        rank: usize,
-        trainable: usize,
-        adapter_params: usize,
-        similarity_matrices: Vec<(String, HeadSimilarity)>,
+        record: RunRecord,
         fitted: Fitted<M>,
-        start: Instant,
+        similarity_matrices: Vec<(String, HeadSimilarity)>,
+        last: Vec<(String, Option<f64>)>,
     ) -> Self {
+        let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
         let task_accuracy = fitted.task_accuracy;
         let mean_accuracy = task_accuracy.iter().sum::<f64>() / task_accuracy.len().max(1) as f64;
         Self {
-            method: method.to_string(),
-            seed,
-            rank,
+            method: record.method,
+            seed: record.seed,
+            rank: record.rank,
             mean_accuracy,
             task_accuracy,
-            trainable,
-            adapter_params,
+            trainable: record.trainable,
+            adapter_params: record.adapter_params,
             head_similarity: similarity_matrices
                 .iter()
                 .map(|(n, s)| (n.clone(), s.mean_pairwise))
@@ -767,11 +776,12 @@ impl RunResult {
             similarity_matrices,
             train_loss: fitted.train_loss,
             valid_loss: fitted.valid_loss,
-            wall_seconds: start.elapsed().as_secs_f64(),
+            wall_seconds: record.start.elapsed().as_secs_f64(),
             train_seconds: fitted.train_seconds,
             peak_rss_mib: peak_rss_mib(),
             similarity_trace: Vec::new(),
         }
+        .with_trace(&record.trace, steps_before, total_steps, last)
     }
 }
 
@@ -996,7 +1006,7 @@ pub trait RunTrainer {
     /// The methods it compares.
     type Method: fmt::Display + Copy;
 
-    /// Train `method` with `seed` under `settings`, its files in `dir`.
+    /// Train `method` as `run` says (seed, settings, directory, devices).
     ///
     /// # Errors
     ///
@@ -1004,10 +1014,7 @@ pub trait RunTrainer {
     fn train<B: AutodiffBackend>(
         &self,
         method: Self::Method,
-        seed: u64,
-        settings: &TrainSettings,
-        dir: PathBuf,
-        devices: Vec<B::Device>,
+        run: RunSpec<'_, B>,
     ) -> Result<RunResult>;
 }
 
@@ -1043,8 +1050,13 @@ impl<T: RunTrainer> BackendJob for Comparison<T> {
             &self.settings,
             &self.fingerprint,
             |method, seed, dir| {
-                self.trainer
-                    .train::<B>(method, seed, &self.settings, dir, devices.clone())
+                let run = RunSpec {
+                    settings: &self.settings,
+                    seed,
+                    dir,
+                    devices: devices.clone(),
+                };
+                self.trainer.train::<B>(method, run)
             },
             |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),
         )

@@ -27,7 +27,7 @@ use burn_rlora::multitask::{
     MultiTaskBatch, MultiTaskClassifier, SamplingStrategy, TaskHeads, TaskId,
 };
 use burn_rlora_benches::{interleave, keep_freed_memory};
-use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss, TrainSettings};
+use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss, RunSpec, TrainSettings};
 use burn_rlora_examples::minilm::{
     build_classifier, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
     BertInput, BertModel, MiniLmMethod, MiniLmPaths, MiniLmTokenizer, PreparedTask, SplitSettings,
@@ -403,16 +403,13 @@ fn learner<B: AutodiffBackend>(
     for &m in &s.methods {
         let mut settings = settings(args.batch_size);
         settings.sampling = s.train.sampling;
-        let r = run_minilm::<B>(
-            &tasks,
-            data_dir,
-            m,
-            0,
-            &settings,
-            args.seq,
-            dir.join(m.name()),
-            vec![device.clone()],
-        )?;
+        let run = RunSpec {
+            settings: &settings,
+            seed: 0,
+            dir: dir.join(m.name()),
+            devices: vec![device.clone()],
+        };
+        let r = run_minilm::<B>(&tasks, data_dir, m, args.seq, run)?;
         // Upper bound: every batch padded to `seq` (its longest sequence
         // reaches `seq` on this data).
         let tps = (train_rows * args.seq) as f64 / r.train_seconds;

@@ -21,7 +21,7 @@ use anyhow::{bail, Result};
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora_examples::backend::{run_on, BackendName};
 use burn_rlora_examples::compare::{
-    fingerprint, parse_fraction, seed_range, Comparison, RunResult, RunTrainer, TrainSettings,
+    fingerprint, parse_fraction, seed_range, Comparison, RunResult, RunSpec, RunTrainer,
 };
 use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
@@ -104,21 +104,9 @@ impl RunTrainer for MiniLm {
     fn train<B: AutodiffBackend>(
         &self,
         method: MiniLmMethod,
-        seed: u64,
-        settings: &TrainSettings,
-        dir: PathBuf,
-        devices: Vec<B::Device>,
+        run: RunSpec<'_, B>,
     ) -> Result<RunResult> {
-        run_minilm::<B>(
-            &self.tasks,
-            &self.data_dir,
-            method,
-            seed,
-            settings,
-            self.max_len,
-            dir,
-            devices,
-        )
+        run_minilm::<B>(&self.tasks, &self.data_dir, method, self.max_len, run)
     }
 }
 

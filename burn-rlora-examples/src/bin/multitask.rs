@@ -12,7 +12,6 @@
 //! conflict-cued, agree) are described in `burn_rlora_examples::synthetic`. The
 //! report (Markdown and JSON table, SVG plots) goes to `--out` (`report/`).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
@@ -21,7 +20,7 @@ use burn_rlora::Method;
 use burn_rlora_examples::backend::{run_on, BackendName};
 use burn_rlora_examples::compare::{
     fingerprint, matched_lora_rank, parse_positive, run_one, seed_range, Comparison, RunResult,
-    RunTrainer, TrainSettings,
+    RunSpec, RunTrainer,
 };
 use burn_rlora_examples::options::{CompareArgs, CompareDefaults};
 use burn_rlora_examples::report;
@@ -71,15 +70,8 @@ struct BuiltIn {
 impl RunTrainer for BuiltIn {
     type Method = Method;
 
-    fn train<B: AutodiffBackend>(
-        &self,
-        method: Method,
-        seed: u64,
-        settings: &TrainSettings,
-        dir: PathBuf,
-        devices: Vec<B::Device>,
-    ) -> Result<RunResult> {
-        run_one::<B>(&self.bench, method, seed, settings, dir, devices)
+    fn train<B: AutodiffBackend>(&self, method: Method, run: RunSpec<'_, B>) -> Result<RunResult> {
+        run_one::<B>(&self.bench, method, run)
     }
 }
 

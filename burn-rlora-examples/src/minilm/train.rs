@@ -6,7 +6,7 @@
 //! `Learner` ([`run_minilm`]).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Instant;
 
@@ -24,7 +24,8 @@ use super::load::{MiniLmPaths, PretrainedMiniLm};
 use super::tokenize::MiniLmTokenizer;
 use super::{subsample, train_test_split, SplitRng, Task, TextExample};
 use crate::compare::{
-    fit_and_test, method_config_over, reset_peak_rss, RunResult, Splits, TrainSettings,
+    fit_and_test, method_config_over, reset_peak_rss, RunRecord, RunResult, RunSpec, Splits,
+    TrainSettings,
 };
 use crate::trace::SimilarityTrace;
 
@@ -349,60 +350,57 @@ pub fn build_classifier<B: Backend>(
     ))
 }
 
-/// Train `method` with `seed` on the prepared `tasks` (the pretrained encoder
-/// loaded from `data_dir`) and score it on the test splits.
+/// Train `method` as `run` says on the prepared `tasks` (the pretrained
+/// encoder loaded from `data_dir`, sequences of at most `max_len` tokens)
+/// and score it on the test splits.
 ///
 /// 10% of each task's training examples validate after every epoch; the test
 /// split is scored once at the end. Head similarity is reported per adapted
 /// linear, named `L<block>.<module>`. An adapter method's trained adapters
-/// are saved to `<artifact_dir>/adapter/` (`save_adapter`'s format).
+/// are saved to `<run.dir>/adapter/` (`save_adapter`'s format).
 ///
 /// # Errors
 ///
 /// Loading the model, building the adapters or the datasets.
-#[allow(clippy::too_many_arguments)]
 pub fn run_minilm<B: AutodiffBackend>(
     tasks: &[PreparedTask],
     data_dir: &Path,
     method: MiniLmMethod,
-    seed: u64,
-    settings: &TrainSettings,
     max_len: usize,
-    artifact_dir: PathBuf,
-    devices: Vec<B::Device>,
+    run: RunSpec<'_, B>,
 ) -> Result<RunResult> {
     let start = Instant::now();
     reset_peak_rss();
-    let device = devices[0].clone();
-    B::seed(&device, seed);
+    let settings = run.settings;
+    let device = run.devices[0].clone();
+    B::seed(&device, run.seed);
     let (rank, mut model) =
         build_classifier::<B>(data_dir, method, settings, max_len, tasks, &device)?;
-    // One forward per step on one device: only then do forwards count steps.
-    let trace = if settings.devices == 1 && method != MiniLmMethod::Probe {
-        SimilarityTrace::every(settings.trace_every)
-    } else {
+    // The probe has no adapters, so no head similarity to trace.
+    let trace = if method == MiniLmMethod::Probe {
         SimilarityTrace::default()
+    } else {
+        settings.similarity_trace()
     };
     model.body = model.body.with_trace(trace.clone());
-    let trainable = ParamCount::of(&model).trainable;
-    let adapter_params = model
-        .body
-        .adapted_layers()
-        .iter()
-        .map(|(_, _, l)| l.num_adapter_params())
-        .sum();
+    let record = RunRecord {
+        method: method.name().to_string(),
+        seed: run.seed,
+        rank,
+        trainable: ParamCount::of(&model).trainable,
+        adapter_params: model
+            .body
+            .adapted_layers()
+            .iter()
+            .map(|(_, _, l)| l.num_adapter_params())
+            .sum(),
+        trace,
+        start,
+    };
 
-    let splits = Splits::of(tasks, settings.sampling, seed)?;
-    let adapter_dir = artifact_dir.join("adapter");
-    let fitted = fit_and_test(
-        model,
-        TokenCollate,
-        splits,
-        settings,
-        seed,
-        artifact_dir,
-        devices,
-    )?;
+    let splits = Splits::of(tasks, settings.sampling, run.seed)?;
+    let adapter_dir = run.dir.join("adapter");
+    let fitted = fit_and_test(model, TokenCollate, splits, run)?;
     // The trained adapters alone (no frozen encoder, no heads), in the reference's format.
     if let MiniLmMethod::Adapter(_) = method {
         let config = BertConfig::from_json_file(&MiniLmPaths::in_data_dir(data_dir)?.config)?;
@@ -423,16 +421,5 @@ pub fn run_minilm<B: AutodiffBackend>(
         .map(|s| (format!("L{}.{}", s.layer, s.module), s.similarity))
         .collect();
     let last = fitted.model.body.mean_head_similarities();
-    let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
-    Ok(RunResult::new(
-        method.name(),
-        seed,
-        rank,
-        trainable,
-        adapter_params,
-        similarity_matrices,
-        fitted,
-        start,
-    )
-    .with_trace(&trace, steps_before, total_steps, last))
+    Ok(RunResult::new(record, fitted, similarity_matrices, last))
 }
