@@ -14,7 +14,9 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_rlora::multitask::{BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads};
+use burn_rlora::multitask::{
+    largest_remainder, BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads,
+};
 use burn_rlora::{HeadSimilarity, Method, ParamCount};
 use serde::Serialize;
 
@@ -88,10 +90,13 @@ pub struct SplitSettings {
     pub split_seed: u64,
 }
 
-/// A stratified subsample of exactly `min(n, len)` examples: each class gets
-/// its share of `n` rounded down, and the examples left over go to the classes
-/// with the largest remainders (so a class may get none when `n` is smaller
-/// than the number of classes). Deterministic under `seed`; shuffled.
+/// A stratified subsample of exactly `min(n, len)` examples: each class's
+/// share of `n`, rounded by [`largest_remainder`] (every class gets its share
+/// rounded down, and the examples left over go to the classes with the
+/// largest remainders, so a class may get none when `n` is smaller than the
+/// number of classes). The shares are floating-point numbers, so an exact
+/// tie between two remainders goes as their rounding falls, not always to
+/// the lower class. Deterministic under `seed`; shuffled.
 pub fn stratified_subsample(examples: &[TextExample], n: usize, seed: u64) -> Vec<TextExample> {
     if n >= examples.len() {
         return subsample(examples, n, seed);
@@ -101,21 +106,9 @@ pub fn stratified_subsample(examples: &[TextExample], n: usize, seed: u64) -> Ve
     for e in examples {
         by_class[e.label].push(e);
     }
-    let total = examples.len();
-    let mut quota: Vec<usize> = by_class.iter().map(|m| n * m.len() / total).collect();
-    let mut order: Vec<usize> = (0..classes).collect();
-    // Largest remainder first; ties to the lower class index.
-    order.sort_by_key(|&c| std::cmp::Reverse((n * by_class[c].len()) % total));
-    let mut left = n - quota.iter().sum::<usize>();
-    for &c in order.iter().cycle().take(classes * 2) {
-        if left == 0 {
-            break;
-        }
-        if quota[c] < by_class[c].len() {
-            quota[c] += 1;
-            left -= 1;
-        }
-    }
+    let total = examples.len() as f64;
+    let shares: Vec<f64> = by_class.iter().map(|m| m.len() as f64 / total).collect();
+    let quota = largest_remainder(&shares, n);
     let mut rng = SplitRng::new(seed);
     let mut picked: Vec<TextExample> = Vec::with_capacity(n);
     for (members, q) in by_class.iter_mut().zip(quota) {
