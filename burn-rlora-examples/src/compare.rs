@@ -29,7 +29,7 @@ use burn_rlora::multitask::{
 use burn_rlora::{HeadSimilarity, Method, ParamCount, RLoraConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::backend::BackendJob;
+use crate::backend::{run_on, BackendJob, BackendName};
 use crate::report;
 use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN};
 use crate::trace::{SimilarityTrace, TracePoint};
@@ -1037,6 +1037,30 @@ pub struct Comparison<T: RunTrainer> {
     pub task_names: Vec<String>,
     /// The Markdown header of `table.md`.
     pub header: String,
+}
+
+impl<T: RunTrainer> Comparison<T> {
+    /// Every run on `backend` with `devices` devices ([`run_on`]), then the
+    /// report written and printed ([`report::write_and_print`], the wall
+    /// time counted from `start`).
+    ///
+    /// # Errors
+    ///
+    /// A backend not compiled in, the first run that fails, or I/O.
+    pub fn run_and_report(
+        self,
+        backend: BackendName,
+        devices: usize,
+        start: Instant,
+    ) -> Result<()> {
+        let (out, task_names, header) = (
+            self.out.clone(),
+            self.task_names.clone(),
+            self.header.clone(),
+        );
+        let runs = run_on(backend, devices, self)??;
+        report::write_and_print(&out, &runs, &task_names, &header, start)
+    }
 }
 
 impl<T: RunTrainer> BackendJob for Comparison<T> {

@@ -1,11 +1,15 @@
 //! The command-line options the comparison binaries share, as one
 //! `clap::Args` struct that each binary flattens into its own parser and
-//! gives its own defaults ([`CompareDefaults`]).
+//! gives its own defaults ([`CompareDefaults`]), and the binaries' shared
+//! `main` ([`exit_on_error`]).
 
+use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use burn_rlora::multitask::SamplingStrategy;
 use clap::builder::IntoResettable;
+use clap::{CommandFactory, FromArgMatches};
 
 use crate::compare::{
     parse_dropout, parse_non_negative, parse_positive, parse_sampling, TrainSettings,
@@ -160,5 +164,56 @@ impl CompareArgs {
             plain: self.plain,
             resume: self.resume,
         }
+    }
+}
+
+impl CompareDefaults {
+    /// The parser of `A` (a `clap::Parser` that flattens [`CompareArgs`])
+    /// with these defaults ([`CompareArgs::with_defaults`]).
+    pub fn command<A: CommandFactory>(&self) -> clap::Command {
+        CompareArgs::with_defaults(A::command(), self)
+    }
+
+    /// `A` from the command line, with these defaults. A bad command line
+    /// ends the process as clap does: usage error, exit status 2.
+    pub fn parse<A: CommandFactory + FromArgMatches>(&self) -> A {
+        A::from_arg_matches(&self.command::<A>().get_matches()).unwrap_or_else(|e| e.exit())
+    }
+
+    /// A bad argument found after parsing: `message` as clap's usage error
+    /// of `A`'s parser, exit status 2.
+    pub fn usage_error<A: CommandFactory>(&self, message: impl fmt::Display) -> ! {
+        self.command::<A>()
+            .error(clap::error::ErrorKind::ValueValidation, message)
+            .exit()
+    }
+}
+
+/// The methods named by `--methods`, parsed as `M`.
+///
+/// # Errors
+///
+/// A name that does not parse, or no name at all.
+pub fn parse_methods<M>(names: &[String]) -> anyhow::Result<Vec<M>>
+where
+    M: FromStr,
+    M::Err: std::error::Error + Send + Sync + 'static,
+{
+    let methods = names
+        .iter()
+        .map(|m| m.parse::<M>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if methods.is_empty() {
+        anyhow::bail!("--methods is empty");
+    }
+    Ok(methods)
+}
+
+/// A binary's `main`: `run`, and on an error print it with its causes
+/// (`error: ...` on stderr) and exit with status 1.
+pub fn exit_on_error(run: impl FnOnce() -> anyhow::Result<()>) {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
     }
 }

@@ -17,9 +17,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora_examples::backend::{run_on, BackendName};
+use burn_rlora_examples::backend::BackendName;
 use burn_rlora_examples::compare::{
     fingerprint, parse_fraction, seed_range, Comparison, RunResult, RunSpec, RunTrainer,
 };
@@ -27,9 +27,9 @@ use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
     MiniLmMethod, MiniLmPaths, MiniLmTokenizer, PreparedTask, SplitSettings,
 };
-use burn_rlora_examples::options::{CompareArgs, CompareDefaults};
+use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
 use burn_rlora_examples::report;
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 
 /// Multi-task fine-tuning of pretrained MiniLM on four real text tasks.
 #[derive(Parser, Debug)]
@@ -79,18 +79,6 @@ const DEFAULTS: CompareDefaults = CompareDefaults {
     trace_every: "25",
 };
 
-/// The parser, with this binary's defaults.
-fn command() -> clap::Command {
-    CompareArgs::with_defaults(Args::command(), &DEFAULTS)
-}
-
-/// A bad argument: clap's usage error, exit status 2.
-fn usage_error(message: impl std::fmt::Display) -> ! {
-    command()
-        .error(clap::error::ErrorKind::ValueValidation, message)
-        .exit()
-}
-
 /// MiniLM's runs on the prepared tasks.
 struct MiniLm {
     tasks: Vec<PreparedTask>,
@@ -111,25 +99,16 @@ impl RunTrainer for MiniLm {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    exit_on_error(run)
 }
 
 fn run() -> Result<()> {
-    let args = Args::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let args: Args = DEFAULTS.parse();
     let common = &args.common;
-    let methods = args
-        .methods
-        .iter()
-        .map(|m| m.parse::<MiniLmMethod>())
-        .collect::<Result<Vec<_>, _>>()?;
-    if methods.is_empty() {
-        bail!("--methods is empty");
-    }
+    let methods: Vec<MiniLmMethod> = parse_methods(&args.methods)?;
     let backend = BackendName::resolve(common.backend.as_deref())?;
-    let seeds = seed_range(common.seed, common.seeds).unwrap_or_else(|e| usage_error(e));
+    let seeds =
+        seed_range(common.seed, common.seeds).unwrap_or_else(|e| DEFAULTS.usage_error::<Args>(e));
     let max_len = args.max_len as usize;
     let sampling = common.sampling;
 
@@ -137,7 +116,7 @@ fn run() -> Result<()> {
     let paths = MiniLmPaths::in_data_dir(&data_dir)?;
     let config = BertConfig::from_json_file(&paths.config)?;
     if max_len > config.max_position_embeddings {
-        usage_error(format!(
+        DEFAULTS.usage_error::<Args>(format!(
             "--max-len {} exceeds the model's {} positions",
             args.max_len, config.max_position_embeddings
         ));
@@ -149,7 +128,7 @@ fn run() -> Result<()> {
         if let Some((rank, adapters)) = minilm_adapter(m, &settings, &config) {
             for (d_in, d_out) in adapted_shapes(&config, &adapters) {
                 if let Err(e) = adapters.adapter.validate(d_in, d_out) {
-                    usage_error(format!("--rank/--heads/--alpha/--dropout: {e}"));
+                    DEFAULTS.usage_error::<Args>(format!("--rank/--heads/--alpha/--dropout: {e}"));
                 }
             }
             if m.name() == "lora" {
@@ -251,9 +230,8 @@ fn run() -> Result<()> {
         settings,
         fingerprint,
         out: common.out.clone(),
-        task_names: task_names.clone(),
-        header: header.clone(),
+        task_names,
+        header,
     };
-    let runs = run_on(backend, common.devices as usize, job)??;
-    report::write_and_print(&common.out, &runs, &task_names, &header, start)
+    job.run_and_report(backend, common.devices as usize, start)
 }

@@ -14,18 +14,18 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora::Method;
-use burn_rlora_examples::backend::{run_on, BackendName};
+use burn_rlora_examples::backend::BackendName;
 use burn_rlora_examples::compare::{
     fingerprint, matched_lora_rank, parse_positive, run_one, seed_range, Comparison, RunResult,
     RunSpec, RunTrainer,
 };
-use burn_rlora_examples::options::{CompareArgs, CompareDefaults};
+use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
 use burn_rlora_examples::report;
 use burn_rlora_examples::synthetic::{Benchmark, Setting, D_HIDDEN, MAX_DATA_SCALE};
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 
 /// Compare multi-head LoRA methods on embedded multi-task data.
 #[derive(Parser, Debug)]
@@ -76,10 +76,7 @@ impl RunTrainer for BuiltIn {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    exit_on_error(run)
 }
 
 /// This binary's defaults of the shared options.
@@ -94,31 +91,13 @@ const DEFAULTS: CompareDefaults = CompareDefaults {
     trace_every: "50",
 };
 
-/// The parser, with this binary's defaults.
-fn command() -> clap::Command {
-    CompareArgs::with_defaults(Args::command(), &DEFAULTS)
-}
-
-/// A bad argument: clap's usage error, exit status 2.
-fn usage_error(message: impl std::fmt::Display) -> ! {
-    command()
-        .error(clap::error::ErrorKind::ValueValidation, message)
-        .exit()
-}
-
 fn run() -> Result<()> {
-    let args = Args::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
+    let args: Args = DEFAULTS.parse();
     let common = &args.common;
-    let methods = args
-        .methods
-        .iter()
-        .map(|m| m.parse::<Method>())
-        .collect::<Result<Vec<_>, _>>()?;
-    if methods.is_empty() {
-        bail!("--methods is empty");
-    }
+    let methods: Vec<Method> = parse_methods(&args.methods)?;
     let backend = BackendName::resolve(common.backend.as_deref())?;
-    let seeds = seed_range(common.seed, common.seeds).unwrap_or_else(|e| usage_error(e));
+    let seeds =
+        seed_range(common.seed, common.seeds).unwrap_or_else(|e| DEFAULTS.usage_error::<Args>(e));
     let settings = common.settings();
     // A bad adapter setting is a bad argument: refused before any training.
     for &m in &methods {
@@ -126,7 +105,7 @@ fn run() -> Result<()> {
             .1
             .validate(D_HIDDEN, D_HIDDEN)
         {
-            usage_error(format!("--rank/--heads/--alpha/--dropout: {e}"));
+            DEFAULTS.usage_error::<Args>(format!("--rank/--heads/--alpha/--dropout: {e}"));
         }
     }
     report::prepare_dir(&common.out)?;
@@ -179,9 +158,8 @@ fn run() -> Result<()> {
         settings,
         fingerprint,
         out: common.out.clone(),
-        task_names: task_names.clone(),
-        header: header.clone(),
+        task_names,
+        header,
     };
-    let runs = run_on(backend, common.devices as usize, job)??;
-    report::write_and_print(&common.out, &runs, &task_names, &header, start)
+    job.run_and_report(backend, common.devices as usize, start)
 }
