@@ -21,7 +21,7 @@ use burn::train::{
 };
 use burn_rlora::multitask::{
     last_complete_checkpoint, write_atomically, AtomicMpkRecorder, BodyCollate, Collate,
-    DenseCollate, Divergence, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier,
+    DenseCollate, Divergence, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier,
     MultiTaskDataset, PlainRenderer, RecordingRenderer, ResumePoint, SamplingStrategy,
     SeededEpochLoader, TaskAccuracyMetric, TaskHeads, TaskId, TaskLossMetric, TaskStats,
     TrainableBody, WarmupCosineLr,
@@ -604,21 +604,13 @@ where
     let model = result.model;
     let train_seconds = start.elapsed().as_secs_f64();
 
-    // Score the held-out split, task by task.
-    let mut totals = vec![TaskStats::default(); names.len()];
-    for batch in
-        loader::<B::InnerBackend, X, C>(collate, test, settings.batch_size.max(64), None).iter()
-    {
-        let stats = model.forward_loss(batch).sync();
-        for (total, s) in totals.iter_mut().zip(&stats.tasks) {
-            total.count += s.count;
-            total.correct += s.correct;
-        }
-    }
-    let task_accuracy: Vec<f64> = totals
-        .iter()
-        .map(|s| 100.0 * s.correct as f64 / s.count.max(1) as f64)
-        .collect();
+    let task_accuracy = test_accuracy(
+        &model,
+        collate,
+        test,
+        settings.batch_size.max(64),
+        names.len(),
+    );
     let history = history.lock().map(|h| h.clone()).unwrap_or_default();
     Ok(Fitted {
         model,
@@ -637,6 +629,36 @@ where
         steps_before: (first_epoch - 1) * steps_per_epoch,
         total_steps: steps,
     })
+}
+
+/// Test accuracy per task, in percent: `model` scores `test` in batches of
+/// `batch_size` (inputs stacked by `collate`), counted for each of `tasks`
+/// tasks (0 for a task with no test example).
+pub fn test_accuracy<B, E, X, C>(
+    model: &MultiTaskClassifier<B, E>,
+    collate: C,
+    test: MultiTaskDataset<X>,
+    batch_size: usize,
+    tasks: usize,
+) -> Vec<f64>
+where
+    B: Backend,
+    E: MultiTaskBody<B, Input: fmt::Debug>,
+    X: Clone + Send + Sync + fmt::Debug + 'static,
+    C: Collate<B, X, Output = E::Input> + 'static,
+{
+    let mut totals = vec![TaskStats::default(); tasks];
+    for batch in loader::<B, X, C>(collate, test, batch_size, None).iter() {
+        let stats = model.forward_loss(batch).sync();
+        for (total, s) in totals.iter_mut().zip(&stats.tasks) {
+            total.count += s.count;
+            total.correct += s.correct;
+        }
+    }
+    totals
+        .iter()
+        .map(|s| 100.0 * s.correct as f64 / s.count.max(1) as f64)
+        .collect()
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` of

@@ -33,17 +33,17 @@ use burn::data::dataset::Dataset;
 use burn::optim::AdamConfig;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::train::metric::ItemLazy;
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{ExecutionStrategy, Learner, SupervisedTraining, TrainingStrategy};
 use burn_rlora::multitask::{
-    DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier, MultiTaskDataset,
-    PlainRenderer, RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric,
-    TaskStats, WarmupCosineLr,
+    DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier, PlainRenderer,
+    RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric, WarmupCosineLr,
 };
 use burn_rlora::{Method, ParamCount};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{method_config, parse_sampling, Splits, TrainSettings};
+use burn_rlora_examples::compare::{
+    method_config, parse_sampling, test_accuracy, Splits, TrainSettings,
+};
 use burn_rlora_examples::distributed::flat::{
     broadcast_from_root, masked_values, trainable_mask, GradLayout,
 };
@@ -412,7 +412,7 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         } else {
             losses.values()
         };
-        let task_accuracy = test_accuracy(&model, batcher, test, task_names.len());
+        let task_accuracy = test_accuracy(&model, DenseCollate, test, 256, task_names.len());
         for (name, acc) in task_names.iter().zip(&task_accuracy) {
             println!("test accuracy {name}: {acc:.2}%");
         }
@@ -442,26 +442,6 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         };
         write_report(&args.out, &report)
     }
-}
-
-fn test_accuracy<B: Backend>(
-    model: &MultiTaskClassifier<B, SyntheticBody<B>>,
-    batcher: MultiTaskBatcher<DenseCollate>,
-    test: MultiTaskDataset<Vec<f32>>,
-    tasks: usize,
-) -> Vec<f64> {
-    let mut totals = vec![TaskStats::default(); tasks];
-    for batch in loader::<B, TaskItem<Vec<f32>>, _>(batcher, test, 256, None).iter() {
-        let stats = model.forward_loss(batch).sync();
-        for (total, s) in totals.iter_mut().zip(&stats.tasks) {
-            total.count += s.count;
-            total.correct += s.correct;
-        }
-    }
-    totals
-        .iter()
-        .map(|s| 100.0 * s.correct as f64 / s.count.max(1) as f64)
-        .collect()
 }
 
 fn write_report(out: &Path, report: &Report) -> Result<()> {
