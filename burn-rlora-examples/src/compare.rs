@@ -99,6 +99,19 @@ impl TrainSettings {
     }
 }
 
+impl<B: Backend> RunSpec<'_, B> {
+    /// Start the run: its wall clock, the peak-memory mark reset
+    /// ([`reset_peak_rss`]), and the backend seeded with the run's seed on
+    /// the first device. Returns the start time and that device.
+    pub fn begin(&self) -> (Instant, B::Device) {
+        let start = Instant::now();
+        reset_peak_rss();
+        let device = self.devices[0].clone();
+        B::seed(&device, self.seed);
+        (start, device)
+    }
+}
+
 /// What one run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunResult {
@@ -683,11 +696,8 @@ pub fn run_one<B: AutodiffBackend>(
     method: Method,
     run: RunSpec<'_, B>,
 ) -> Result<RunResult> {
-    let start = Instant::now();
-    reset_peak_rss();
+    let (start, device) = run.begin();
     let settings = run.settings;
-    let device = run.devices[0].clone();
-    B::seed(&device, run.seed);
     let (rank, config) = method_config(method, settings);
     let trace = settings.similarity_trace();
     let body = SyntheticBody::<B>::new(&bench.base, &config, &device)?.with_trace(trace.clone());

@@ -8,7 +8,6 @@
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Instant;
 
 use anyhow::{Context, Result};
 use burn::module::Module;
@@ -26,8 +25,7 @@ use super::load::{MiniLmPaths, PretrainedMiniLm};
 use super::tokenize::MiniLmTokenizer;
 use super::{subsample, train_test_split, SplitRng, Task, TextExample};
 use crate::compare::{
-    fit_and_test, method_config_over, reset_peak_rss, RunRecord, RunResult, RunSpec, Splits,
-    TrainSettings,
+    fit_and_test, method_config_over, RunRecord, RunResult, RunSpec, Splits, TrainSettings,
 };
 use crate::trace::SimilarityTrace;
 
@@ -362,11 +360,8 @@ pub fn run_minilm<B: AutodiffBackend>(
     max_len: usize,
     run: RunSpec<'_, B>,
 ) -> Result<RunResult> {
-    let start = Instant::now();
-    reset_peak_rss();
+    let (start, device) = run.begin();
     let settings = run.settings;
-    let device = run.devices[0].clone();
-    B::seed(&device, run.seed);
     let (rank, mut model) =
         build_classifier::<B>(data_dir, method, settings, max_len, tasks, &device)?;
     // The probe has no adapters, so no head similarity to trace.
