@@ -171,8 +171,8 @@ impl BertConfig {
                 self.attention_probs_dropout_prob,
             ),
         ] {
-            if !(0.0..1.0).contains(&p) {
-                return bad(format!("{name} must be in [0, 1), got {p}"));
+            if let Err(e) = RLoraConfig::check_dropout(p) {
+                return bad(format!("{name}: {e}"));
             }
         }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
