@@ -486,3 +486,36 @@ fn plain_copy(b: &Block<NB>) -> Block<NB> {
     copy.ffn[0] = plain(&b.ffn[0]);
     copy
 }
+
+/// A model adapted by name merges back into the same type with plain layers.
+#[cfg(feature = "store")]
+#[test]
+fn an_adapted_model_merges_into_its_plain_form() {
+    use burn_rlora::checkpoint::merge_into;
+
+    // LoRA merges exactly; train it a little so that the merge matters.
+    let config = RLoraConfig::lora(2, 4.0);
+    let targets = TargetModules::names(["query", "ffn.1", "head"]);
+    let mut adapted = AdaptConfig::new(config.clone(), targets)
+        .adapt(model())
+        .unwrap();
+    for layer in [&mut adapted.blocks[0].ffn[1], &mut adapted.head] {
+        let AdaptableLinear::Adapted(l) = layer else {
+            unreachable!()
+        };
+        let b = l.lora_b.val();
+        l.lora_b = Param::from_tensor(b.clone().ones_like().mul_scalar(0.1));
+    }
+    let x = Tensor::<NB, 2>::random([3, 8], burn::tensor::Distribution::Default, &dev());
+    let run = |m: &Model<NB>| {
+        let b = &m.blocks[0];
+        let h = b.attention.query.forward(x.clone());
+        m.head.forward(b.ffn[1].forward(b.ffn[0].forward(h)))
+    };
+    let expected = run(&adapted);
+    let merged = merge_into(adapted, &config, model()).unwrap();
+    assert!(!merged.head.is_adapted());
+    run(&merged)
+        .into_data()
+        .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
+}

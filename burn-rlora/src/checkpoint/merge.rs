@@ -250,13 +250,18 @@ pub(crate) fn merged_bytes<B: Backend, M: Module<B>>(
     // burn-store 0.21 applies a save filter to the path only (the container
     // path it passes to predicates is empty), so select the base tensors by
     // full path, from a collect that sees the container types.
+    // Enum variants are left out of the names (`dense.weight`, not
+    // `dense.Adapted.weight`), so that the file loads into the plain model
+    // whatever variant its layers are in.
     let keep: Vec<String> = merged
-        .collect(None, None, false)
+        .collect(None, None, true)
         .iter()
         .filter(|s| is_base_tensor(&s.full_path(), &s.container_path()))
         .map(|s| s.full_path())
         .collect();
-    let mut store = SafetensorsStore::from_bytes(None).with_full_paths(keep);
+    let mut store = SafetensorsStore::from_bytes(None)
+        .skip_enum_variants(true)
+        .with_full_paths(keep);
     let fail = |e: burn_store::SafetensorsStoreError| {
         CheckpointError::model_tensors("the merged model", e)
     };
@@ -266,6 +271,9 @@ pub(crate) fn merged_bytes<B: Backend, M: Module<B>>(
 
 /// Merge (see [`merge_model`]) and save the merged base weights of the whole
 /// model to `path` as safetensors (Burn names and layout, written atomically).
+/// Enum variants are left out of the names, as burn-store's
+/// `skip_enum_variants(true)` reads them: a layer inside an
+/// [`AdaptableLinear`](crate::AdaptableLinear) is saved as `dense.weight`.
 ///
 /// # Errors
 ///
@@ -282,6 +290,8 @@ pub fn save_merged<B: Backend, M: Module<B>>(
 
 /// Merge `model` and load the result into `plain`, the same model with
 /// `Linear` in place of every `RLoraLinear`: this returns the plain model type.
+/// For a model adapted by name, `plain` can be the same type with its
+/// [`AdaptableLinear`](crate::AdaptableLinear) layers plain.
 ///
 /// # Errors
 ///
@@ -294,7 +304,7 @@ pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
     mut plain: P,
 ) -> Result<P, CheckpointError> {
     let bytes = merged_bytes(model, config)?;
-    let mut store = SafetensorsStore::from_bytes(Some(bytes));
+    let mut store = SafetensorsStore::from_bytes(Some(bytes)).skip_enum_variants(true);
     let result = plain
         .load_from(&mut store)
         .map_err(|e| CheckpointError::model_tensors("the plain model", e))?;
