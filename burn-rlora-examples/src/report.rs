@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use burn_rlora::multitask::write_atomically;
 
-use crate::compare::RunResult;
+use crate::compare::result::RunResult;
 use crate::stats::PairedDifference;
 
 /// Mean and sample standard deviation.

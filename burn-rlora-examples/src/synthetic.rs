@@ -103,7 +103,7 @@ pub struct TaskData {
     pub test: Vec<(Vec<f32>, usize)>,
 }
 
-impl crate::compare::ComparisonTask for TaskData {
+impl crate::compare::splits::ComparisonTask for TaskData {
     type Input = Vec<f32>;
 
     fn name(&self) -> &str {

@@ -10,7 +10,6 @@ use burn::tensor::{DType, Distribution, FloatDType, Tensor};
 use crate::config::{DropoutMode, RLoraConfig, RouterKind};
 use crate::error::RLoraError;
 use crate::init::{InitScheme, Matrix};
-use crate::merge::mean_head;
 
 /// A drop-in replacement for [`burn::nn::Linear`] with a multi-head low-rank adapter.
 ///
@@ -501,4 +500,15 @@ impl<B: Backend> ModuleDisplay for RLoraLinear<B> {
             .add("trainable", &self.num_adapter_params())
             .optional()
     }
+}
+
+/// The mean of `n` stacked heads: `heads` is `[n * r, d_output]` (rows
+/// `i*r..(i+1)*r` are head `i`), the result `mean_i B_i`, `[r, d_output]`.
+pub(crate) fn mean_head<B: Backend>(heads: Tensor<B, 2>, n: usize) -> Tensor<B, 2> {
+    let [rows, d_output] = heads.dims();
+    let r = rows / n;
+    heads
+        .reshape([n, r, d_output])
+        .mean_dim(0)
+        .reshape([r, d_output])
 }

@@ -7,18 +7,7 @@ use burn::tensor::Tensor;
 
 use crate::config::RouterKind;
 use crate::error::RLoraError;
-use crate::layer::RLoraLinear;
-
-/// The mean of `n` stacked heads: `heads` is `[n * r, d_output]` (rows
-/// `i*r..(i+1)*r` are head `i`), the result `mean_i B_i`, `[r, d_output]`.
-pub(crate) fn mean_head<B: Backend>(heads: Tensor<B, 2>, n: usize) -> Tensor<B, 2> {
-    let [rows, d_output] = heads.dims();
-    let r = rows / n;
-    heads
-        .reshape([n, r, d_output])
-        .mean_dim(0)
-        .reshape([r, d_output])
-}
+use crate::layer::{mean_head, RLoraLinear};
 
 /// The change the compensation pair `(A0, Bbar0)` makes to the base weight,
 /// `-s * A0 Bbar0`, in Burn's layout `[d_input, d_output]`.

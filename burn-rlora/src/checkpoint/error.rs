@@ -189,28 +189,6 @@ impl CheckpointError {
         }
     }
 
-    /// Replace the bare file names in `CorruptConfig` / `CorruptTensors` by full paths.
-    pub(crate) fn with_paths(self, config: &std::path::Path, tensors: &std::path::Path) -> Self {
-        match self {
-            Self::CorruptConfig { what, reason } if what == super::format::CONFIG_FILE => {
-                Self::CorruptConfig {
-                    what: config.display().to_string(),
-                    reason,
-                }
-            }
-            Self::CorruptTensors { what, reason }
-                if what == super::format::TENSORS_FILE
-                    || what == super::format::REFERENCE_TENSORS_FILE =>
-            {
-                Self::CorruptTensors {
-                    what: tensors.display().to_string(),
-                    reason,
-                }
-            }
-            other => other,
-        }
-    }
-
     /// [`Self::ModelTensors`] for `what`, with burn-store's `reason`.
     pub(crate) fn model_tensors(what: impl Into<String>, reason: impl ToString) -> Self {
         Self::ModelTensors {

@@ -552,3 +552,28 @@ pub(crate) fn write_safetensors(
         }
     })
 }
+
+/// Replace the bare file names in `CorruptConfig` / `CorruptTensors` by full paths.
+pub(crate) fn with_paths(
+    error: CheckpointError,
+    config: &std::path::Path,
+    tensors: &std::path::Path,
+) -> CheckpointError {
+    match error {
+        CheckpointError::CorruptConfig { what, reason } if what == CONFIG_FILE => {
+            CheckpointError::CorruptConfig {
+                what: config.display().to_string(),
+                reason,
+            }
+        }
+        CheckpointError::CorruptTensors { what, reason }
+            if what == TENSORS_FILE || what == REFERENCE_TENSORS_FILE =>
+        {
+            CheckpointError::CorruptTensors {
+                what: tensors.display().to_string(),
+                reason,
+            }
+        }
+        other => other,
+    }
+}

@@ -11,8 +11,8 @@ use burn_store::{ApplyError, ModuleSnapshot};
 use super::error::CheckpointError;
 use super::file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
 use super::format::{
-    check_raw_finite, read_safetensors, AdapterConfig, AdapterFile, HostTensor, ModuleTensors,
-    RawTensors, TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
+    check_raw_finite, read_safetensors, with_paths, AdapterConfig, AdapterFile, HostTensor,
+    ModuleTensors, RawTensors, TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
 };
 use super::model::adapted_layers;
 use super::naming::ModuleNaming;
@@ -171,7 +171,7 @@ impl AdapterFile {
         let config = read(CONFIG_FILE)?;
         let tensors = read(TENSORS_FILE)?;
         Self::from_bytes_with(&config, &tensors, options)
-            .map_err(|e| e.with_paths(&dir.join(CONFIG_FILE), &dir.join(TENSORS_FILE)))
+            .map_err(|e| with_paths(e, &dir.join(CONFIG_FILE), &dir.join(TENSORS_FILE)))
     }
 
     /// Group raw tensors by module and check them against the config.

@@ -31,7 +31,7 @@ use burn::tensor::backend::Backend;
 use super::error::CheckpointError;
 use super::file::read_file_limited;
 use super::format::{
-    read_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorDigest, TensorRole,
+    read_safetensors, with_paths, AdapterConfig, AdapterFile, HostTensor, TensorDigest, TensorRole,
     CONFIG_FILE, REFERENCE_TENSORS_FILE, TENSORS_FILE,
 };
 use super::load::{apply_adapter, LoadOptions, LoadReport};
@@ -117,7 +117,7 @@ pub fn read_reference_with(
     let json = read_file_limited(&config_path, max)?;
     let is_safetensors = tensors.extension().is_some_and(|e| e == "safetensors");
     reference_from_bytes(&json, &bytes, is_safetensors, options)
-        .map_err(|e| e.with_paths(&config_path, &tensors))
+        .map_err(|e| with_paths(e, &config_path, &tensors))
 }
 
 /// [`read_reference_with`] on bytes: `adapter_config.json` and the tensor

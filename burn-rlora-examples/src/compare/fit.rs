@@ -1,0 +1,314 @@
+//! One run through burn-train's `Learner`, and its scoring on the test split.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::Dataset;
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig};
+use burn::record::FullPrecisionSettings;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::metric::ItemLazy;
+use burn::train::renderer::MetricsRenderer;
+use burn::train::{
+    ExecutionStrategy, Learner, LearningComponentsMarker, MultiDeviceOptim, SupervisedTraining,
+};
+use burn_rlora::multitask::{
+    last_complete_checkpoint, AtomicMpkRecorder, BodyCollate, Collate, Divergence, MultiTaskBatch,
+    MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier, MultiTaskDataset, PlainRenderer,
+    RecordingRenderer, ResumePoint, SeededEpochLoader, TaskAccuracyMetric, TaskId, TaskLossMetric,
+    TaskStats, TrainableBody, WarmupCosineLr,
+};
+
+use super::splits::Splits;
+use super::RunSpec;
+
+/// A data loader of multi-task batches stacked by `collate`.
+fn loader<B, X, C>(
+    collate: C,
+    data: MultiTaskDataset<X>,
+    batch_size: usize,
+    shuffle: Option<u64>,
+) -> Arc<dyn DataLoader<B, MultiTaskBatch<B, C::Output>>>
+where
+    B: Backend,
+    X: Clone + Send + Sync + std::fmt::Debug + 'static,
+    C: Collate<B, X> + 'static,
+    C::Output: std::fmt::Debug,
+{
+    let builder = DataLoaderBuilder::new(MultiTaskBatcher::new(collate)).batch_size(batch_size);
+    let builder = match shuffle {
+        Some(seed) => builder.shuffle(seed),
+        None => builder,
+    };
+    builder.num_workers(1).build(data)
+}
+
+/// What [`fit_and_test`] returns.
+pub struct Fitted<M> {
+    /// The trained model (inner backend).
+    pub model: M,
+    /// Test accuracy per task, in percent.
+    pub task_accuracy: Vec<f64>,
+    /// Training loss per iteration.
+    pub train_loss: Vec<f64>,
+    /// Validation loss per epoch.
+    pub valid_loss: Vec<f64>,
+    /// Wall time of the Learner (training and validation), in seconds.
+    pub train_seconds: f64,
+    /// Optimizer steps taken before this invocation's training started
+    /// (non-zero when it resumed from a checkpoint).
+    pub steps_before: usize,
+    /// Optimizer steps of the whole run, all epochs.
+    pub total_steps: usize,
+}
+
+/// The trained (inner-backend) model of a [`MultiTaskClassifier`] over `E`.
+pub type InnerClassifier<B, E> = <MultiTaskClassifier<B, E> as AutodiffModule<B>>::InnerModule;
+
+/// The Learner's components in [`fit_and_test`].
+pub type Components<B, E> = LearningComponentsMarker<
+    B,
+    WarmupCosineLr,
+    MultiTaskClassifier<B, E>,
+    OptimizerAdaptor<Adam, MultiTaskClassifier<B, E>, B>,
+>;
+
+/// The checkpoints' precision: full, so that a resumed run continues exactly.
+pub type CheckpointPrecision = FullPrecisionSettings;
+
+/// A run stopped by a non-finite loss or gradient.
+#[derive(Debug)]
+pub struct RunDiverged {
+    /// Where and what.
+    pub divergence: Divergence,
+    /// The run's checkpoint directory.
+    pub checkpoint_dir: PathBuf,
+    /// The newest complete checkpoint there (the last good state), if any.
+    pub last_good_epoch: Option<usize>,
+}
+
+impl fmt::Display for RunDiverged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; no adapter was saved; ", self.divergence)?;
+        match self.last_good_epoch {
+            Some(e) => write!(
+                f,
+                "the last good state is the checkpoint of epoch {e} in {} \
+                 (model-{e}.mpk, optim-{e}.mpk, scheduler-{e}.mpk)",
+                self.checkpoint_dir.display()
+            ),
+            None => write!(
+                f,
+                "no epoch completed before, so there is no checkpoint to go back to"
+            ),
+        }?;
+        write!(f, ". Try a smaller --lr")
+    }
+}
+
+impl std::error::Error for RunDiverged {}
+
+/// Train `model` on `splits.train` with burn-train's `Learner` (Adam, 3%
+/// warm-up and cosine decay, per-task metrics), then score `splits.test`
+/// task by task. `collate` stacks the inputs of `X` for both backends.
+///
+/// With `run.settings.resume`, training continues from the newest checkpoint
+/// of `run.dir` that loads (skipping damaged ones); otherwise earlier
+/// checkpoints there are removed. Checkpoints are full precision and written
+/// atomically; the last two epochs are kept.
+///
+/// # Errors
+///
+/// An empty training split, and [`RunDiverged`] when a non-finite loss or
+/// gradient stopped the run (the weights are then not returned).
+pub fn fit_and_test<B, E, X, C>(
+    model: MultiTaskClassifier<B, E>,
+    collate: C,
+    splits: Splits<X>,
+    run: RunSpec<'_, B>,
+) -> Result<Fitted<InnerClassifier<B, E>>>
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+    X: Clone + Send + Sync + fmt::Debug + 'static,
+    C: BodyCollate<B, X, E>,
+{
+    let RunSpec {
+        settings,
+        seed,
+        dir: artifact_dir,
+        devices,
+    } = run;
+    let Splits { train, valid, test } = splits;
+    if train.is_empty() {
+        bail!("the training split is empty: an epoch would train on nothing");
+    }
+    let names = train.task_names();
+    let steps_per_epoch = train.len().div_ceil(settings.batch_size);
+    let steps = steps_per_epoch * settings.epochs;
+    let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
+    let device = devices[0].clone();
+
+    // Resume from the newest checkpoint that loads, or start afresh.
+    let checkpoint_dir = artifact_dir.join("checkpoint");
+    let resume = if settings.resume {
+        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+            &checkpoint_dir,
+            settings.epochs,
+            &device,
+        )
+    } else {
+        if checkpoint_dir.exists() {
+            std::fs::remove_dir_all(&checkpoint_dir)
+                .with_context(|| format!("removing {}", checkpoint_dir.display()))?;
+        }
+        ResumePoint::default()
+    };
+    for rejected in &resume.rejected {
+        println!(
+            "   skipping the checkpoint of epoch {}: {}",
+            rejected.epoch, rejected.reason
+        );
+    }
+    let first_epoch = resume.epoch.map_or(1, |e| e + 1);
+    if let Some(e) = resume.epoch {
+        println!(
+            "   resuming after epoch {e} from {}",
+            checkpoint_dir.display()
+        );
+    }
+    let guard = model.guard().clone();
+    guard.starting_epoch(first_epoch);
+
+    let inner: Box<dyn MetricsRenderer> =
+        if settings.plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            Box::new(PlainRenderer::new())
+        } else {
+            Box::new(burn::train::renderer::tui::TuiMetricsRendererWrapper::new(
+                Default::default(),
+                None,
+            ))
+        };
+    let (renderer, history) = RecordingRenderer::new(inner);
+
+    // Epoch e's order and dropout masks depend on (seed, e) alone.
+    let train_loader: Arc<dyn DataLoader<B, MultiTaskBatch<B, E::Input>>> = Arc::new(
+        SeededEpochLoader::new(
+            MultiTaskBatcher::new(collate.clone()),
+            train,
+            settings.batch_size,
+            seed,
+        )
+        .starting_epoch(first_epoch),
+    );
+    let mut training = SupervisedTraining::new(
+        &artifact_dir,
+        train_loader,
+        loader::<B::InnerBackend, X, C>(collate.clone(), valid, settings.batch_size, None),
+    )
+    .metric_train_numeric(TaskLossMetric::overall())
+    .metric_valid_numeric(TaskLossMetric::overall())
+    .metric_train_numeric(TaskAccuracyMetric::overall())
+    .metric_valid_numeric(TaskAccuracyMetric::overall());
+    for (t, name) in names.iter().enumerate() {
+        training = training
+            .metric_valid_numeric(TaskLossMetric::task(TaskId(t), name))
+            .metric_valid_numeric(TaskAccuracyMetric::task(TaskId(t), name));
+    }
+    // The last two complete epochs are kept; a diverging epoch writes and deletes nothing.
+    let mut training = guard
+        .attach(training, 2)
+        .with_file_checkpointer(AtomicMpkRecorder::<CheckpointPrecision>::new())
+        .num_epochs(settings.epochs)
+        .renderer(renderer);
+    if let Some(e) = resume.epoch {
+        training = training.checkpoint(e);
+    }
+    if devices.len() > 1 {
+        training = training.with_training_strategy(
+            ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into(),
+        );
+    }
+    let start = Instant::now();
+    let learner = Learner::new(model, AdamConfig::new().init(), lr);
+    let result = training.launch(learner);
+    drop(result.renderer);
+    if let Err(divergence) = guard.check() {
+        let last_good_epoch = last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+            &checkpoint_dir,
+            settings.epochs,
+            &device,
+        )
+        .epoch;
+        return Err(RunDiverged {
+            divergence,
+            checkpoint_dir,
+            last_good_epoch,
+        }
+        .into());
+    }
+    let model = result.model;
+    let train_seconds = start.elapsed().as_secs_f64();
+
+    let task_accuracy = test_accuracy(
+        &model,
+        collate,
+        test,
+        settings.batch_size.max(64),
+        names.len(),
+    );
+    let history = history.lock().map(|h| h.clone()).unwrap_or_default();
+    Ok(Fitted {
+        model,
+        task_accuracy,
+        train_loss: history
+            .train_batches
+            .get("Loss")
+            .cloned()
+            .unwrap_or_default(),
+        valid_loss: history
+            .valid_epochs
+            .get("Loss")
+            .cloned()
+            .unwrap_or_default(),
+        train_seconds,
+        steps_before: (first_epoch - 1) * steps_per_epoch,
+        total_steps: steps,
+    })
+}
+
+/// Test accuracy per task, in percent: `model` scores `test` in batches of
+/// `batch_size` (inputs stacked by `collate`), counted for each of `tasks`
+/// tasks (0 for a task with no test example).
+pub fn test_accuracy<B, E, X, C>(
+    model: &MultiTaskClassifier<B, E>,
+    collate: C,
+    test: MultiTaskDataset<X>,
+    batch_size: usize,
+    tasks: usize,
+) -> Vec<f64>
+where
+    B: Backend,
+    E: MultiTaskBody<B, Input: fmt::Debug>,
+    X: Clone + Send + Sync + fmt::Debug + 'static,
+    C: Collate<B, X, Output = E::Input> + 'static,
+{
+    let mut totals = vec![TaskStats::default(); tasks];
+    for batch in loader::<B, X, C>(collate, test, batch_size, None).iter() {
+        let stats = model.forward_loss(batch).sync();
+        for (total, s) in totals.iter_mut().zip(&stats.tasks) {
+            total.count += s.count;
+            total.correct += s.correct;
+        }
+    }
+    totals
+        .iter()
+        .map(|s| 100.0 * s.correct as f64 / s.count.max(1) as f64)
+        .collect()
+}
