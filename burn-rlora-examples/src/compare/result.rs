@@ -67,7 +67,7 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }
 
-/// What a run's [`RunResult`] records besides what [`fit_and_test`]
+/// What a run's [`RunResult`] records besides what [`fit_and_test`](super::fit_and_test)
 /// returns, all known before training.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -105,7 +105,7 @@ impl RunResult {
         )
     }
 
-    /// Assemble a run's result from `record` and what [`fit_and_test`]
+    /// Assemble a run's result from `record` and what [`fit_and_test`](super::fit_and_test)
     /// returned (`fitted`), with the trained model's head similarity:
     /// `similarity_matrices` per adapted layer, and `last`, their means,
     /// which end the similarity trace ([`with_trace`](Self::with_trace)).
@@ -144,7 +144,7 @@ impl RunResult {
 }
 
 impl RunResult {
-    /// Attach what `trace` recorded during [`fit_and_test`], shifted by
+    /// Attach what `trace` recorded during [`fit_and_test`](super::fit_and_test), shifted by
     /// `steps_before` (the [`Fitted::steps_before`] of a resumed run), plus
     /// `last` (the trained model's similarities) at `total_steps`.
     pub fn with_trace(

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 
-use super::encoder::{BertConfig, BertModel, EncoderAdapterConfig};
+use super::config::BertConfig;
+use super::encoder::BertModel;
 use super::error::MiniLmError;
+use super::targets::EncoderAdapterConfig;
 use super::tokenize::MiniLmTokenizer;
 
 /// Where `scripts/fetch-data.sh` puts the model, relative to the data directory.

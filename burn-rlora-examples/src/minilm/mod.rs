@@ -23,25 +23,29 @@
 //! # Ok::<(), burn_rlora_examples::minilm::MiniLmError>(())
 //! ```
 
+mod config;
 mod data;
 mod encoder;
 mod error;
 pub mod host_ops;
 mod load;
+mod targets;
 mod tokenize;
 mod train;
 
+pub use config::BertConfig;
 pub use data::{
     email_body, read_bbc_news, read_rotten_tomatoes, read_spam_assassin, read_tweet_sentiment,
     subsample, train_test_split, Skipped, SplitRng, Task, TaskData, TextExample, MAX_TEXT_CHARS,
 };
 pub use encoder::{
-    l2_normalize, mean_pool, BertAttention, BertConfig, BertEmbeddings, BertEncoder, BertInput,
-    BertIntermediate, BertLayer, BertModel, BertOutput, BertSelfAttention, EncoderAdapterConfig,
-    EncoderOutput, LayerGates, LayerHeadSimilarity, TargetModule,
+    l2_normalize, mean_pool, BertAttention, BertEmbeddings, BertEncoder, BertInput,
+    BertIntermediate, BertLayer, BertModel, BertOutput, BertSelfAttention, EncoderOutput,
+    LayerGates, LayerHeadSimilarity,
 };
 pub use error::MiniLmError;
 pub use load::{load_bert_weights, MiniLmPaths, PretrainedMiniLm, MINILM_SUBDIR};
+pub use targets::{EncoderAdapterConfig, TargetModule};
 pub use tokenize::{MiniLmTokenizer, Padding, TokenizedBatch, DEFAULT_MAX_LEN};
 pub use train::{
     adapted_shapes, build_classifier, minilm_adapter, prepare_tasks, run_minilm,

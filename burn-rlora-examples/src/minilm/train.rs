@@ -19,9 +19,11 @@ use burn_rlora::multitask::{
 use burn_rlora::{HeadSimilarity, Method, ParamCount};
 use serde::Serialize;
 
-use super::encoder::{mean_pool, BertConfig, BertInput, BertModel, EncoderAdapterConfig};
+use super::config::BertConfig;
+use super::encoder::{mean_pool, BertInput, BertModel};
 use super::error::MiniLmError;
 use super::load::{MiniLmPaths, PretrainedMiniLm};
+use super::targets::EncoderAdapterConfig;
 use super::tokenize::MiniLmTokenizer;
 use super::{subsample, train_test_split, SplitRng, Task, TextExample};
 use crate::compare::{
@@ -258,7 +260,7 @@ impl<B: Backend> MultiTaskBody<B> for BertModel<B> {
 
 /// The `(d_in, d_out)` of every linear the adapters target, for matching LoRA's rank.
 pub fn adapted_shapes(config: &BertConfig, adapters: &EncoderAdapterConfig) -> Vec<(usize, usize)> {
-    use super::encoder::TargetModule as T;
+    use super::targets::TargetModule as T;
     let (h, f) = (config.hidden_size, config.intermediate_size);
     let per_layer: Vec<(usize, usize)> = adapters
         .targets
