@@ -199,7 +199,59 @@ impl<B: Backend> ModuleVisitor<B> for Counter {
     }
 }
 
+/// Counts the adapter tensors (`A`, the heads, the router) of every
+/// `RLoraLinear` inside a module, by their field names.
+#[derive(Default)]
+struct AdapterCounter {
+    containers: Vec<String>,
+    fields: Vec<String>,
+    total: usize,
+}
+
+impl<B: Backend> ModuleVisitor<B> for AdapterCounter {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.fields.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.fields.pop();
+        self.containers.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let in_layer = self.containers.last().map(String::as_str) == Some("Struct:RLoraLinear");
+        let field = self.fields.last().map(String::as_str);
+        if in_layer && matches!(field, Some("lora_a" | "lora_b" | "lora_route")) {
+            self.total += param.lazy_shape().num_elements();
+        }
+    }
+}
+
 impl ParamCount {
+    /// The adapter parameters (`A`, the heads and the routers, the numbers
+    /// that train) of every [`RLoraLinear`](crate::RLoraLinear) inside
+    /// `module`: the sum of their
+    /// [`num_adapter_params`](crate::RLoraLinear::num_adapter_params), on
+    /// any backend (a plain backend tracks no gradients, so
+    /// [`of`](Self::of) counts nothing as trainable there).
+    ///
+    /// ```
+    /// use burn::backend::NdArray;
+    /// use burn::nn::LinearConfig;
+    /// use burn_rlora::{ParamCount, RLoraConfig, RLoraLinear};
+    ///
+    /// let base = LinearConfig::new(32, 16).init::<NdArray>(&Default::default());
+    /// let layer = RLoraLinear::from_linear(base, &RLoraConfig::r_lora(4, 8.0, 3)).unwrap();
+    /// assert_eq!(ParamCount::adapters_of(&layer), layer.num_adapter_params());
+    /// assert_eq!(ParamCount::adapters_of(&layer), 4 * 32 + 3 * 4 * 16 + 32 * 3);
+    /// ```
+    pub fn adapters_of<B: Backend, M: Module<B>>(module: &M) -> usize {
+        let mut counter = AdapterCounter::default();
+        module.visit(&mut counter);
+        counter.total
+    }
+
     /// Count the parameters of any Burn module.
     pub fn of<B: Backend, M: Module<B>>(module: &M) -> Self {
         let mut counter = Counter(ParamCount::default());

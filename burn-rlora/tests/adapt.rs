@@ -519,3 +519,37 @@ fn an_adapted_model_merges_into_its_plain_form() {
         .into_data()
         .assert_approx_eq::<f32>(&expected.into_data(), Default::default());
 }
+
+/// A field that only mentions a type parameter is kept unchanged in generic
+/// code, as the `adapt` module's docs say: a target under it is not found.
+#[derive(Module, Adapt, Debug)]
+struct MaybeInner<B: Backend, Inner> {
+    inner: Option<Inner>,
+    extra: AdaptableLinear<B>,
+}
+
+#[test]
+fn a_field_that_only_mentions_a_type_parameter_is_kept() {
+    let d = dev();
+    let make = || MaybeInner::<NB, Attention<NB>> {
+        inner: Some(Attention {
+            query: linear(8, 8, &d),
+            value: linear(8, 8, &d),
+            out: LinearConfig::new(8, 8).init(&d),
+        }),
+        extra: linear(8, 8, &d),
+    };
+    let config = AdaptConfig::new(RLoraConfig::lora(2, 4.0), TargetModules::names(["value"]));
+    let err = config.adapt(make()).unwrap_err();
+    assert_eq!(
+        err,
+        RLoraError::TargetNotFound {
+            target: "value".to_string(),
+            adaptable: vec!["extra".to_string()],
+        }
+    );
+    let config = AdaptConfig::new(RLoraConfig::lora(2, 4.0), TargetModules::names(["extra"]));
+    let adapted = config.adapt(make()).unwrap();
+    assert!(adapted.extra.is_adapted());
+    assert!(!adapted.inner.unwrap().value.is_adapted());
+}

@@ -15,7 +15,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_rlora::multitask::{
     write_atomically, DenseCollate, MultiTaskClassifier, SamplingStrategy, TaskHeads,
 };
-use burn_rlora::{HeadSimilarity, Method, ParamCount, RLoraConfig};
+use burn_rlora::{HeadSimilarity, Method, RLoraConfig};
 use serde::Serialize;
 
 use crate::backend::{run_on, BackendJob, BackendName};
@@ -174,20 +174,7 @@ pub fn run_one<B: AutodiffBackend>(
     let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
     let model = MultiTaskClassifier::new(body, TaskHeads::new(D_HIDDEN, &classes, &device))
         .with_balance_coef(settings.balance);
-    let record = RunRecord {
-        method: method.name().to_string(),
-        seed: run.seed,
-        rank,
-        trainable: ParamCount::of(&model).trainable,
-        adapter_params: model
-            .body
-            .adapted()
-            .iter()
-            .map(|(_, l)| l.num_adapter_params())
-            .sum(),
-        trace,
-        start,
-    };
+    let record = RunRecord::new(method.name(), run.seed, rank, &model, trace, start);
 
     // 10% of each task's training examples validate; the test split stays unseen.
     let splits = Splits::of(&bench.tasks, settings.sampling, run.seed)?;

@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
 use burn_rlora::multitask::write_atomically;
-use burn_rlora::HeadSimilarity;
+use burn_rlora::{HeadSimilarity, ParamCount};
 use serde::{Deserialize, Serialize};
 
 use super::fit::Fitted;
@@ -85,6 +87,29 @@ pub struct RunRecord {
     pub trace: SimilarityTrace,
     /// When the run started: its wall time counts from here.
     pub start: Instant,
+}
+
+impl RunRecord {
+    /// The record of a run of `method` (its name) that starts at `start`,
+    /// with the trainable and adapter parameters counted on `model`.
+    pub fn new<B: Backend, M: Module<B>>(
+        method: &str,
+        seed: u64,
+        rank: usize,
+        model: &M,
+        trace: SimilarityTrace,
+        start: Instant,
+    ) -> Self {
+        Self {
+            method: method.to_string(),
+            seed,
+            rank,
+            trainable: ParamCount::of(model).trainable,
+            adapter_params: ParamCount::adapters_of(model),
+            trace,
+            start,
+        }
+    }
 }
 
 impl RunResult {

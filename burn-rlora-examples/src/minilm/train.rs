@@ -16,7 +16,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn_rlora::multitask::{
     largest_remainder, BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads,
 };
-use burn_rlora::{HeadSimilarity, Method, ParamCount};
+use burn_rlora::{HeadSimilarity, Method};
 use serde::Serialize;
 
 use super::config::BertConfig;
@@ -373,20 +373,7 @@ pub fn run_minilm<B: AutodiffBackend>(
         settings.similarity_trace()
     };
     model.body = model.body.with_trace(trace.clone());
-    let record = RunRecord {
-        method: method.name().to_string(),
-        seed: run.seed,
-        rank,
-        trainable: ParamCount::of(&model).trainable,
-        adapter_params: model
-            .body
-            .adapted_layers()
-            .iter()
-            .map(|(_, _, l)| l.num_adapter_params())
-            .sum(),
-        trace,
-        start,
-    };
+    let record = RunRecord::new(method.name(), run.seed, rank, &model, trace, start);
 
     let splits = Splits::of(tasks, settings.sampling, run.seed)?;
     let adapter_dir = run.dir.join("adapter");
