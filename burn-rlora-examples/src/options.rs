@@ -165,6 +165,28 @@ impl CompareArgs {
             resume: self.resume,
         }
     }
+
+    /// The training part of a report's header, the same words for every
+    /// comparison: backend and devices, seeds, epochs, batch, learning rate,
+    /// adapter shape, dropout and task sampling.
+    pub fn training_line(&self, backend: impl fmt::Display) -> String {
+        format!(
+            "backend {backend}, {} device(s); {} seed(s) from {}; {} epoch(s); batch {}; lr {} \
+             (3% warm-up, cosine); rank {} x {} heads, alpha {} (alpha/sqrt(r) for every method); \
+             dropout {}; sampling {:?}",
+            self.devices,
+            self.seeds,
+            self.seed,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+            self.rank,
+            self.heads,
+            self.alpha,
+            self.dropout,
+            self.sampling,
+        )
+    }
 }
 
 impl CompareDefaults {

@@ -110,7 +110,6 @@ fn run() -> Result<()> {
     let seeds =
         seed_range(common.seed, common.seeds).unwrap_or_else(|e| DEFAULTS.usage_error::<Args>(e));
     let max_len = args.max_len as usize;
-    let sampling = common.sampling;
 
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     let paths = MiniLmPaths::in_data_dir(&data_dir)?;
@@ -178,26 +177,14 @@ fn run() -> Result<()> {
         "# MiniLM multi-task comparison\n\n\
          all-MiniLM-L6-v2 (6 layers, hidden {}), adapters on the feed-forward projections \
          (intermediate and output dense of every block); per-task linear heads over mean-pooled \
-         features. backend {backend}, {} device(s); {} seed(s) from {}; {} epoch(s); batch {}; \
-         lr {} (3% warm-up, cosine); rank {} x {} heads, alpha {} (alpha/sqrt(r) for every \
-         method); dropout {}; sampling {:?}; max length {} tokens; splits: {:.0}% test, \
+         features. {}; max length {} tokens; splits: {:.0}% test, \
          stratified, split seed {}, then stratified subsamples of at most {} train and {} test \
          examples per task.{match_line} Accuracies are test accuracy in percent, mean ± sample \
          std over seeds. Peak RSS is the process's resident-memory high-water mark (Linux \
          `VmHWM`, reset before each run), which includes the loaded data and the pretrained \
          weights.\n\n{}",
         config.hidden_size,
-        common.devices,
-        common.seeds,
-        common.seed,
-        common.epochs,
-        common.batch_size,
-        common.lr,
-        common.rank,
-        common.heads,
-        common.alpha,
-        common.dropout,
-        sampling,
+        common.training_line(backend),
         args.max_len,
         args.test_fraction * 100.0,
         args.split_seed,

@@ -114,26 +114,14 @@ fn run() -> Result<()> {
     let lora_rank = matched_lora_rank(settings.rank, settings.heads, D_HIDDEN, D_HIDDEN);
     let header = format!(
         "# Multi-task comparison on embedded data: setting `{}`\n\n\
-         data seed {}; backend {backend}, {} device(s); {} seeds from {}; {} epochs; batch {}; lr {} (3% warm-up, cosine); \
-         rank {} x {} heads, alpha {} (alpha/sqrt(r) for every method); dropout {}; sampling {:?}; \
-         train sizes {:?}, {} test examples per task.\n\n\
+         data seed {}; {}; train sizes {:?}, {} test examples per task.\n\n\
          LoRA's rank is {lora_rank}, chosen to match the adapter parameters of {} heads of rank {} plus a \
          router, as the paper compares methods at equal parameter budgets. Accuracies are test accuracy in \
          percent, mean ± sample std over seeds. Seeds are paired: every method trains on the same data \
          with the same seeds (initial draws, batch order, task mix).",
         args.setting,
         args.data_seed,
-        common.devices,
-        common.seeds,
-        common.seed,
-        common.epochs,
-        common.batch_size,
-        common.lr,
-        common.rank,
-        common.heads,
-        common.alpha,
-        common.dropout,
-        common.sampling,
+        common.training_line(backend),
         bench.tasks.iter().map(|t| t.train.len()).collect::<Vec<_>>(),
         burn_rlora_examples::synthetic::TEST_PER_TASK,
         common.heads,
