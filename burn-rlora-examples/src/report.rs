@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 use burn_rlora::multitask::write_atomically;
@@ -319,19 +320,20 @@ fn plot_losses(path: &Path, runs: &[RunResult]) -> Result<()> {
             })
             .collect()
     };
-    let max_x = first_seed
+    let iterations = first_seed
         .iter()
         .map(|r| r.train_loss.len())
         .max()
         .unwrap_or(1)
-        .max(2) as f64;
+        .max(2);
     let max_y = first_seed
         .iter()
         .flat_map(|r| r.train_loss.iter().copied())
         .fold(0.1, f64::max);
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (900 + LEGEND_WIDTH, 520)).into_drawing_area();
     root.fill(&WHITE)?;
-    let mut chart = ChartBuilder::on(&root)
+    let (plot, legend) = root.split_horizontally(900);
+    let mut chart = ChartBuilder::on(&plot)
         .caption(
             "training loss (first seed, moving average of 10 iterations)",
             ("sans-serif", 18),
@@ -339,46 +341,101 @@ fn plot_losses(path: &Path, runs: &[RunResult]) -> Result<()> {
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..max_x, 0f64..max_y * 1.05)?;
+        .build_cartesian_2d(0f64..iterations as f64, 0f64..max_y * 1.05)?;
     chart
         .configure_mesh()
+        .x_labels(integer_labels(iterations))
+        .x_label_formatter(&integer_tick)
         .x_desc("iteration")
         .y_desc("loss")
         .draw()?;
-    for (i, run) in first_seed.iter().enumerate() {
-        let color = Palette99::pick(i).stroke_width(2);
-        let series = chart.draw_series(LineSeries::new(smooth(&run.train_loss, 10), color))?;
-        legend_entry(series, &run.method, i);
+    let mut methods = Vec::new();
+    for run in &first_seed {
+        let color = method_colour(&run.method).stroke_width(2);
+        chart.draw_series(LineSeries::new(smooth(&run.train_loss, 10), color))?;
+        methods.push(run.method.as_str());
     }
-    draw_legend(&mut chart)?;
+    draw_method_legend(&legend, &methods)?;
     root.present()?;
     Ok(())
 }
 
-/// Name the series drawn in palette colour `i` in the legend.
-fn legend_entry<DB: DrawingBackend>(
-    series: &mut plotters::chart::SeriesAnno<'_, DB>,
-    name: &str,
-    i: usize,
-) {
-    series
-        .label(name.to_string())
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], Palette99::pick(i)));
+/// Width in pixels of the strip beside a plot that holds its legend, so the
+/// legend never covers data.
+const LEGEND_WIDTH: u32 = 180;
+
+/// The colour of a method in every plot of every report: fixed by the
+/// method's name, so a method keeps its colour whichever other methods a plot
+/// shows. The six methods of the comparisons (and `base`, a model without an
+/// adapter) have colours of their own from the Okabe-Ito palette, which stays
+/// distinct for readers with a colour-vision deficiency; any other name gets
+/// one of five further colours, chosen by a hash of the name alone.
+///
+/// ```
+/// use burn_rlora_examples::report::method_colour;
+///
+/// assert_eq!(method_colour("rlora"), method_colour("rlora"));
+/// assert_ne!(method_colour("rlora"), method_colour("hydralora"));
+/// ```
+pub fn method_colour(method: &str) -> RGBColor {
+    match method {
+        "lora" => RGBColor(0x00, 0x72, 0xB2),
+        "hydralora" => RGBColor(0xD5, 0x5E, 0x00),
+        "hydralora-mt" => RGBColor(0xE6, 0x9F, 0x00),
+        "hydralora-init" => RGBColor(0xCC, 0x79, 0xA7),
+        "rlora" => RGBColor(0x00, 0x9E, 0x73),
+        "rlora-norouter" => RGBColor(0x56, 0xB4, 0xE9),
+        "base" => RGBColor(0x00, 0x00, 0x00),
+        other => {
+            const MORE: [RGBColor; 5] = [
+                RGBColor(0x99, 0x99, 0x99),
+                RGBColor(0x8C, 0x56, 0x4B),
+                RGBColor(0x6A, 0x3D, 0x9A),
+                RGBColor(0xB1, 0x95, 0x00),
+                RGBColor(0x17, 0x7E, 0x89),
+            ];
+            // FNV-1a: stable across runs and platforms, unlike std's hasher.
+            let hash = other.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            MORE[(hash % MORE.len() as u64) as usize]
+        }
+    }
 }
 
-/// Draw the legend of the named series in the chart's upper-right corner.
-fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
+/// Draws a legend of `methods` (a swatch in the method's colour, then its
+/// name) into `area`, the strip beside a plot.
+fn draw_method_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    methods: &[&str],
 ) -> Result<()>
 where
     DB::ErrorType: 'static,
 {
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()?;
+    for (i, method) in methods.iter().enumerate() {
+        let y = 40 + 24 * i as i32;
+        area.draw(&Rectangle::new(
+            [(8, y + 2), (32, y + 10)],
+            method_colour(method).filled(),
+        ))?;
+        area.draw(&Text::new(
+            method.to_string(),
+            (40, y),
+            ("sans-serif", 14).into_font(),
+        ))?;
+    }
     Ok(())
+}
+
+/// At most ten tick labels, and never more than the axis has whole units, so
+/// that every tick of a count falls on a whole number.
+fn integer_labels(units: usize) -> usize {
+    units.clamp(1, 10)
+}
+
+/// A tick label of a count: the whole number, without a decimal point.
+fn integer_tick(x: &f64) -> String {
+    format!("{}", x.round() as i64)
 }
 
 fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
@@ -409,27 +466,23 @@ fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 14))
             .margin(8)
-            .build_cartesian_2d(0..n, 0..n)?;
-        chart.draw_series(
-            (0..n)
-                .flat_map(|i| (0..n).map(move |j| (i, j)))
-                .map(|(i, j)| {
-                    // Row i at the top, column j to the right.
-                    let color = similarity_colour(sim.get(i, j));
-                    Rectangle::new([(j, n - 1 - i), (j + 1, n - i)], color.filled())
-                }),
-        )?;
-        chart.draw_series(
-            (0..n)
-                .flat_map(|i| (0..n).map(move |j| (i, j)))
-                .map(|(i, j)| {
-                    Text::new(
-                        format!("{:.2}", sim.get(i, j)),
-                        (j, n - i),
-                        ("sans-serif", 11).into_font(),
-                    )
-                }),
-        )?;
+            .build_cartesian_2d(0f64..n as f64, 0f64..n as f64)?;
+        let cells = || (0..n).flat_map(|i| (0..n).map(move |j| (i, j)));
+        chart.draw_series(cells().map(|(i, j)| {
+            // Row i at the top, column j to the right.
+            let (x, y) = (j as f64, (n - 1 - i) as f64);
+            let color = similarity_colour(sim.get(i, j));
+            Rectangle::new([(x, y), (x + 1.0, y + 1.0)], color.filled())
+        }))?;
+        chart.draw_series(cells().map(|(i, j)| {
+            let v = sim.get(i, j);
+            let font = ("sans-serif", 11)
+                .into_font()
+                .color(&cell_text_colour(v))
+                .pos(Pos::new(HPos::Center, VPos::Center));
+            let centre = (j as f64 + 0.5, (n - 1 - i) as f64 + 0.5);
+            Text::new(format!("{v:.2}"), centre, font)
+        }))?;
     }
     root.present()?;
     Ok(())
@@ -444,6 +497,16 @@ fn similarity_colour(v: f64) -> RGBColor {
         RGBColor(255, fade, fade)
     } else {
         RGBColor(fade, fade, 255)
+    }
+}
+
+/// The colour of a heat-map cell's label: white on the deep colours (|v| above
+/// 0.55, where [`similarity_colour`] is darker than mid-grey), black elsewhere.
+fn cell_text_colour(v: f64) -> RGBColor {
+    if v.abs() > 0.55 {
+        WHITE
+    } else {
+        BLACK
     }
 }
 
@@ -498,10 +561,14 @@ fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
         .find(|r| r.head_similarity.iter().any(|(_, s)| s.is_some()))
         .map(|r| r.head_similarity.iter().map(|(n, _)| n.clone()).collect())
         .unwrap_or_default();
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    let root = SVGBackend::new(path, (900 + LEGEND_WIDTH, 520)).into_drawing_area();
     root.fill(&WHITE)?;
+    let (plot, legend) = root.split_horizontally(900);
     let n = layers.len().max(1);
-    let mut chart = ChartBuilder::on(&root)
+    // Layers are categories: one tick at each, labelled by name, and the
+    // values drawn as points, side by side per method, never joined.
+    let x_range = -0.5f64..n as f64 - 0.5;
+    let mut chart = ChartBuilder::on(&plot)
         .caption(
             "mean pairwise head cosine similarity per adapted layer (lower = more diverse heads)",
             ("sans-serif", 16),
@@ -509,21 +576,25 @@ fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
         .margin(10)
         .x_label_area_size(60)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..(n as f64 - 1.0).max(1.0), -0.1f64..1.05)?;
+        .build_cartesian_2d(x_range, -0.1f64..1.05)?;
     let names = layers.clone();
     chart
         .configure_mesh()
         .x_labels(n)
         .x_label_formatter(&move |x| {
-            names
-                .get(x.round().max(0.0) as usize)
-                .cloned()
-                .unwrap_or_default()
+            // A label at each whole position (a layer), none between layers.
+            let k = x.round();
+            if (x - k).abs() > 1e-6 || k < 0.0 {
+                return String::new();
+            }
+            names.get(k as usize).cloned().unwrap_or_default()
         })
         .x_desc("adapted layer")
         .y_desc("cosine similarity")
         .draw()?;
+    let spread = 0.6 / methods.len().max(1) as f64;
     for (i, m) in methods.iter().enumerate() {
+        let offset = (i as f64 - (methods.len() as f64 - 1.0) / 2.0) * spread;
         let points: Vec<(f64, f64)> = layers
             .iter()
             .enumerate()
@@ -538,19 +609,17 @@ fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
                             .and_then(|(_, s)| *s)
                     })
                     .collect();
-                (!vals.is_empty()).then(|| (k as f64, MeanStd::of(&vals).mean))
+                (!vals.is_empty()).then(|| (k as f64 + offset, MeanStd::of(&vals).mean))
             })
             .collect();
-        let color = Palette99::pick(i).stroke_width(2);
-        let series = chart.draw_series(LineSeries::new(points.clone(), color))?;
-        legend_entry(series, m, i);
+        let colour = method_colour(m);
         chart.draw_series(
             points
                 .into_iter()
-                .map(|p| Circle::new(p, 3, Palette99::pick(i).filled())),
+                .map(|p| Circle::new(p, 5, colour.filled())),
         )?;
     }
-    draw_legend(&mut chart)?;
+    draw_method_legend(&legend, &methods)?;
     root.present()?;
     Ok(())
 }
@@ -615,46 +684,41 @@ fn plot_similarity_trace(path: &Path, runs: &[RunResult]) -> Result<()> {
         .max()
         .unwrap_or(1)
         .max(1) as f64;
-    let cols = 4usize;
+    // As many columns as panels, up to four, so the panels fill the figure.
+    let cols = layers.len().clamp(1, 4);
     let rows = layers.len().div_ceil(cols);
+    let width = 300 * cols as u32;
     let root =
-        SVGBackend::new(path, (300 * cols as u32, 250 * rows as u32 + 40)).into_drawing_area();
+        SVGBackend::new(path, (width + LEGEND_WIDTH, 250 * rows as u32 + 40)).into_drawing_area();
     root.fill(&WHITE)?;
-    let (title, body) = root.split_vertically(40);
+    let (figure, legend) = root.split_horizontally(width);
+    let (title, body) = figure.split_vertically(40);
     title.titled(
         "mean pairwise head cosine similarity over training (mean over seeds; lower = more diverse)",
         ("sans-serif", 16),
     )?;
-    for (k, (layer, area)) in layers
-        .iter()
-        .zip(body.split_evenly((rows, cols)).iter())
-        .enumerate()
-    {
+    let steps = max_step as usize;
+    for (layer, area) in layers.iter().zip(body.split_evenly((rows, cols)).iter()) {
         let caption = layer.as_deref().unwrap_or("mean over layers");
         let mut chart = ChartBuilder::on(area)
             .caption(caption, ("sans-serif", 13))
             .margin(6)
-            .x_label_area_size(28)
+            .x_label_area_size(38)
             .y_label_area_size(36)
             .build_cartesian_2d(0f64..max_step, -0.1f64..1.05)?;
         chart
             .configure_mesh()
-            .x_labels(4)
+            .x_labels(integer_labels(steps).min(4))
+            .x_label_formatter(&integer_tick)
             .y_labels(6)
             .x_desc("step")
             .draw()?;
-        for (i, m) in methods.iter().enumerate() {
+        for m in &methods {
             let points = trace_curve(runs, m, layer.as_deref());
-            let series =
-                chart.draw_series(LineSeries::new(points, Palette99::pick(i).stroke_width(2)))?;
-            if k == 0 {
-                legend_entry(series, m, i);
-            }
-        }
-        if k == 0 && !methods.is_empty() {
-            draw_legend(&mut chart)?;
+            chart.draw_series(LineSeries::new(points, method_colour(m).stroke_width(2)))?;
         }
     }
+    draw_method_legend(&legend, &methods)?;
     root.present()?;
     Ok(())
 }
@@ -780,5 +844,131 @@ mod tests {
         let heat = std::fs::read_to_string(dir.join("head_similarity.svg")).unwrap();
         assert!(heat.contains("head cosine similarity"), "no colour scale");
         std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// `(method, swatch colour)` for each legend entry of an SVG: a method's
+    /// name in a `<text>` element, and the fill of the `<rect>` just before it.
+    fn legend_colours(svg: &str) -> Vec<(String, String)> {
+        let methods = ["lora", "hydralora", "rlora"];
+        let mut last_fill = None;
+        let mut found = Vec::new();
+        for element in svg.split('<').skip(1) {
+            if element.starts_with("rect") {
+                last_fill = element
+                    .split("fill=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .map(str::to_string);
+            } else if element.starts_with("text") {
+                let content = element.split('>').nth(1).unwrap_or("").trim();
+                if methods.contains(&content) {
+                    found.push((content.to_string(), last_fill.clone().unwrap()));
+                }
+            }
+        }
+        found
+    }
+
+    /// The numeric contents of the `<text>` elements centred under a tick
+    /// (`text-anchor="middle"`): the x-axis labels, and nothing of the y axis.
+    fn x_tick_labels(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter(|e| e.contains("text-anchor=\"middle\""))
+            .filter_map(|e| e.split('>').nth(1))
+            .map(|t| t.split('<').next().unwrap_or("").trim().to_string())
+            .filter(|t| t.parse::<f64>().is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn every_plot_gives_a_method_one_colour_and_counts_whole_numbers() {
+        let dir = std::env::temp_dir().join(format!("rlora-colours-{}", std::process::id()));
+        let sim = |v: f64| burn_rlora::HeadSimilarity {
+            matrix: vec![1.0, v, v, 1.0],
+            num_heads: 2,
+            mean_pairwise: Some(v),
+        };
+        let mut runs = vec![run("lora", 0, 70.0, &[])];
+        for (method, v) in [("hydralora", 0.9), ("rlora", 0.2)] {
+            let mut r = run(
+                method,
+                0,
+                71.0,
+                &[(0, [Some(v), Some(v)]), (30, [Some(v), Some(v)])],
+            );
+            r.train_loss = (0..25).map(|i| 1.0 / (1.0 + i as f64)).collect();
+            r.head_similarity = vec![("l1".into(), Some(v)), ("l2".into(), Some(v))];
+            r.similarity_matrices = vec![("l1".into(), sim(v))];
+            runs.push(r);
+        }
+        prepare_dir(&dir).unwrap();
+        write(&dir, &runs, &["t".into()], "# header").unwrap();
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        let (loss, layers, trace) = (
+            read("loss.svg"),
+            read("head_similarity_layers.svg"),
+            read("head_similarity_trace.svg"),
+        );
+
+        // The loss plot shows all three methods; the other two have no LoRA
+        // line, and that must not shift the colours of the others.
+        let in_loss = legend_colours(&loss);
+        assert_eq!(in_loss.len(), 3, "{in_loss:?}");
+        for plot in [&layers, &trace] {
+            let entries = legend_colours(plot);
+            assert_eq!(entries.len(), 2, "{entries:?}");
+            for (method, colour) in entries {
+                let (_, in_loss_colour) = in_loss.iter().find(|(m, _)| *m == method).unwrap();
+                assert_eq!(&colour, in_loss_colour, "{method} changes colour");
+                // The data itself is drawn in the legend's colour.
+                assert!(plot.matches(colour.as_str()).count() > 1, "{method}");
+            }
+        }
+        let colours: std::collections::BTreeSet<_> = in_loss.iter().map(|(_, c)| c).collect();
+        assert_eq!(colours.len(), 3, "two methods share a colour: {in_loss:?}");
+
+        // Iterations and steps are counts: no tick label with a decimal point.
+        for (name, plot) in [("loss", &loss), ("trace", &trace)] {
+            let ticks = x_tick_labels(plot);
+            assert!(ticks.len() >= 2, "{name}: {ticks:?}");
+            assert!(ticks.iter().all(|t| !t.contains('.')), "{name}: {ticks:?}");
+        }
+        // The per-layer plot labels the layers by name, and draws points, not lines.
+        assert!(layers.contains("\nl1\n") && layers.contains("\nl2\n"));
+        for line in layers.split("<polyline").skip(1) {
+            let stroke = line.split("stroke=\"").nth(1).unwrap_or("");
+            assert!(
+                !colours.iter().any(|c| stroke.starts_with(c.as_str())),
+                "layers joined by a method's line"
+            );
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn method_colours_depend_on_the_name_alone() {
+        assert_eq!(method_colour("rlora"), RGBColor(0x00, 0x9E, 0x73));
+        assert_eq!(
+            method_colour("some-new-method"),
+            method_colour("some-new-method")
+        );
+        let named = [
+            "lora",
+            "hydralora",
+            "hydralora-mt",
+            "hydralora-init",
+            "rlora",
+            "rlora-norouter",
+            "base",
+        ];
+        let distinct: std::collections::BTreeSet<_> = named
+            .iter()
+            .map(|m| format!("{:?}", method_colour(m)))
+            .collect();
+        assert_eq!(distinct.len(), named.len());
+        assert_eq!(integer_tick(&3500.0), "3500");
+        assert_eq!(integer_labels(2), 2);
+        assert_eq!(integer_labels(5000), 10);
     }
 }
