@@ -94,6 +94,13 @@ impl RLoraConfig {
     }
 }
 
+/// The parameter with its values drawn, if it was still lazily initialized,
+/// so that clones of the layer share one set of values.
+fn materialize<B: Backend, const D: usize>(p: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+    let _drawn: Tensor<B, D> = p.val();
+    p
+}
+
 fn frozen<B: Backend, const D: usize>(t: Tensor<B, D>) -> Param<Tensor<B, D>> {
     Param::from_tensor(t).set_require_grad(false)
 }
@@ -121,8 +128,10 @@ impl<B: Backend> RLoraLinear<B> {
         }
         let weight = base.weight.set_require_grad(false);
         let bias = base.bias.map(|b| b.set_require_grad(false));
+        // Reading a lazy `Param` draws its values once and keeps them: the
+        // weight through `dims` here, the bias through `materialize`.
         let [d_input, d_output] = weight.val().dims();
-        let _ = bias.as_ref().map(|b| b.val());
+        let bias = bias.map(materialize);
         config.validate(d_input, d_output)?;
         let device = weight.device();
         let (r, n) = (config.rank, config.num_heads);
