@@ -3,8 +3,8 @@
 //! Use it through `burn_rlora::Adapt` (the trait and this derive share the
 //! name, as Burn's `Module` does). The derive implements the trait for a
 //! struct with named fields: it hands every field, under the field's name, to
-//! the adapting context, which adapts the field if its type implements
-//! `Adapt` and keeps it unchanged otherwise. Fields marked `#[adapt(skip)]` or
+//! the walk (`burn_rlora::adapt::Walk`), which walks the field's layers if
+//! its type implements `Adapt` and keeps it unchanged otherwise. Fields marked `#[adapt(skip)]` or
 //! `#[module(skip)]` are kept unchanged without being looked at.
 //!
 //! A field whose type is a bare type parameter of the struct (say `inner: M`)
@@ -18,7 +18,7 @@ use syn::{parse_macro_input, Data, DeriveInput, Fields, GenericParam, Type};
 
 /// Implements `burn_rlora::Adapt` for a struct with named fields.
 ///
-/// See the trait's documentation in `burn_rlora` for what adapting does.
+/// See the trait's documentation in `burn_rlora` for what walking does.
 #[proc_macro_derive(Adapt, attributes(adapt))]
 pub fn derive_adapt(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -60,13 +60,14 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         .collect();
 
     let mut generics = input.generics.clone();
-    let mut field_exprs = Vec::new();
+    let mut map_exprs = Vec::new();
+    let mut visit_stmts = Vec::new();
     let mut bounded = Vec::new();
     for field in fields {
         let ident = field.ident.as_ref().expect("named fields have names");
         let key = ident.to_string();
         if skipped(field)? {
-            field_exprs.push(quote! { #ident: #ident });
+            map_exprs.push(quote! { #ident: #ident });
             continue;
         }
         match bare_type_param(&field.ty, &type_params) {
@@ -74,18 +75,27 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
                 if !bounded.contains(&param) {
                     bounded.push(param);
                 }
-                field_exprs.push(quote! {
-                    #ident: __cx.field(#key, #ident)?
+                map_exprs.push(quote! { #ident: __walk.field(#key, #ident)? });
+                visit_stmts.push(quote! { __walk.visit_field(#key, &self.#ident); });
+            }
+            None => {
+                map_exprs.push(quote! {
+                    #ident: {
+                        #[allow(unused_imports)]
+                        use ::burn_rlora::adapt::__private::{KeepField as _, MapField as _};
+                        (&mut ::burn_rlora::adapt::__private::Field::new(#ident))
+                            .map_field(__walk, #key)?
+                    }
+                });
+                visit_stmts.push(quote! {
+                    {
+                        #[allow(unused_imports)]
+                        use ::burn_rlora::adapt::__private::{SkipField as _, VisitField as _};
+                        (&::burn_rlora::adapt::__private::FieldRef(&self.#ident))
+                            .visit_field(__walk, #key);
+                    }
                 });
             }
-            None => field_exprs.push(quote! {
-                #ident: {
-                    #[allow(unused_imports)]
-                    use ::burn_rlora::adapt::__private::{AdaptField as _, KeepField as _};
-                    (&mut ::burn_rlora::adapt::__private::Field::new(#ident))
-                        .adapt_field(__cx, #key)?
-                }
-            }),
         }
     }
     {
@@ -101,12 +111,20 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
 
     Ok(quote! {
         impl #impl_generics ::burn_rlora::Adapt for #name #ty_generics #where_clause {
-            fn adapt_with(
+            fn map_layers<__M: ::burn_rlora::adapt::LayerMapper>(
                 self,
-                __cx: &mut ::burn_rlora::AdaptContext<'_>,
-            ) -> ::core::result::Result<Self, ::burn_rlora::RLoraError> {
+                __walk: &mut ::burn_rlora::adapt::Walk<'_, __M>,
+            ) -> ::core::result::Result<Self, __M::Error> {
                 let Self { #(#names),* } = self;
-                ::core::result::Result::Ok(Self { #(#field_exprs),* })
+                ::core::result::Result::Ok(Self { #(#map_exprs),* })
+            }
+
+            #[allow(unused_variables)]
+            fn visit_layers<__V: ::burn_rlora::adapt::LayerVisitor>(
+                &self,
+                __walk: &mut ::burn_rlora::adapt::Walk<'_, __V>,
+            ) {
+                #(#visit_stmts)*
             }
         }
     })

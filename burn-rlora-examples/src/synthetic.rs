@@ -76,7 +76,7 @@ use burn::nn::{Gelu, Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use burn_rlora::multitask::{BodyOutput, MultiTaskBody};
-use burn_rlora::{RLoraConfig, RLoraError, RLoraLinear};
+use burn_rlora::{Adapt, RLoraConfig, RLoraError, RLoraLinear};
 use rand::rngs::StdRng;
 
 use crate::trace::{defined_mean, SimilarityTrace};
@@ -474,7 +474,7 @@ impl BaseWeights {
 }
 
 /// The student's shared body: the base network with both layers adapted.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct SyntheticBody<B: Backend> {
     /// First layer, adapted.
     pub l1: RLoraLinear<B>,
@@ -512,10 +512,14 @@ impl<B: Backend> SyntheticBody<B> {
     /// Each adapted layer's mean pairwise head similarity, as
     /// [`SimilarityTrace`] records it ([`defined_mean`]).
     pub fn mean_head_similarities(&self) -> Vec<(String, Option<f64>)> {
-        self.adapted()
-            .iter()
-            .map(|(name, l)| (name.to_string(), defined_mean(&l.head_similarity())))
-            .collect()
+        burn_rlora::head_similarities(self)
+            .map(|layers| {
+                layers
+                    .into_iter()
+                    .map(|(name, s)| (name, defined_mean(&s)))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The adapted layers, with their names.

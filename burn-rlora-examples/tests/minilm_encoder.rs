@@ -12,7 +12,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData, Tolerance};
-use burn_rlora::{AdaptableLinear, ParamCount, RLoraConfig};
+use burn_rlora::{ParamCount, RLoraConfig, RLoraLinear};
 use burn_rlora_examples::minilm::{
     load_bert_weights, mean_pool, BertConfig, BertInput, BertModel, EncoderAdapterConfig,
     MiniLmError, TargetModule,
@@ -89,9 +89,9 @@ fn random_heads_are_active_once_the_compensation_is_folded() {
     let config = EncoderAdapterConfig::new(RLoraConfig::r_lora(2, 8.0, 3));
     let mut adapted = plain.adapt(&config).unwrap();
     for layer in adapted.encoder.layer.iter_mut() {
-        if let AdaptableLinear::Adapted(l) = &mut layer.intermediate.dense {
-            l.lora_b0 = None;
-            l.lora_a0 = None;
+        if let Some(adapter) = layer.intermediate.dense.adapter.as_mut() {
+            adapter.lora_b0 = None;
+            adapter.lora_a0 = None;
         }
     }
     let moved = (adapted.forward(&input) - expected)
@@ -335,11 +335,9 @@ fn named<const D: usize>(name: String, t: Tensor<B, D>) -> Named {
     )
 }
 
-fn linear_of(m: &AdaptableLinear<B>) -> &burn::nn::Linear<B> {
-    match m {
-        AdaptableLinear::Plain(l) => l,
-        AdaptableLinear::Adapted(_) => unreachable!("plain model"),
-    }
+fn linear_of(m: &RLoraLinear<B>) -> &RLoraLinear<B> {
+    assert!(!m.is_adapted(), "plain model");
+    m
 }
 
 /// The model's parameters under Hugging Face's `BertModel` names, in PyTorch

@@ -62,8 +62,12 @@ fn host_kernels_match_burns_values_and_gradients() {
     let g_ref = GradientsParams::from_grads(l_ref.backward(), &burn_ops);
     let mut compared = 0;
     for ((_, _, a), (_, _, b)) in model.adapted_layers().iter().zip(burn_ops.adapted_layers()) {
-        let ga = g.get::<Flex, 2>(a.lora_a.id).unwrap();
-        let gb = g_ref.get::<Flex, 2>(b.lora_a.id).unwrap();
+        let ga = g
+            .get::<Flex, 2>(a.adapter.as_ref().unwrap().lora_a.id)
+            .unwrap();
+        let gb = g_ref
+            .get::<Flex, 2>(b.adapter.as_ref().unwrap().lora_a.id)
+            .unwrap();
         ga.into_data().assert_approx_eq::<f32>(&gb.into_data(), tol);
         compared += 1;
     }

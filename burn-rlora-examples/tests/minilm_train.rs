@@ -127,14 +127,12 @@ fn one_training_step_trains_adapters_and_heads_only() {
 
     // Block 0's feed-forward up-projection: its frozen base, heads and A.
     let layer = |m: &MultiTaskClassifier<AD, BertModel<AD>>| {
-        let l = m.body.encoder.layer[0]
-            .linear(TargetModule::Intermediate)
-            .adapted()
-            .expect("the feed-forward projections are adapted");
+        let l = m.body.encoder.layer[0].linear(TargetModule::Intermediate);
+        assert!(l.is_adapted(), "the feed-forward projections are adapted");
         (
             l.weight.val().inner(),
-            l.lora_b.val().inner(),
-            l.lora_a.val().inner(),
+            l.adapter.as_ref().unwrap().lora_b.val().inner(),
+            l.adapter.as_ref().unwrap().lora_a.val().inner(),
         )
     };
     let (w0, b0, a0) = layer(&model);

@@ -4,6 +4,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::adapt::{visit_layers, Adapt, LayerVisitor};
+use crate::adapter::RLoraAdapter;
 use crate::error::RLoraError;
 use crate::layer::RLoraLinear;
 
@@ -71,12 +73,71 @@ pub fn cosine_similarity_rows(data: &[f64], n: usize) -> HeadSimilarity {
     }
 }
 
-impl<B: Backend> RLoraLinear<B> {
+impl<B: Backend> RLoraAdapter<B> {
     /// Cosine similarity of the flattened heads `B_i` (the paper's measure).
     pub fn head_similarity(&self) -> HeadSimilarity {
         let (r, n, d_output) = (self.rank(), self.num_heads(), self.d_output());
         cosine_similarity_matrix(self.lora_b.val().reshape([n, r * d_output]))
     }
+}
+
+/// One value per adapted layer, with the layer's path: `measure` applied to
+/// each adapter of a model.
+struct PerAdapter<T> {
+    measure: fn(&dyn AdapterView) -> T,
+    found: Vec<(String, T)>,
+}
+
+/// What the per-adapter diagnostics read of an adapter, backend-free.
+trait AdapterView {
+    fn head_similarity(&self) -> HeadSimilarity;
+    fn num_params(&self) -> usize;
+}
+
+impl<B: Backend> AdapterView for RLoraAdapter<B> {
+    fn head_similarity(&self) -> HeadSimilarity {
+        RLoraAdapter::head_similarity(self)
+    }
+
+    fn num_params(&self) -> usize {
+        RLoraAdapter::num_params(self)
+    }
+}
+
+impl<T> LayerVisitor for PerAdapter<T> {
+    fn visit<B: Backend>(&mut self, path: &str, layer: &RLoraLinear<B>) {
+        if let Some(adapter) = layer.adapter() {
+            self.found.push((path.to_string(), (self.measure)(adapter)));
+        }
+    }
+}
+
+/// `measure` of every adapted layer of `model`, or
+/// [`RLoraError::NoAdaptedLayer`] naming `operation` when there is none.
+fn per_adapter<M: Adapt, T>(
+    model: &M,
+    measure: fn(&dyn AdapterView) -> T,
+    operation: &'static str,
+) -> Result<Vec<(String, T)>, RLoraError> {
+    let mut visitor = PerAdapter {
+        measure,
+        found: Vec::new(),
+    };
+    visit_layers(model, &mut visitor);
+    if visitor.found.is_empty() {
+        return Err(RLoraError::NoAdaptedLayer { operation });
+    }
+    Ok(visitor.found)
+}
+
+/// The head similarity ([`RLoraAdapter::head_similarity`]) of every adapted
+/// layer of `model`, with the layer's path, in field order.
+///
+/// # Errors
+///
+/// [`RLoraError::NoAdaptedLayer`] for a model without adapted layers.
+pub fn head_similarities<M: Adapt>(model: &M) -> Result<Vec<(String, HeadSimilarity)>, RLoraError> {
+    per_adapter(model, |a| a.head_similarity(), "compare heads of")
 }
 
 /// Statistics of router weights over a batch.
@@ -199,42 +260,16 @@ impl<B: Backend> ModuleVisitor<B> for Counter {
     }
 }
 
-/// Counts the adapter tensors (`A`, the heads, the router) of every
-/// `RLoraLinear` inside a module, by their field names.
-#[derive(Default)]
-struct AdapterCounter {
-    containers: Vec<String>,
-    fields: Vec<String>,
-    total: usize,
-}
-
-impl<B: Backend> ModuleVisitor<B> for AdapterCounter {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.fields.push(name.to_string());
-        self.containers.push(container_type.to_string());
-    }
-
-    fn exit_module(&mut self, _: &str, _: &str) {
-        self.fields.pop();
-        self.containers.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let in_layer = self.containers.last().map(String::as_str) == Some("Struct:RLoraLinear");
-        let field = self.fields.last().map(String::as_str);
-        if in_layer && matches!(field, Some("lora_a" | "lora_b" | "lora_route")) {
-            self.total += param.lazy_shape().num_elements();
-        }
-    }
-}
-
 impl ParamCount {
     /// The adapter parameters (`A`, the heads and the routers, the numbers
-    /// that train) of every [`RLoraLinear`](crate::RLoraLinear) inside
-    /// `module`: the sum of their
-    /// [`num_adapter_params`](crate::RLoraLinear::num_adapter_params), on
+    /// that train) of every adapted [`RLoraLinear`] inside `module`: the sum
+    /// of their [`num_adapter_params`](RLoraLinear::num_adapter_params), on
     /// any backend (a plain backend tracks no gradients, so
     /// [`of`](Self::of) counts nothing as trainable there).
+    ///
+    /// # Errors
+    ///
+    /// [`RLoraError::NoAdaptedLayer`] for a module without adapted layers.
     ///
     /// ```
     /// use burn::backend::NdArray;
@@ -243,13 +278,13 @@ impl ParamCount {
     ///
     /// let base = LinearConfig::new(32, 16).init::<NdArray>(&Default::default());
     /// let layer = RLoraLinear::from_linear(base, &RLoraConfig::r_lora(4, 8.0, 3)).unwrap();
-    /// assert_eq!(ParamCount::adapters_of(&layer), layer.num_adapter_params());
-    /// assert_eq!(ParamCount::adapters_of(&layer), 4 * 32 + 3 * 4 * 16 + 32 * 3);
+    /// assert_eq!(ParamCount::adapters_of(&layer)?, layer.num_adapter_params());
+    /// assert_eq!(ParamCount::adapters_of(&layer)?, 4 * 32 + 3 * 4 * 16 + 32 * 3);
+    /// # Ok::<(), burn_rlora::RLoraError>(())
     /// ```
-    pub fn adapters_of<B: Backend, M: Module<B>>(module: &M) -> usize {
-        let mut counter = AdapterCounter::default();
-        module.visit(&mut counter);
-        counter.total
+    pub fn adapters_of<M: Adapt>(module: &M) -> Result<usize, RLoraError> {
+        let counts = per_adapter(module, |a| a.num_params(), "count")?;
+        Ok(counts.iter().map(|(_, n)| n).sum())
     }
 
     /// Count the parameters of any Burn module.

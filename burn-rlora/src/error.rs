@@ -82,14 +82,21 @@ pub enum RLoraError {
     TargetNotFound {
         /// The target as given.
         target: String,
-        /// The paths of every [`AdaptableLinear`](crate::AdaptableLinear) of the model.
+        /// The paths of every [`RLoraLinear`](crate::RLoraLinear) of the model.
         adaptable: Vec<String>,
     },
     /// A targeted layer carries an adapter already.
-    #[error("layer {path} is adapted already; adapt a model once, from its plain layers")]
+    #[error("{} is adapted already; adapt a model once, from its plain layers", layer_at(.path))]
     AlreadyAdapted {
-        /// The layer's path in the model.
+        /// The layer's path in the model; empty for a layer adapted on its
+        /// own ([`RLoraLinear::adapt`](crate::RLoraLinear::adapt)).
         path: String,
+    },
+    /// A whole-model operation found no adapted layer in the model.
+    #[error("the model has no adapted layer (no RLoraLinear field carries an adapter), so there is nothing to {operation}")]
+    NoAdaptedLayer {
+        /// What was asked for (`count`, `compare`, ...).
+        operation: &'static str,
     },
     /// Building the adapter of one targeted layer failed.
     #[error("layer {path}: {source}")]
@@ -111,9 +118,17 @@ pub enum RLoraError {
     },
 }
 
+fn layer_at(path: &str) -> String {
+    if path.is_empty() {
+        "the layer".to_string()
+    } else {
+        format!("layer {path}")
+    }
+}
+
 fn list_or_none(paths: &[String]) -> String {
     if paths.is_empty() {
-        "none (no field of type AdaptableLinear was found)".to_string()
+        "none (no field of type RLoraLinear was found)".to_string()
     } else {
         paths.join(", ")
     }

@@ -1,19 +1,25 @@
-//! [`RLoraLinear`]: the adapted linear layer, its construction and its forward pass.
+//! [`RLoraLinear`]: a linear layer that carries an optional adapter; its
+//! construction, adaptation and forward pass.
 
 use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::nn::Linear;
-use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
-use burn::tensor::{DType, Distribution, FloatDType, Tensor};
+use burn::tensor::Tensor;
 
-use crate::config::{DropoutMode, RLoraConfig, RouterKind};
+use crate::adapter::RLoraAdapter;
+use crate::config::{RLoraConfig, RouterKind};
 use crate::error::RLoraError;
-use crate::init::{InitScheme, Matrix};
 
-/// A drop-in replacement for [`burn::nn::Linear`] with a multi-head low-rank adapter.
+/// A drop-in replacement for [`burn::nn::Linear`] that may carry a
+/// multi-head low-rank adapter ([`RLoraAdapter`]).
 ///
-/// For an input row `x` the layer computes
+/// Without an adapter the layer is a `Linear`: the same `weight` and `bias`
+/// under the same names and in the same layout (`[d_input, d_output]`), so a
+/// plain pretrained checkpoint loads into it unchanged and it computes
+/// `W x + b`. Declare a model's layers with this type, and adapt them one by
+/// one ([`from_linear`](Self::from_linear), [`adapt`](Self::adapt)) or by
+/// target names ([`AdaptConfig`](crate::AdaptConfig)). With an adapter it computes
 ///
 /// ```text
 /// z = A x                      (r values, computed once)
@@ -21,21 +27,20 @@ use crate::init::{InitScheme, Matrix};
 /// y = W x + b + s * sum_i g_i * B_i(Dropout_i(z)) - s * Bbar0 (A0 x)
 /// ```
 ///
-/// * `weight` and `bias` are the frozen base, stored under the same names and in
-///   the same layout as in `Linear` (`[d_input, d_output]`), so a plain model's
-///   weights load into the adapted model unchanged. They never get a gradient.
-/// * `lora_a` is `A` in Burn's layout, `[d_input, r]`.
-/// * `lora_b` holds the `N` heads stacked, `[N * r, d_output]`; rows
-///   `i*r..(i+1)*r` are head `i` (the transpose of PyTorch's `lora_B{i}.weight`).
-/// * `lora_route` is the router, `[d_input, N]`, absent without a router.
-/// * `lora_a0` and `lora_b0` are the frozen compensation pair: a copy of the
-///   initial `A` and the mean of the initial heads. They make the output at
-///   step 0 equal to the base's exactly; they are absent when the heads start at zero.
+/// * `weight` and `bias` are the base; adapting freezes them (they never get
+///   a gradient).
+/// * `adapter` holds `A` (`lora_a`, `[d_input, r]`), the `N` stacked heads
+///   (`lora_b`, `[N * r, d_output]`), the router (`lora_route`,
+///   `[d_input, N]`, absent without a router) and the frozen compensation
+///   pair (`lora_a0`, `lora_b0`): a copy of the initial `A` and the mean of
+///   the initial heads, which make the output at step 0 equal to the base's
+///   exactly; they are absent when the heads start at zero.
 ///
-/// All heads are applied with one matrix product: the gate-scaled, dropped
-/// copies of `z` are laid side by side (`tokens x N*r`) and multiplied by the
-/// stacked heads. Dropout is active when the backend records gradients
-/// (`B::ad_enabled`), like [`burn::nn::Dropout`].
+/// One type for both states, rather than an enum of `Linear` and an adapted
+/// layer: a model's field keeps one type whatever its state, the base keeps
+/// its path (`dense.weight`) and the adapter has one (`dense.adapter.lora_a`)
+/// in every Burn record and store, and model-wide operations find adapted
+/// layers by type ([`Adapt`](crate::Adapt)).
 ///
 /// # Example
 ///
@@ -51,6 +56,7 @@ use crate::init::{InitScheme, Matrix};
 /// let expected = base.forward(x.clone());
 ///
 /// let layer = RLoraLinear::from_linear(base, &RLoraConfig::r_lora(4, 32.0, 3)).unwrap();
+/// assert!(layer.is_adapted());
 /// let y = layer.forward(x);
 /// assert_eq!(y.dims(), [2, 3, 8]);
 /// // At init the adapted layer computes exactly what the base did.
@@ -59,22 +65,13 @@ use crate::init::{InitScheme, Matrix};
 #[derive(Module, Debug)]
 #[module(custom_display)]
 pub struct RLoraLinear<B: Backend> {
-    /// Frozen base weight, `[d_input, d_output]` (same name and layout as `Linear::weight`).
+    /// Base weight, `[d_input, d_output]` (same name and layout as
+    /// `Linear::weight`); frozen once adapted.
     pub weight: Param<Tensor<B, 2>>,
-    /// Frozen base bias, `[d_output]`.
+    /// Base bias, `[d_output]`; frozen once adapted.
     pub bias: Option<Param<Tensor<B, 1>>>,
-    /// Shared down-projection `A`, `[d_input, r]`.
-    pub lora_a: Param<Tensor<B, 2>>,
-    /// The heads, stacked: `[N * r, d_output]`.
-    pub lora_b: Param<Tensor<B, 2>>,
-    /// Router weights `W_r`, `[d_input, N]`; `None` for uniform weighting.
-    pub lora_route: Option<Param<Tensor<B, 2>>>,
-    /// Frozen copy of the initial `A`, `[d_input, r]`.
-    pub lora_a0: Option<Param<Tensor<B, 2>>>,
-    /// Frozen mean of the initial heads, `[r, d_output]`.
-    pub lora_b0: Option<Param<Tensor<B, 2>>>,
-    #[module(skip)]
-    pub(crate) config: RLoraConfig,
+    /// The adapter; `None` for a plain layer.
+    pub adapter: Option<RLoraAdapter<B>>,
 }
 
 /// The output of [`RLoraLinear::forward_with_routing`].
@@ -89,6 +86,10 @@ pub struct RoutedOutput<B: Backend, const D: usize> {
 
 impl RLoraConfig {
     /// Build an adapted layer on top of `base`. Same as [`RLoraLinear::from_linear`].
+    ///
+    /// # Errors
+    ///
+    /// As [`RLoraLinear::from_linear`].
     pub fn init<B: Backend>(&self, base: Linear<B>) -> Result<RLoraLinear<B>, RLoraError> {
         RLoraLinear::from_linear(base, self)
     }
@@ -101,116 +102,104 @@ fn materialize<B: Backend, const D: usize>(p: Param<Tensor<B, D>>) -> Param<Tens
     p
 }
 
-fn frozen<B: Backend, const D: usize>(t: Tensor<B, D>) -> Param<Tensor<B, D>> {
-    Param::from_tensor(t).set_require_grad(false)
+impl<B: Backend> From<Linear<B>> for RLoraLinear<B> {
+    /// The plain layer: `linear`'s parameters as they are, no adapter.
+    fn from(linear: Linear<B>) -> Self {
+        Self {
+            weight: linear.weight,
+            bias: linear.bias,
+            adapter: None,
+        }
+    }
 }
 
 impl<B: Backend> RLoraLinear<B> {
-    /// Wrap a (trained) `Linear` in an adapter described by `config`.
-    ///
-    /// The base's parameters are kept as they are (layout, mappers, ids),
-    /// frozen, and initialized if they were still lazy. The adapter's matrices are drawn on the base's device with the
-    /// backend's seeded RNG (`B::seed`).
+    /// Wrap a (trained) `Linear` in an adapter described by `config`: the
+    /// same as `RLoraLinear::from(base).adapt(config)`.
     ///
     /// # Errors
     ///
     /// Any [`RLoraError`] from [`RLoraConfig::validate`] for the base's shape.
     pub fn from_linear(base: Linear<B>, config: &RLoraConfig) -> Result<Self, RLoraError> {
+        Self::from(base).adapt(config)
+    }
+
+    /// Puts an adapter described by `config` on the plain layer.
+    ///
+    /// The base's parameters are kept as they are (layout, mappers, ids),
+    /// frozen, and initialized if they were still lazy. The adapter's
+    /// matrices are drawn on the base's device with the backend's seeded RNG
+    /// (`B::seed`).
+    ///
+    /// # Errors
+    ///
+    /// Any [`RLoraError`] from [`RLoraConfig::validate`] for the base's
+    /// shape; [`RLoraError::AlreadyAdapted`] (with an empty path: the layer
+    /// itself) if the layer carries an adapter already.
+    pub fn adapt(self, config: &RLoraConfig) -> Result<Self, RLoraError> {
+        if self.adapter.is_some() {
+            return Err(RLoraError::AlreadyAdapted {
+                path: String::new(),
+            });
+        }
         // Materialize a lazily initialized base first: a clone of an uninitialized
         // `Param` draws its values again (so clones of the model would disagree),
         // and a lazy `LinearLayout::Col` weight reports its pre-transpose shape.
-        let lazy = base.weight.lazy_shape();
+        let lazy = self.weight.lazy_shape();
         if lazy.num_elements() == 0 {
             // Drawing an empty layer's Kaiming init would divide by zero inside
             // Burn; the rank check rejects it without touching the values.
             let [rows, cols] = lazy.dims();
             config.validate(rows, cols)?;
         }
-        let weight = base.weight.set_require_grad(false);
-        let bias = base.bias.map(|b| b.set_require_grad(false));
+        let weight = self.weight.set_require_grad(false);
+        let bias = self.bias.map(|b| b.set_require_grad(false));
         // Reading a lazy `Param` draws its values once and keeps them: the
         // weight through `dims` here, the bias through `materialize`.
         let [d_input, d_output] = weight.val().dims();
         let bias = bias.map(materialize);
-        config.validate(d_input, d_output)?;
-        let device = weight.device();
-        let (r, n) = (config.rank, config.num_heads);
-        let dims = (d_input, d_output);
-
-        let factor_for = |scheme: &InitScheme| {
-            if scheme.is_zero() {
-                1.0
-            } else {
-                config.init_factor(d_output)
-            }
-        };
-        let a = config.init_a.draw::<B>(
-            Matrix::A,
-            (r, d_input),
-            dims,
-            factor_for(&config.init_a),
-            &device,
-        );
-        let b_factor = factor_for(&config.init_b);
-        let heads = if config.init_b == InitScheme::Orthogonal {
-            // One joint draw, so that the heads are mutually orthogonal as well.
-            config
-                .init_b
-                .draw::<B>(Matrix::B, (d_output, n * r), dims, b_factor, &device)
-        } else {
-            let each: Vec<Tensor<B, 2>> = (0..n)
-                .map(|_| {
-                    config
-                        .init_b
-                        .draw::<B>(Matrix::B, (d_output, r), dims, b_factor, &device)
-                })
-                .collect();
-            Tensor::cat(each, 0)
-        };
-        let route = match config.router {
-            RouterKind::Softmax => Some(config.resolved_router_init().draw::<B>(
-                Matrix::Router,
-                (n, d_input),
-                dims,
-                1.0,
-                &device,
-            )),
-            RouterKind::Uniform => None,
-        };
-        let (a0, b0) = if config.needs_compensation() {
-            let b0 = mean_head(heads.clone(), n);
-            (Some(frozen(a.clone())), Some(frozen(b0)))
-        } else {
-            (None, None)
-        };
-
+        let adapter = RLoraAdapter::new(config, d_input, d_output, &weight.device())?;
         Ok(Self {
             weight,
             bias,
-            lora_a: Param::from_tensor(a),
-            lora_b: Param::from_tensor(heads),
-            lora_route: route.map(Param::from_tensor),
-            lora_a0: a0,
-            lora_b0: b0,
-            config: config.clone(),
+            adapter: Some(adapter),
         })
     }
 
-    /// The config this layer was built with.
-    pub fn config(&self) -> &RLoraConfig {
-        &self.config
+    /// The base as a plain [`Linear`] (sharing its tensors), without the adapter.
+    pub fn base(&self) -> Linear<B> {
+        Linear {
+            weight: self.weight.clone(),
+            bias: self.bias.clone(),
+        }
     }
 
-    /// Change the dropout probability, e.g. to turn dropout off for a
-    /// deterministic training step. Everything else stays as it is.
+    /// The adapter, if the layer carries one.
+    pub fn adapter(&self) -> Option<&RLoraAdapter<B>> {
+        self.adapter.as_ref()
+    }
+
+    /// Whether the layer carries an adapter.
+    pub fn is_adapted(&self) -> bool {
+        self.adapter.is_some()
+    }
+
+    /// The config of the layer's adapter; `None` for a plain layer.
+    pub fn config(&self) -> Option<&RLoraConfig> {
+        self.adapter.as_ref().map(RLoraAdapter::config)
+    }
+
+    /// Change the adapter's dropout probability, e.g. to turn dropout off for a
+    /// deterministic training step. Everything else stays as it is; a plain
+    /// layer is returned unchanged.
     ///
     /// # Errors
     ///
     /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
-    pub fn with_dropout(mut self, dropout: f64) -> Result<Self, RLoraError> {
+    pub fn with_dropout(self, dropout: f64) -> Result<Self, RLoraError> {
         RLoraConfig::check_dropout(dropout)?;
-        self.config.dropout = dropout;
-        Ok(self)
+        let adapter = self.adapter.map(|a| a.with_dropout(dropout)).transpose()?;
+        Ok(Self { adapter, ..self })
     }
 
     /// Input features.
@@ -223,43 +212,10 @@ impl<B: Backend> RLoraLinear<B> {
         self.weight.shape().dims::<2>()[1]
     }
 
-    /// The rank `r`.
-    pub fn rank(&self) -> usize {
-        self.config.rank
-    }
-
-    /// The number of heads `N`.
-    pub fn num_heads(&self) -> usize {
-        self.config.num_heads
-    }
-
-    /// The scaling `s` of the adapter's output.
-    pub fn scaling(&self) -> f64 {
-        self.config.scaling()
-    }
-
-    /// The number of trainable numbers: `A`, the heads and the router.
+    /// The number of trainable numbers of the adapter (`A`, the heads and the
+    /// router); 0 for a plain layer.
     pub fn num_adapter_params(&self) -> usize {
-        let (r, n) = (self.config.rank, self.config.num_heads);
-        let router = if self.lora_route.is_some() {
-            self.d_input() * n
-        } else {
-            0
-        };
-        self.d_input() * r + n * r * self.d_output() + router
-    }
-
-    /// True when the layer stores (and subtracts) the compensation pair.
-    pub fn has_compensation(&self) -> bool {
-        self.lora_a0.is_some()
-    }
-
-    /// Head `i` in PyTorch layout, `[d_output, r]` (the reference's `lora_B{i}.weight`).
-    ///
-    /// Returns `None` when `i >= N`.
-    pub fn head(&self, i: usize) -> Option<Tensor<B, 2>> {
-        let r = self.config.rank;
-        (i < self.config.num_heads).then(|| self.lora_b.val().narrow(0, i * r, r).transpose())
+        self.adapter.as_ref().map_or(0, RLoraAdapter::num_params)
     }
 
     /// Applies the layer to `[..., d_input]` and returns `[..., d_output]`,
@@ -280,6 +236,10 @@ impl<B: Backend> RLoraLinear<B> {
 
     /// Like [`forward`](Self::forward), but returns an error instead of
     /// panicking when the input's last dimension is not `d_input`.
+    ///
+    /// # Errors
+    ///
+    /// [`RLoraError::ShapeMismatch`] for an input whose last dimension is not `d_input`.
     pub fn try_forward<const D: usize>(
         &self,
         input: Tensor<B, D>,
@@ -290,7 +250,13 @@ impl<B: Backend> RLoraLinear<B> {
 
     /// Applies the layer and also returns the router's weights per token,
     /// for a load-balance loss ([`load_balance_loss`](crate::load_balance_loss))
-    /// or diagnostics ([`RouterStats`](crate::RouterStats)).
+    /// or diagnostics ([`RouterStats`](crate::RouterStats)); `gates` is
+    /// `None` for a plain layer or one without a router.
+    ///
+    /// # Shapes
+    ///
+    /// - input: `[..., d_input]`
+    /// - output: `[..., d_output]`, gates `[..., N]`
     ///
     /// # Panics
     ///
@@ -302,13 +268,24 @@ impl<B: Backend> RLoraLinear<B> {
         let dims = input.dims();
         let d_input = dims[D - 1];
         let tokens = dims[..D - 1].iter().product::<usize>();
-        let (out, gates) = self.forward_rows(input.reshape([tokens, d_input]));
-
+        let rows = input.reshape([tokens, d_input]);
+        let base = linear(
+            rows.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+        );
+        let (out, gates) = match &self.adapter {
+            Some(adapter) => {
+                let (delta, gates) = adapter.forward_rows(rows);
+                (base + delta, gates)
+            }
+            None => (base, None),
+        };
         let mut out_shape = dims;
         out_shape[D - 1] = self.d_output();
         let gates = gates.map(|g| {
             let mut g_shape = dims;
-            g_shape[D - 1] = self.config.num_heads;
+            g_shape[D - 1] = g.dims()[1];
             g.reshape(g_shape)
         });
         RoutedOutput {
@@ -329,162 +306,6 @@ impl<B: Backend> RLoraLinear<B> {
         }
         Ok(())
     }
-
-    /// The forward on rows `[T, d_input]`; returns `[T, d_output]` and the gates `[T, N]`.
-    fn forward_rows(&self, x: Tensor<B, 2>) -> (Tensor<B, 2>, Option<Tensor<B, 2>>) {
-        let cfg = &self.config;
-        let training = cfg.dropout > 0.0 && B::ad_enabled(&x.device());
-        let keep = 1.0 - cfg.dropout;
-        let input_dropout = training && cfg.dropout_mode == DropoutMode::Input;
-        let head_dropout = training && cfg.dropout_mode == DropoutMode::PerHead;
-
-        let base = linear(
-            x.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
-        let clean = self.project_clean(x.clone(), !input_dropout);
-        let z = match clean.z {
-            Some(z) => z,
-            // One mask on x, shared by all heads; 1/keep is folded into the gate scale.
-            None => drop_out(x, keep).matmul(self.lora_a.val()),
-        };
-        let gates = clean.logits.map(routing_softmax);
-
-        let s = cfg.scaling();
-        let gate_scale = if training { s / keep } else { s };
-        let mut act = self.mix_heads(z, gates.as_ref(), gate_scale);
-        if head_dropout {
-            // Multi-head dropout: every head its own mask on z.
-            act = drop_out(act, keep);
-        }
-        (base + self.apply_heads(act, clean.z0), gates)
-    }
-
-    /// Projects the clean input `x` `[T, d_input]` onto every matrix that reads
-    /// it, with one product `x [A | W_r | A0]`, and splits the result into
-    /// `z = x A` `[T, r]` (only when `with_a`: input dropout reads a masked `x`
-    /// instead), the router logits `x W_r` `[T, N]` and `z0 = x A0` `[T, r]`,
-    /// each present when its matrix is.
-    fn project_clean(&self, x: Tensor<B, 2>, with_a: bool) -> CleanProjection<B> {
-        let (r, n) = (self.config.rank, self.config.num_heads);
-        let blocks = [
-            (with_a.then(|| self.lora_a.val()), r),
-            (self.lora_route.as_ref().map(|p| p.val()), n),
-            (self.lora_a0.as_ref().map(|p| p.val()), r),
-        ];
-        let widths = blocks
-            .each_ref()
-            .map(|(m, width)| m.is_some().then_some(*width));
-        let mut parts: Vec<Tensor<B, 2>> = blocks.into_iter().filter_map(|(m, _)| m).collect();
-        let proj = match parts.len() {
-            0 => None,
-            1 => Some(x.matmul(parts.pop().expect("one part"))),
-            _ => Some(x.matmul(Tensor::cat(parts, 1))),
-        };
-        let [z, logits, z0] = split_columns(proj, widths);
-        CleanProjection { z, logits, z0 }
-    }
-
-    /// Lays the shared activations `z` `[T, r]` out as the heads' input
-    /// `[T, N * r]`: block `i` is `gate_scale * g_i * z` with the router's
-    /// weights `gates` `[T, N]`, or `gate_scale / N * z` without a router
-    /// (`g_i B_i z = B_i (g_i z)`, so gating before the heads is exact).
-    fn mix_heads(
-        &self,
-        z: Tensor<B, 2>,
-        gates: Option<&Tensor<B, 2>>,
-        gate_scale: f64,
-    ) -> Tensor<B, 2> {
-        let (r, n) = (self.config.rank, self.config.num_heads);
-        let [tokens, _] = z.dims();
-        // Both factors are laid out as contiguous [T, N*r] before the product:
-        // a broadcasting [T, 1, r] x [T, N, 1] product (and its backward) runs
-        // on a slow strided path on the CPU backends.
-        match gates {
-            Some(g) => {
-                let z = z.unsqueeze_dim::<3>(1).repeat_dim(1, n);
-                let g = g
-                    .clone()
-                    .mul_scalar(gate_scale)
-                    .unsqueeze_dim::<3>(2)
-                    .expand([tokens, n, r]);
-                z.reshape([tokens, n * r]) * g.reshape([tokens, n * r])
-            }
-            None => z
-                .mul_scalar(gate_scale / n as f64)
-                .unsqueeze_dim::<3>(1)
-                .repeat_dim(1, n)
-                .reshape([tokens, n * r]),
-        }
-    }
-
-    /// The adapter's output `[T, d_output]`: the heads' input `act` `[T, N * r]`
-    /// times the stacked heads `[N * r, d_output]`, minus `s * Bbar0 z0` for the
-    /// compensation pair, folded into the same product.
-    fn apply_heads(&self, act: Tensor<B, 2>, z0: Option<Tensor<B, 2>>) -> Tensor<B, 2> {
-        match (&self.lora_b0, z0) {
-            (Some(b0), Some(z0)) => {
-                let act = Tensor::cat(vec![act, z0.mul_scalar(-self.config.scaling())], 1);
-                act.matmul(Tensor::cat(vec![self.lora_b.val(), b0.val()], 0))
-            }
-            _ => act.matmul(self.lora_b.val()),
-        }
-    }
-}
-
-/// The products of the clean input, split by [`RLoraLinear::project_clean`].
-struct CleanProjection<B: Backend> {
-    /// `x A`, `[T, r]`.
-    z: Option<Tensor<B, 2>>,
-    /// The router's logits `x W_r`, `[T, N]`.
-    logits: Option<Tensor<B, 2>>,
-    /// `x A0`, `[T, r]`.
-    z0: Option<Tensor<B, 2>>,
-}
-
-/// Splits the columns of `t` into consecutive blocks of the given widths, in
-/// order; a block without a width is absent (and takes no columns).
-fn split_columns<B: Backend, const K: usize>(
-    t: Option<Tensor<B, 2>>,
-    widths: [Option<usize>; K],
-) -> [Option<Tensor<B, 2>>; K] {
-    let mut offset = 0;
-    widths.map(|width| {
-        let width = width?;
-        let block = t
-            .clone()
-            .expect("the product holds every block with a width")
-            .narrow(1, offset, width);
-        offset += width;
-        Some(block)
-    })
-}
-
-/// Zero each element with probability `1 - keep` (no rescaling: the caller
-/// folds `1/keep` into a scale). A uniform draw compared with `keep` is about
-/// twice as fast on the CPU backends as a Bernoulli draw and a product
-/// (`breakdown --layouts` in the benches), and the backward keeps a boolean mask.
-fn drop_out<B: Backend, const D: usize>(t: Tensor<B, D>, keep: f64) -> Tensor<B, D> {
-    let dropped = t
-        .random_like(Distribution::Default)
-        .greater_equal_elem(keep);
-    t.mask_fill(dropped, 0.0)
-}
-
-/// Softmax over the last dimension, computed in f32 for half-precision inputs.
-fn routing_softmax<B: Backend>(logits: Tensor<B, 2>) -> Tensor<B, 2> {
-    match logits.dtype() {
-        DType::F16 | DType::BF16 => {
-            let dtype = logits.dtype();
-            let g = softmax(logits.cast(FloatDType::F32), 1);
-            match dtype {
-                DType::F16 => g.cast(FloatDType::F16),
-                _ => g.cast(FloatDType::BF16),
-            }
-        }
-        _ => softmax(logits, 1),
-    }
 }
 
 impl<B: Backend> ModuleDisplay for RLoraLinear<B> {
@@ -495,29 +316,23 @@ impl<B: Backend> ModuleDisplay for RLoraLinear<B> {
     }
 
     fn custom_content(&self, content: Content) -> Option<Content> {
-        let router = match self.config.router {
+        let content = content
+            .add("d_input", &self.d_input())
+            .add("d_output", &self.d_output());
+        let Some(adapter) = &self.adapter else {
+            return content.add("adapter", &"none".to_string()).optional();
+        };
+        let config = adapter.config();
+        let router = match config.router {
             RouterKind::Softmax => "softmax",
             RouterKind::Uniform => "uniform",
         };
         content
-            .add("d_input", &self.d_input())
-            .add("d_output", &self.d_output())
-            .add("rank", &self.config.rank)
-            .add("heads", &self.config.num_heads)
+            .add("rank", &config.rank)
+            .add("heads", &config.num_heads)
             .add("router", &router.to_string())
-            .add("dropout", &self.config.dropout)
-            .add("trainable", &self.num_adapter_params())
+            .add("dropout", &config.dropout)
+            .add("trainable", &adapter.num_params())
             .optional()
     }
-}
-
-/// The mean of `n` stacked heads: `heads` is `[n * r, d_output]` (rows
-/// `i*r..(i+1)*r` are head `i`), the result `mean_i B_i`, `[r, d_output]`.
-pub(crate) fn mean_head<B: Backend>(heads: Tensor<B, 2>, n: usize) -> Tensor<B, 2> {
-    let [rows, d_output] = heads.dims();
-    let r = rows / n;
-    heads
-        .reshape([n, r, d_output])
-        .mean_dim(0)
-        .reshape([r, d_output])
 }

@@ -5,9 +5,9 @@
 //! `B: Backend`.
 //!
 //! [`RLoraLinear`] replaces [`burn::nn::Linear`] in a model with no other
-//! change: it keeps the base's `weight` and `bias` (frozen, same names and
-//! layout) and adds a shared down-projection `A`, `N` stacked heads and a
-//! router. The paper's baselines are presets of [`RLoraConfig`]: LoRA,
+//! change: it keeps the base's `weight` and `bias` (same names and layout)
+//! and, once adapted, freezes them and carries an [`RLoraAdapter`]: a shared
+//! down-projection `A`, `N` stacked heads and a router. The paper's baselines are presets of [`RLoraConfig`]: LoRA,
 //! HydraLoRA, the two ablations, and R-LoRA with or without a router.
 //!
 //! ```
@@ -46,7 +46,7 @@
 //!
 //! ## Adapting a whole model by target names
 //!
-//! Declare the layers that may carry an adapter as [`AdaptableLinear`] (a
+//! Declare the layers that may carry an adapter as [`RLoraLinear`] (a
 //! plain `Linear` until adapted, so pretrained weights load unchanged), derive
 //! [`Adapt`] next to `Module`, and name the targets as PEFT's
 //! `target_modules` does:
@@ -56,12 +56,12 @@
 //! use burn::module::Module;
 //! use burn::nn::LinearConfig;
 //! use burn::tensor::backend::Backend;
-//! use burn_rlora::{Adapt, AdaptConfig, AdaptableLinear, RLoraConfig, TargetModules};
+//! use burn_rlora::{Adapt, AdaptConfig, RLoraConfig, RLoraLinear, TargetModules};
 //!
 //! #[derive(Module, Adapt, Debug)]
 //! struct Mlp<B: Backend> {
-//!     up: AdaptableLinear<B>,
-//!     down: AdaptableLinear<B>,
+//!     up: RLoraLinear<B>,
+//!     down: RLoraLinear<B>,
 //! }
 //!
 //! let device = Default::default();
@@ -88,7 +88,11 @@
 
 #![warn(missing_docs)]
 
+// `#[derive(Adapt)]` names this crate `::burn_rlora`, inside it too.
+extern crate self as burn_rlora;
+
 pub mod adapt;
+mod adapter;
 pub mod backend;
 #[cfg(feature = "store")]
 pub mod checkpoint;
@@ -101,11 +105,12 @@ mod merge;
 #[cfg(feature = "train")]
 pub mod multitask;
 
-pub use adapt::{Adapt, AdaptConfig, AdaptContext, AdaptableLinear, TargetModules};
+pub use adapt::{Adapt, AdaptConfig, TargetModules};
+pub use adapter::RLoraAdapter;
 pub use config::{DropoutMode, Method, RLoraConfig, RouterKind, UnknownMethod};
 pub use diagnostics::{
-    cosine_similarity_matrix, cosine_similarity_rows, load_balance_loss, HeadSimilarity,
-    ParamCount, RouterStats,
+    cosine_similarity_matrix, cosine_similarity_rows, head_similarities, load_balance_loss,
+    HeadSimilarity, ParamCount, RouterStats,
 };
 pub use error::RLoraError;
 pub use init::{stable_factor, InitScheme};

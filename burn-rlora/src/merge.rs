@@ -5,9 +5,10 @@ use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+use crate::adapter::{mean_head, RLoraAdapter};
 use crate::config::RouterKind;
 use crate::error::RLoraError;
-use crate::layer::{mean_head, RLoraLinear};
+use crate::layer::RLoraLinear;
 
 /// The change the compensation pair `(A0, Bbar0)` makes to the base weight,
 /// `-s * A0 Bbar0`, in Burn's layout `[d_input, d_output]`.
@@ -42,14 +43,6 @@ pub(crate) fn merged_weight_delta<B: Backend>(
 }
 
 impl<B: Backend> RLoraLinear<B> {
-    /// The layer's compensation pair `(A0, Bbar0)`, if it has one.
-    fn compensation_pair(&self) -> Option<(Tensor<B, 2>, Tensor<B, 2>)> {
-        match (&self.lora_a0, &self.lora_b0) {
-            (Some(a0), Some(b0)) => Some((a0.val(), b0.val())),
-            _ => None,
-        }
-    }
-
     fn with_weight_delta(weight: &Param<Tensor<B, 2>>, delta: Tensor<B, 2>) -> Param<Tensor<B, 2>> {
         // Keep the base's mappers (e.g. `LinearLayout::Col`) but give the new weight its own id.
         let (_, w, mapper) = weight.clone().consume();
@@ -57,22 +50,32 @@ impl<B: Backend> RLoraLinear<B> {
         Param::from_mapped_value(ParamId::new(), merged, mapper)
     }
 
-    /// Fold the frozen compensation pair into the base weight:
+    /// Fold the adapter's frozen compensation pair into the base weight:
     /// `W <- W - s * A0 Bbar0`, and drop the pair.
     ///
     /// The layer computes the same function afterwards (to float rounding) and
     /// saves a little work per token. Useful for inference; a folded layer can
-    /// no longer load an adapter checkpoint that expects the pair.
+    /// no longer load an adapter checkpoint that expects the pair. A layer
+    /// without the pair (or without an adapter) is returned unchanged.
     pub fn fold_compensation(self) -> Self {
-        let Some((a0, b0)) = self.compensation_pair() else {
+        let Some(adapter) = self.adapter else {
             return self;
         };
-        let delta = compensation_delta(a0, b0, self.scaling());
+        let Some((a0, b0)) = adapter.compensation_pair() else {
+            return Self {
+                adapter: Some(adapter),
+                ..self
+            };
+        };
+        let delta = compensation_delta(a0, b0, adapter.scaling());
         Self {
             weight: Self::with_weight_delta(&self.weight, delta),
-            lora_a0: None,
-            lora_b0: None,
-            ..self
+            bias: self.bias,
+            adapter: Some(RLoraAdapter {
+                lora_a0: None,
+                lora_b0: None,
+                ..adapter
+            }),
         }
     }
 
@@ -81,28 +84,32 @@ impl<B: Backend> RLoraLinear<B> {
     /// That holds when the head weights do not depend on the input: one head,
     /// or the uniform router. Then `W' = W + s * A * mean_i(B_i) - s * A0 Bbar0`.
     /// The merged weight keeps the base's layout and is frozen, like the base.
+    /// A plain layer merges to its base.
     ///
     /// # Errors
     ///
     /// [`RLoraError::NotMergeable`] for a softmax router: the weights `g(x)`
     /// change with every token, so no single matrix equals the layer.
     pub fn merge(&self) -> Result<Linear<B>, RLoraError> {
-        if self.config().router == RouterKind::Softmax {
+        let Some(adapter) = &self.adapter else {
+            return Ok(self.base());
+        };
+        if adapter.config().router == RouterKind::Softmax {
             return Err(RLoraError::NotMergeable {
                 reason: format!(
                     "the layer has a softmax router over {} heads, so the head weights depend on \
                      the input and no single weight matrix reproduces it; use a uniform router \
                      (or one head) to merge, or keep the adapter at inference",
-                    self.num_heads()
+                    adapter.num_heads()
                 ),
             });
         }
         let delta = merged_weight_delta(
-            self.lora_a.val(),
-            self.lora_b.val(),
-            self.num_heads(),
-            self.compensation_pair(),
-            self.scaling(),
+            adapter.lora_a.val(),
+            adapter.lora_b.val(),
+            adapter.num_heads(),
+            adapter.compensation_pair(),
+            adapter.scaling(),
         );
         Ok(Linear {
             weight: Self::with_weight_delta(&self.weight, delta),

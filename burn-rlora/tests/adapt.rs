@@ -1,13 +1,12 @@
-//! Adapting a model by target names: `#[derive(Adapt)]`, `AdaptableLinear`,
+//! Adapting a model by target names: `#[derive(Adapt)]`, `RLoraLinear`,
 //! `TargetModules` and `AdaptConfig`.
 
 use burn::backend::NdArray;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{backend::Backend, Tensor};
-use burn_rlora::{
-    Adapt, AdaptConfig, AdaptContext, AdaptableLinear, RLoraConfig, RLoraError, TargetModules,
-};
+use burn_rlora::adapt::{LayerMapper, LayerVisitor, Walk};
+use burn_rlora::{Adapt, AdaptConfig, RLoraConfig, RLoraError, RLoraLinear, TargetModules};
 
 type NB = NdArray<f32>;
 
@@ -15,14 +14,14 @@ fn dev() -> burn::tensor::Device<NB> {
     Default::default()
 }
 
-fn linear<B: Backend>(i: usize, o: usize, device: &B::Device) -> AdaptableLinear<B> {
+fn linear<B: Backend>(i: usize, o: usize, device: &B::Device) -> RLoraLinear<B> {
     LinearConfig::new(i, o).init(device).into()
 }
 
 #[derive(Module, Adapt, Debug)]
 struct Attention<B: Backend> {
-    query: AdaptableLinear<B>,
-    value: AdaptableLinear<B>,
+    query: RLoraLinear<B>,
+    value: RLoraLinear<B>,
     /// Burn's own type: never adaptable.
     out: Linear<B>,
 }
@@ -30,11 +29,11 @@ struct Attention<B: Backend> {
 #[derive(Module, Adapt, Debug)]
 struct Block<B: Backend> {
     attention: Attention<B>,
-    ffn: [AdaptableLinear<B>; 2],
-    gate: Option<AdaptableLinear<B>>,
+    ffn: [RLoraLinear<B>; 2],
+    gate: Option<RLoraLinear<B>>,
     norm: LayerNorm<B>,
     #[adapt(skip)]
-    frozen_probe: AdaptableLinear<B>,
+    frozen_probe: RLoraLinear<B>,
     #[module(skip)]
     steps: usize,
 }
@@ -42,7 +41,7 @@ struct Block<B: Backend> {
 #[derive(Module, Adapt, Debug)]
 struct Model<B: Backend> {
     blocks: Vec<Block<B>>,
-    head: AdaptableLinear<B>,
+    head: RLoraLinear<B>,
 }
 
 fn block<B: Backend>(gate: bool) -> Block<B> {
@@ -146,7 +145,7 @@ fn only_the_adapters_of_targeted_layers_train() {
     ] {
         // R-LoRA: A, the heads and the router; the compensation pair is frozen.
         for field in ["lora_a", "lora_b", "lora_route"] {
-            expected.push(format!("{layer}.Adapted.{field}"));
+            expected.push(format!("{layer}.adapter.{field}"));
         }
     }
     expected.sort();
@@ -271,7 +270,7 @@ fn a_layer_error_names_the_layer() {
 #[derive(Module, Adapt, Debug)]
 struct Wrapper<B: Backend, Inner> {
     inner: Inner,
-    extra: AdaptableLinear<B>,
+    extra: RLoraLinear<B>,
 }
 
 #[test]
@@ -295,16 +294,23 @@ fn a_generic_field_is_walked() {
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
 enum Projection<B: Backend> {
-    Shared(AdaptableLinear<B>),
-    PerTask(Vec<AdaptableLinear<B>>),
+    Shared(RLoraLinear<B>),
+    PerTask(Vec<RLoraLinear<B>>),
 }
 
 impl<B: Backend> Adapt for Projection<B> {
-    fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError> {
+    fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error> {
         Ok(match self {
-            Self::Shared(l) => Self::Shared(cx.field("shared", l)?),
-            Self::PerTask(layers) => Self::PerTask(cx.field("per_task", layers)?),
+            Self::Shared(l) => Self::Shared(walk.field("shared", l)?),
+            Self::PerTask(layers) => Self::PerTask(walk.field("per_task", layers)?),
         })
+    }
+
+    fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>) {
+        match self {
+            Self::Shared(l) => walk.visit_field("shared", l),
+            Self::PerTask(layers) => walk.visit_field("per_task", layers),
+        }
     }
 }
 
@@ -379,13 +385,10 @@ fn a_plain_checkpoint_loads_into_adaptable_layers() {
         value: linear(8, 8, &d),
         out: LinearConfig::new(8, 8).init(&d),
     };
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).skip_enum_variants(true);
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = fresh.load_from(&mut store).unwrap();
     assert!(result.is_success(), "{result:?}");
-    let weight = |l: &AdaptableLinear<NB>| match l {
-        AdaptableLinear::Plain(l) => l.weight.val().into_data(),
-        AdaptableLinear::Adapted(l) => l.weight.val().into_data(),
-    };
+    let weight = |l: &RLoraLinear<NB>| l.weight.val().into_data();
     assert_eq!(weight(&fresh.query), plain.query.weight.val().into_data());
     assert_eq!(weight(&fresh.value), plain.value.weight.val().into_data());
 }
@@ -430,7 +433,7 @@ fn adapter_files_name_layers_without_the_variant() {
     assert_eq!(report.modules.len(), 4);
     let heads = |m: &Model<NB>| {
         m.blocks[1].ffn[0]
-            .adapted()
+            .adapter()
             .unwrap()
             .lora_b
             .val()
@@ -471,16 +474,7 @@ fn adapter_files_name_layers_without_the_variant() {
 /// The block with every layer back to its plain base (same weights).
 #[cfg(feature = "store")]
 fn plain_copy(b: &Block<NB>) -> Block<NB> {
-    let plain = |l: &AdaptableLinear<NB>| -> AdaptableLinear<NB> {
-        match l {
-            AdaptableLinear::Plain(l) => l.clone().into(),
-            AdaptableLinear::Adapted(l) => Linear {
-                weight: l.weight.clone(),
-                bias: l.bias.clone(),
-            }
-            .into(),
-        }
-    };
+    let plain = |l: &RLoraLinear<NB>| RLoraLinear::from(l.base());
     let mut copy = b.clone();
     copy.attention.query = plain(&b.attention.query);
     copy.ffn[0] = plain(&b.ffn[0]);
@@ -500,11 +494,9 @@ fn an_adapted_model_merges_into_its_plain_form() {
         .adapt(model())
         .unwrap();
     for layer in [&mut adapted.blocks[0].ffn[1], &mut adapted.head] {
-        let AdaptableLinear::Adapted(l) = layer else {
-            unreachable!()
-        };
-        let b = l.lora_b.val();
-        l.lora_b = Param::from_tensor(b.clone().ones_like().mul_scalar(0.1));
+        let adapter = layer.adapter.as_mut().unwrap();
+        let b = adapter.lora_b.val();
+        adapter.lora_b = Param::from_tensor(b.ones_like().mul_scalar(0.1));
     }
     let x = Tensor::<NB, 2>::random([3, 8], burn::tensor::Distribution::Default, &dev());
     let run = |m: &Model<NB>| {
@@ -525,7 +517,7 @@ fn an_adapted_model_merges_into_its_plain_form() {
 #[derive(Module, Adapt, Debug)]
 struct MaybeInner<B: Backend, Inner> {
     inner: Option<Inner>,
-    extra: AdaptableLinear<B>,
+    extra: RLoraLinear<B>,
 }
 
 #[test]

@@ -228,8 +228,8 @@ fn model_and_file_structure_disagreements_are_errors() {
         matches!(&err, CheckpointError::ConfigMismatch { key, .. } if key.contains("compensation")),
         "{err}"
     );
-    // A model with no adapted layer.
-    let plain = LinearConfig::new(4, 4).init::<NB>(&dev());
+    // A model with no adapted layer (a plain `Linear` is not even `Adapt`).
+    let plain = RLoraLinear::from(LinearConfig::new(4, 4).init::<NB>(&dev()));
     let err = save_adapter(&plain, tmp("structure-none"), &SaveOptions::new(config)).unwrap_err();
     assert!(matches!(err, CheckpointError::NoAdapters), "{err}");
 }

@@ -330,10 +330,18 @@ fn layer_with_nan() -> (RLoraLinear<NdArray>, RLoraConfig) {
         &config,
     )
     .unwrap();
-    let mut a = layer.lora_a.val().into_data().to_vec::<f32>().unwrap();
+    let mut a = layer
+        .adapter
+        .as_ref()
+        .unwrap()
+        .lora_a
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     a[5] = f32::NAN;
-    let shape = layer.lora_a.val().shape();
-    layer.lora_a = Param::from_tensor(Tensor::from_data(
+    let shape = layer.adapter.as_ref().unwrap().lora_a.val().shape();
+    layer.adapter.as_mut().unwrap().lora_a = Param::from_tensor(Tensor::from_data(
         burn::tensor::TensorData::new(a, shape),
         &Default::default(),
     ));
@@ -369,7 +377,15 @@ fn non_finite_values_are_refused_on_save_and_load_unless_allowed() {
         &LoadOptions::new().with_allow_non_finite(true),
     )
     .unwrap();
-    let a = loaded.lora_a.val().into_data().to_vec::<f32>().unwrap();
+    let a = loaded
+        .adapter
+        .as_ref()
+        .unwrap()
+        .lora_a
+        .val()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     assert_eq!(a.iter().filter(|v| v.is_nan()).count(), 1);
     std::fs::remove_dir_all(&dir).unwrap();
 

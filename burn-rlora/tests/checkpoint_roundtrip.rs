@@ -48,13 +48,29 @@ fn round_trip_every_preset_is_bit_identical() {
             (&loaded.up_proj, &model.up_proj),
             (&loaded.down_proj, &model.down_proj),
         ] {
-            assert_eq!(a.lora_a.val().into_data(), b.lora_a.val().into_data());
-            assert_eq!(a.lora_b.val().into_data(), b.lora_b.val().into_data());
-            assert_eq!(a.lora_a0.is_some(), config.needs_compensation(), "{method}");
-            if let (Some(x), Some(y)) = (&a.lora_b0, &b.lora_b0) {
+            assert_eq!(
+                a.adapter.as_ref().unwrap().lora_a.val().into_data(),
+                b.adapter.as_ref().unwrap().lora_a.val().into_data()
+            );
+            assert_eq!(
+                a.adapter.as_ref().unwrap().lora_b.val().into_data(),
+                b.adapter.as_ref().unwrap().lora_b.val().into_data()
+            );
+            assert_eq!(
+                a.adapter.as_ref().unwrap().lora_a0.is_some(),
+                config.needs_compensation(),
+                "{method}"
+            );
+            if let (Some(x), Some(y)) = (
+                &a.adapter.as_ref().unwrap().lora_b0,
+                &b.adapter.as_ref().unwrap().lora_b0,
+            ) {
                 assert_eq!(x.val().into_data(), y.val().into_data());
             }
-            assert_eq!(a.lora_a.is_require_grad(), b.lora_a.is_require_grad());
+            assert_eq!(
+                a.adapter.as_ref().unwrap().lora_a.is_require_grad(),
+                b.adapter.as_ref().unwrap().lora_a.is_require_grad()
+            );
         }
     }
 }
@@ -87,7 +103,16 @@ fn file_holds_only_adapter_tensors_in_pytorch_layout_with_reference_names() {
         .all(|n| !n.ends_with(".bias") && !n.contains(".weight.")));
     let a = st.tensor(&format!("{up}.lora_A.weight")).unwrap();
     assert_eq!(a.shape(), [4, 8]);
-    let want_a = values(model.up_proj.lora_a.val().transpose());
+    let want_a = values(
+        model
+            .up_proj
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_a
+            .val()
+            .transpose(),
+    );
     let got_a: Vec<f64> = TensorData::from_bytes_vec(a.data().to_vec(), [4, 8], DType::F32)
         .iter::<f64>()
         .collect();
@@ -98,7 +123,11 @@ fn file_holds_only_adapter_tensors_in_pytorch_layout_with_reference_names() {
         let got: Vec<f64> = TensorData::from_bytes_vec(h.data().to_vec(), [12, 4], DType::F32)
             .iter::<f64>()
             .collect();
-        assert_eq!(got, values(model.up_proj.head(i).unwrap()), "head {i}");
+        assert_eq!(
+            got,
+            values(model.up_proj.adapter().unwrap().head(i).unwrap()),
+            "head {i}"
+        );
     }
     assert_eq!(
         st.tensor(&format!("{up}.lora_route.weight"))
@@ -233,17 +262,41 @@ fn loading_into_an_autodiff_model_keeps_trainable_and_frozen_flags() {
     save_adapter(&saved, &dir, &SaveOptions::new(config.clone())).unwrap();
     let (loaded, _) = load_adapter(make(), &dir, &LoadOptions::new()).unwrap();
     assert_eq!(
-        loaded.lora_b.val().into_data(),
-        saved.lora_b.val().into_data()
+        loaded.adapter.as_ref().unwrap().lora_b.val().into_data(),
+        saved.adapter.as_ref().unwrap().lora_b.val().into_data()
     );
-    assert!(loaded.lora_a.is_require_grad() && loaded.lora_b.is_require_grad());
-    assert!(loaded.lora_route.as_ref().unwrap().is_require_grad());
     assert!(
-        !loaded.lora_a0.as_ref().unwrap().is_require_grad(),
+        loaded.adapter.as_ref().unwrap().lora_a.is_require_grad()
+            && loaded.adapter.as_ref().unwrap().lora_b.is_require_grad()
+    );
+    assert!(loaded
+        .adapter
+        .as_ref()
+        .unwrap()
+        .lora_route
+        .as_ref()
+        .unwrap()
+        .is_require_grad());
+    assert!(
+        !loaded
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_a0
+            .as_ref()
+            .unwrap()
+            .is_require_grad(),
         "A0 became trainable"
     );
     assert!(
-        !loaded.lora_b0.as_ref().unwrap().is_require_grad(),
+        !loaded
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_b0
+            .as_ref()
+            .unwrap()
+            .is_require_grad(),
         "B0 became trainable"
     );
     assert!(
@@ -264,13 +317,28 @@ fn half_precision_files_are_converted_to_the_model_type() {
         file.save(&dir, dtype).unwrap();
         let (loaded, _) =
             load_adapter(fresh_like(&model, &config), &dir, &LoadOptions::new()).unwrap();
-        let want = model.up_proj.lora_a.val().into_data().convert_dtype(dtype);
-        let got = loaded.up_proj.lora_a.val().into_data();
+        let want = model
+            .up_proj
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_a
+            .val()
+            .into_data()
+            .convert_dtype(dtype);
+        let got = loaded
+            .up_proj
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_a
+            .val()
+            .into_data();
         assert_eq!(got.dtype, DType::F32, "loaded into an f32 model");
         let want: Vec<f64> = want.iter::<f64>().collect();
         let got: Vec<f64> = got.iter::<f64>().collect();
         assert_eq!(got, want, "{dtype:?}: values are not the rounded originals");
-        let exact = values(model.up_proj.lora_a.val());
+        let exact = values(model.up_proj.adapter.as_ref().unwrap().lora_a.val());
         if dtype != DType::F64 {
             assert!(
                 max_abs_diff(&got, &exact) > 0.0,

@@ -25,9 +25,9 @@ enum Which {
 
 fn param(layer: &mut RLoraLinear<B>, which: Which) -> &mut Param<Tensor<B, 2>> {
     match which {
-        Which::A => &mut layer.lora_a,
-        Which::Heads => &mut layer.lora_b,
-        Which::Router => layer.lora_route.as_mut().unwrap(),
+        Which::A => &mut layer.adapter.as_mut().unwrap().lora_a,
+        Which::Heads => &mut layer.adapter.as_mut().unwrap().lora_b,
+        Which::Router => layer.adapter.as_mut().unwrap().lora_route.as_mut().unwrap(),
     }
 }
 

@@ -38,10 +38,10 @@ fn mask_probe(mode: DropoutMode, r: usize, n: usize, p: f64) -> (RLoraLinear<AB>
     layer.weight =
         Param::from_tensor(Tensor::zeros([r, n * r], &Default::default())).set_require_grad(false);
     layer.bias = None;
-    layer.lora_a = Param::from_tensor(eye(r));
-    layer.lora_b = Param::from_tensor(eye(n * r));
-    layer.lora_a0 = None;
-    layer.lora_b0 = None;
+    layer.adapter.as_mut().unwrap().lora_a = Param::from_tensor(eye(r));
+    layer.adapter.as_mut().unwrap().lora_b = Param::from_tensor(eye(n * r));
+    layer.adapter.as_mut().unwrap().lora_a0 = None;
+    layer.adapter.as_mut().unwrap().lora_b0 = None;
     let unit = config.scaling() / n as f64 / (1.0 - p);
     (layer, unit)
 }
@@ -163,13 +163,13 @@ fn init_statistics_match_each_scheme() {
     let c = (d_out as f64).powf(0.25) / 8.0;
     let l = layer_with(InitScheme::Unit, InitScheme::Unit, Some(64.0));
     within(
-        std_of(&values(l.lora_a.val())),
+        std_of(&values(l.adapter.as_ref().unwrap().lora_a.val())),
         c / (d_in as f64).sqrt(),
         0.05,
         "unit A",
     );
     within(
-        std_of(&values(l.lora_b.val())),
+        std_of(&values(l.adapter.as_ref().unwrap().lora_b.val())),
         c / (d_out as f64).sqrt(),
         0.05,
         "unit B",
@@ -180,21 +180,31 @@ fn init_statistics_match_each_scheme() {
         InitScheme::Gaussian { std: 0.5 },
         None,
     );
-    within(std_of(&values(l.lora_a.val())), 0.02, 0.05, "gaussian A");
-    within(std_of(&values(l.lora_b.val())), 0.5, 0.05, "gaussian B");
+    within(
+        std_of(&values(l.adapter.as_ref().unwrap().lora_a.val())),
+        0.02,
+        0.05,
+        "gaussian A",
+    );
+    within(
+        std_of(&values(l.adapter.as_ref().unwrap().lora_b.val())),
+        0.5,
+        0.05,
+        "gaussian B",
+    );
 
     let l = layer_with(
         InitScheme::KaimingUniform,
         InitScheme::KaimingNormal { fan_out: true },
         None,
     );
-    let a = values(l.lora_a.val());
+    let a = values(l.adapter.as_ref().unwrap().lora_a.val());
     let bound = 1.0 / (d_in as f64).sqrt();
     assert!(max_abs(&a) <= bound, "kaiming-uniform A exceeds 1/sqrt(in)");
     within(std_of(&a), bound / 3f64.sqrt(), 0.05, "kaiming-uniform A");
     // Heads are [out, r] in PyTorch layout: fan-out = d_out.
     within(
-        std_of(&values(l.lora_b.val())),
+        std_of(&values(l.adapter.as_ref().unwrap().lora_b.val())),
         1.0 / (d_out as f64).sqrt(),
         0.05,
         "kaiming-normal fan-out B",
@@ -206,13 +216,13 @@ fn init_statistics_match_each_scheme() {
         None,
     );
     within(
-        std_of(&values(l.lora_a.val())),
+        std_of(&values(l.adapter.as_ref().unwrap().lora_a.val())),
         1.0 / (d_in as f64).sqrt(),
         0.05,
         "kaiming-normal A",
     );
     within(
-        std_of(&values(l.lora_b.val())),
+        std_of(&values(l.adapter.as_ref().unwrap().lora_b.val())),
         (2.0 / (d_out + r) as f64).sqrt(),
         0.05,
         "xavier B",
@@ -221,13 +231,13 @@ fn init_statistics_match_each_scheme() {
     // Orthogonal: A's rows (PyTorch [r, in]) are orthonormal, and the heads are
     // mutually orthogonal: the stacked [N*r, out] rows are orthonormal.
     let l = layer_with(InitScheme::Orthogonal, InitScheme::Orthogonal, None);
-    let a = l.lora_a.val();
+    let a = l.adapter.as_ref().unwrap().lora_a.val();
     let gram = values(a.clone().transpose().matmul(a));
     assert!(
         max_abs_diff(&gram, &values(eye::<B>(r))) < 1e-4,
         "A is not orthonormal"
     );
-    let b = l.lora_b.val();
+    let b = l.adapter.as_ref().unwrap().lora_b.val();
     let gram = values(b.clone().matmul(b.transpose()));
     assert!(
         max_abs_diff(&gram, &values(eye::<B>(n * r))) < 1e-4,
@@ -241,7 +251,7 @@ fn heads_differ_under_r_lora_and_are_identical_zeros_under_hydra_lora() {
     B::seed(&Default::default(), 25);
     let r_lora =
         RLoraLinear::from_linear(base::<B>(64, 48), &RLoraConfig::r_lora(4, 32.0, 5)).unwrap();
-    let sim = r_lora.head_similarity();
+    let sim = r_lora.adapter().unwrap().head_similarity();
     let mean = sim.mean_pairwise.unwrap();
     assert!(
         mean.abs() < 0.2,
@@ -251,8 +261,8 @@ fn heads_differ_under_r_lora_and_are_identical_zeros_under_hydra_lora() {
         assert!((sim.get(i, i) - 1.0).abs() < 1e-6);
         for j in i + 1..5 {
             let d = max_abs_diff(
-                &values(r_lora.head(i).unwrap()),
-                &values(r_lora.head(j).unwrap()),
+                &values(r_lora.adapter().unwrap().head(i).unwrap()),
+                &values(r_lora.adapter().unwrap().head(j).unwrap()),
             );
             assert!(d > 1e-3, "heads {i} and {j} are equal");
         }
@@ -260,13 +270,16 @@ fn heads_differ_under_r_lora_and_are_identical_zeros_under_hydra_lora() {
     let hydra =
         RLoraLinear::from_linear(base::<B>(64, 48), &RLoraConfig::hydra_lora(4, 32.0, 5)).unwrap();
     assert_eq!(
-        max_abs(&values(hydra.lora_b.val())),
+        max_abs(&values(hydra.adapter.as_ref().unwrap().lora_b.val())),
         0.0,
         "HydraLoRA heads must start at zero"
     );
-    assert!(!hydra.has_compensation(), "zero heads need no compensation");
-    assert!(r_lora.has_compensation());
-    assert!(r_lora.head(5).is_none());
+    assert!(
+        !hydra.adapter().unwrap().has_compensation(),
+        "zero heads need no compensation"
+    );
+    assert!(r_lora.adapter().unwrap().has_compensation());
+    assert!(r_lora.adapter().unwrap().head(5).is_none());
 }
 
 #[test]
@@ -577,7 +590,7 @@ fn folding_the_compensation_keeps_the_function_and_the_layout() {
     let x = Tensor::<B, 2>::random([5, 12], Distribution::Normal(0.0, 1.0), &Default::default());
     let want = values(layer.forward(x.clone()));
     let folded = layer.fold_compensation();
-    assert!(!folded.has_compensation());
+    assert!(!folded.adapter().unwrap().has_compensation());
     assert!(max_abs_diff(&values(folded.forward(x)), &want) < 1e-5 * max_abs(&want));
     assert!(
         !folded.weight.is_require_grad(),

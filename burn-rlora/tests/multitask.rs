@@ -537,9 +537,15 @@ fn a_trainer_generic_over_the_body_needs_only_the_library_bounds() {
 fn adapter_values<Bk: Backend>(m: &MultiTaskClassifier<Bk, TinyBody<Bk>>) -> Vec<f32> {
     let l = &m.body.layer;
     [
-        l.lora_a.val(),
-        l.lora_b.val(),
-        l.lora_route.as_ref().unwrap().val(),
+        l.adapter.as_ref().unwrap().lora_a.val(),
+        l.adapter.as_ref().unwrap().lora_b.val(),
+        l.adapter
+            .as_ref()
+            .unwrap()
+            .lora_route
+            .as_ref()
+            .unwrap()
+            .val(),
     ]
     .into_iter()
     .flat_map(|t| t.into_data().to_vec::<f32>().unwrap())

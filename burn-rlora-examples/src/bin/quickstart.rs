@@ -77,7 +77,11 @@ fn main() -> Result<(), burn_rlora::RLoraError> {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(2e-3, model, grads);
     }
-    let sim = model.hidden.head_similarity();
+    let sim = model
+        .hidden
+        .adapter()
+        .expect("the hidden layer is adapted")
+        .head_similarity();
     println!(
         "mean pairwise head cosine similarity: {:.4}",
         sim.mean_pairwise.unwrap_or(f64::NAN)

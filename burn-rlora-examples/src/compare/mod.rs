@@ -187,13 +187,8 @@ pub fn run_one<B: AutodiffBackend>(
         &burn_rlora::checkpoint::SaveOptions::new(config),
     )
     .context("saving the trained adapter")?;
-    let similarity_matrices: Vec<(String, HeadSimilarity)> = fitted
-        .model
-        .body
-        .adapted()
-        .iter()
-        .map(|(name, layer)| (name.to_string(), layer.head_similarity()))
-        .collect();
+    let similarity_matrices: Vec<(String, HeadSimilarity)> =
+        burn_rlora::head_similarities(&fitted.model.body)?;
     let last = fitted.model.body.mean_head_similarities();
     Ok(RunResult::new(record, fitted, similarity_matrices, last))
 }

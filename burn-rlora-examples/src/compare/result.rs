@@ -92,7 +92,7 @@ pub struct RunRecord {
 impl RunRecord {
     /// The record of a run of `method` (its name) that starts at `start`,
     /// with the trainable and adapter parameters counted on `model`.
-    pub fn new<B: Backend, M: Module<B>>(
+    pub fn new<B: Backend, M: Module<B> + burn_rlora::Adapt>(
         method: &str,
         seed: u64,
         rank: usize,
@@ -105,7 +105,7 @@ impl RunRecord {
             seed,
             rank,
             trainable: ParamCount::of(model).trainable,
-            adapter_params: ParamCount::adapters_of(model),
+            adapter_params: ParamCount::adapters_of(model).unwrap_or(0),
             trace,
             start,
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::nn::{DropoutConfig, EmbeddingConfig, LayerNormConfig, LinearConfig};
 use burn::tensor::backend::Backend;
-use burn_rlora::{AdaptableLinear, RLoraConfig};
+use burn_rlora::{RLoraConfig, RLoraLinear};
 use serde::{Deserialize, Serialize};
 
 use super::encoder::{
@@ -188,8 +188,7 @@ impl BertConfig {
                 .init(device)
         };
         let hidden_dropout = || DropoutConfig::new(self.hidden_dropout_prob).init();
-        let linear =
-            |i: usize, o: usize| AdaptableLinear::from(LinearConfig::new(i, o).init(device));
+        let linear = |i: usize, o: usize| RLoraLinear::from(LinearConfig::new(i, o).init(device));
         let layer = (0..self.num_hidden_layers)
             .map(|_| BertLayer {
                 attention: BertAttention {

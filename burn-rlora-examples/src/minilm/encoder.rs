@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{ElementConversion, Int, Tensor};
-use burn_rlora::{Adapt, AdaptableLinear, HeadSimilarity, RLoraLinear};
+use burn_rlora::{Adapt, HeadSimilarity, RLoraLinear};
 
 use super::error::MiniLmError;
 use super::host_ops;
@@ -24,7 +24,7 @@ use crate::trace::{defined_mean, SimilarityTrace};
 /// Applies `layer`; an adapted layer with a router also pushes its gates
 /// (`[batch, seq, N]`) to `sink` when one is given.
 fn forward_collect<B: Backend>(
-    layer: &AdaptableLinear<B>,
+    layer: &RLoraLinear<B>,
     x: Tensor<B, 3>,
     index: usize,
     module: TargetModule,
@@ -108,11 +108,11 @@ pub struct BertEmbeddings<B: Backend> {
 #[derive(Module, Adapt, Debug)]
 pub struct BertSelfAttention<B: Backend> {
     /// Query projection.
-    pub query: AdaptableLinear<B>,
+    pub query: RLoraLinear<B>,
     /// Key projection.
-    pub key: AdaptableLinear<B>,
+    pub key: RLoraLinear<B>,
     /// Value projection.
-    pub value: AdaptableLinear<B>,
+    pub value: RLoraLinear<B>,
     /// Dropout on the attention probabilities.
     pub dropout: Dropout,
     /// Number of attention heads.
@@ -133,7 +133,7 @@ pub struct BertAttention<B: Backend> {
 #[derive(Module, Adapt, Debug)]
 pub struct BertIntermediate<B: Backend> {
     /// `hidden -> intermediate`, followed by GELU.
-    pub dense: AdaptableLinear<B>,
+    pub dense: RLoraLinear<B>,
 }
 
 /// A projection followed by dropout, a residual sum and LayerNorm: the
@@ -142,7 +142,7 @@ pub struct BertIntermediate<B: Backend> {
 #[derive(Module, Adapt, Debug)]
 pub struct BertOutput<B: Backend> {
     /// The projection (`hidden -> hidden` or `intermediate -> hidden`).
-    pub dense: AdaptableLinear<B>,
+    pub dense: RLoraLinear<B>,
     /// LayerNorm after the residual.
     pub layer_norm: LayerNorm<B>,
     /// Dropout before the residual.
@@ -491,7 +491,8 @@ impl<B: Backend> BertModel<B> {
         let mut out = Vec::new();
         for (i, layer) in self.encoder.layer.iter().enumerate() {
             for t in TargetModule::ALL {
-                if let Some(l) = layer.linear(t).adapted() {
+                let l = layer.linear(t);
+                if l.is_adapted() {
                     out.push((i, t, l));
                 }
             }
@@ -507,7 +508,10 @@ impl<B: Backend> BertModel<B> {
             .map(|(layer, module, l)| LayerHeadSimilarity {
                 layer,
                 module,
-                similarity: l.head_similarity(),
+                similarity: l
+                    .adapter()
+                    .expect("adapted_layers lists adapted layers")
+                    .head_similarity(),
             })
             .collect()
     }
@@ -515,7 +519,7 @@ impl<B: Backend> BertModel<B> {
 
 impl<B: Backend> BertLayer<B> {
     /// The linear layer named by `target`.
-    pub fn linear(&self, target: TargetModule) -> &AdaptableLinear<B> {
+    pub fn linear(&self, target: TargetModule) -> &RLoraLinear<B> {
         match target {
             TargetModule::Query => &self.attention.self_attention.query,
             TargetModule::Key => &self.attention.self_attention.key,

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn_store::{KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn_rlora::checkpoint::PyTorchLayers;
+use burn_store::{KeyRemapper, ModuleSnapshot, SafetensorsStore};
 
 use super::config::BertConfig;
 use super::encoder::BertModel;
@@ -68,7 +69,7 @@ fn key_remapper() -> Result<KeyRemapper, MiniLmError> {
 ///
 /// The linears are loaded in their plain form; call this before
 /// [`BertModel::adapt`]. Linear weights are transposed by burn-store's
-/// [`PyTorchToBurnAdapter`] and LayerNorm `weight`/`bias` become
+/// [`PyTorchLayers`] and LayerNorm `weight`/`bias` become
 /// `gamma`/`beta`; `embeddings.position_ids` and the pooler are skipped.
 ///
 /// # Errors
@@ -90,8 +91,7 @@ pub fn load_bert_weights<B: Backend>(
     };
     let mut store = SafetensorsStore::from_file(path)
         .remap(key_remapper()?)
-        .with_from_adapter(PyTorchToBurnAdapter)
-        .skip_enum_variants(true)
+        .with_from_adapter(PyTorchLayers::for_model(&model))
         .allow_partial(false);
     let result = model
         .load_from(&mut store)

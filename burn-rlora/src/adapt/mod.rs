@@ -2,13 +2,15 @@
 //!
 //! Three parts:
 //!
-//! * [`AdaptableLinear`]: the field type of a layer that may carry an
+//! * [`RLoraLinear`]: the field type of a layer that may carry an
 //!   adapter. It is a plain `Linear` until adapted, so the model loads its
 //!   plain pretrained checkpoint unchanged.
 //! * `#[derive(Adapt)]` next to `#[derive(Module)]`: forwards adapting
 //!   through the model's fields, knowing each field's path, as
 //!   `#[derive(Module)]` forwards parameters. `Vec`, arrays and `Option` of
-//!   such modules are walked too.
+//!   such modules are walked too. The same walk finds the layers for every
+//!   whole-model operation ([`LayerVisitor`], [`LayerMapper`]): saving and
+//!   loading adapters, merging, parameter counts and head similarity.
 //! * [`AdaptConfig`]: an [`RLoraConfig`] and the [`TargetModules`]; its
 //!   [`adapt`](AdaptConfig::adapt) freezes the whole model and puts the
 //!   adapter on every targeted layer.
@@ -19,13 +21,13 @@
 //! use burn::nn::{LayerNorm, LayerNormConfig, LinearConfig};
 //! use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 //! use burn::tensor::{backend::Backend, Tensor, TensorData};
-//! use burn_rlora::{Adapt, AdaptConfig, AdaptableLinear, RLoraConfig, TargetModules};
+//! use burn_rlora::{Adapt, AdaptConfig, RLoraConfig, RLoraLinear, TargetModules};
 //!
 //! #[derive(Module, Adapt, Debug)]
 //! struct Block<B: Backend> {
-//!     attention: AdaptableLinear<B>,
-//!     up: AdaptableLinear<B>,
-//!     down: AdaptableLinear<B>,
+//!     attention: RLoraLinear<B>,
+//!     up: RLoraLinear<B>,
+//!     down: RLoraLinear<B>,
 //!     norm: LayerNorm<B>,
 //! }
 //!
@@ -65,13 +67,12 @@
 //!
 //! fn data<const D: usize>(t: Tensor<B, D>) -> TensorData { t.into_data() }
 //! for (old, new) in before.blocks.iter().zip(&model.blocks) {
-//!     let AdaptableLinear::Plain(old_attention) = &old.attention else { unreachable!() };
-//!     let AdaptableLinear::Plain(new_attention) = &new.attention else { unreachable!() };
-//!     assert_eq!(data(old_attention.weight.val()), data(new_attention.weight.val()));
+//!     assert!(!new.attention.is_adapted());
+//!     assert_eq!(data(old.attention.weight.val()), data(new.attention.weight.val()));
 //!     assert_eq!(data(old.norm.gamma.val()), data(new.norm.gamma.val()));
 //!     for (old, new) in [(&old.up, &new.up), (&old.down, &new.down)] {
-//!         let (old, new) = (old.adapted().unwrap(), new.adapted().unwrap());
 //!         assert_eq!(data(old.weight.val()), data(new.weight.val())); // frozen base
+//!         let (old, new) = (old.adapter().unwrap(), new.adapter().unwrap());
 //!         assert_ne!(data(old.lora_a.val()), data(new.lora_a.val())); // trained adapter
 //!         assert_ne!(data(old.lora_b.val()), data(new.lora_b.val()));
 //!     }
@@ -81,14 +82,14 @@
 //!
 //! What it cannot do:
 //!
-//! * It adapts only fields declared as [`AdaptableLinear`]. A `Linear`
+//! * It adapts only fields declared as [`RLoraLinear`]. A `Linear`
 //!   inside a module of another crate (Burn's own `MultiHeadAttention`, for
 //!   example) has a fixed type and stays plain; a target that reaches only
 //!   such layers is an error ([`RLoraError::TargetNotFound`], which lists the
 //!   adaptable paths), never a silent no-op.
 //! * The derive handles structs with named fields. An enum module, or a
 //!   struct with unnamed fields, implements [`Adapt`] by hand, handing each
-//!   part to [`AdaptContext::field`] under its name.
+//!   part to [`Walk::field`] and [`Walk::visit_field`] under its name.
 //! * In a derived impl, a field whose type does not implement [`Adapt`] is
 //!   kept as it is. A field whose type is a bare type parameter (`inner: M`)
 //!   gets an `M: Adapt` bound instead, so `Wrapper<B, M>` is [`Adapt`] only
@@ -100,165 +101,203 @@
 //!   names with a [`ModuleNaming`](crate::checkpoint::ModuleNaming) when
 //!   saving, not here.
 
-mod linear;
 mod targets;
+mod walk;
 
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 
-use crate::{RLoraConfig, RLoraError};
+use crate::{RLoraConfig, RLoraError, RLoraLinear};
 
-pub use linear::AdaptableLinear;
 use targets::Matcher;
 pub use targets::TargetModules;
+pub use walk::{LayerMapper, LayerVisitor, Walk};
 
-/// A module that can put adapters on its targeted layers: the trait
-/// `#[derive(Adapt)]` implements.
+/// A module whose [`RLoraLinear`] layers can be walked, to adapt, load,
+/// merge or inspect them: the trait `#[derive(Adapt)]` implements.
 ///
-/// The derive hands every field to [`AdaptContext::field`] under the field's
-/// name; [`AdaptableLinear`] is where the adapting happens. Implement it by
-/// hand in the same way for a module the derive does not handle:
+/// The derive hands every field to [`Walk::field`] (mapping) and
+/// [`Walk::visit_field`] (visiting) under the field's name; [`RLoraLinear`]
+/// is where the walk reaches a layer. Implement it by hand in the same way
+/// for a module the derive does not handle:
 ///
 /// ```
 /// use burn::module::Module;
 /// use burn::tensor::backend::Backend;
-/// use burn_rlora::{Adapt, AdaptContext, AdaptableLinear, RLoraError};
+/// use burn_rlora::adapt::{LayerMapper, LayerVisitor, Walk};
+/// use burn_rlora::{Adapt, RLoraLinear};
 ///
 /// #[derive(Module, Debug)]
 /// enum Projection<B: Backend> {
-///     Shared(AdaptableLinear<B>),
-///     PerTask(Vec<AdaptableLinear<B>>),
+///     Shared(RLoraLinear<B>),
+///     PerTask(Vec<RLoraLinear<B>>),
 /// }
 ///
 /// impl<B: Backend> Adapt for Projection<B> {
-///     fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError> {
+///     fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error> {
 ///         Ok(match self {
-///             Self::Shared(l) => Self::Shared(cx.field("shared", l)?),
-///             Self::PerTask(layers) => Self::PerTask(cx.field("per_task", layers)?),
+///             Self::Shared(l) => Self::Shared(walk.field("shared", l)?),
+///             Self::PerTask(layers) => Self::PerTask(walk.field("per_task", layers)?),
 ///         })
+///     }
+///
+///     fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>) {
+///         match self {
+///             Self::Shared(l) => walk.visit_field("shared", l),
+///             Self::PerTask(layers) => walk.visit_field("per_task", layers),
+///         }
 ///     }
 /// }
 /// ```
 pub trait Adapt: Sized {
-    /// Adapts every targeted layer inside `self`, whose path `cx` knows.
+    /// Replaces every layer inside `self` by what the walk's mapper returns for it.
     ///
     /// # Errors
     ///
-    /// What [`AdaptConfig::adapt`] documents.
-    fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError>;
+    /// The mapper's first error.
+    fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error>;
+
+    /// Shows every layer inside `self` to the walk's visitor.
+    fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>);
 }
 
 pub use burn_rlora_derive::Adapt;
 
-/// The state of one [`AdaptConfig::adapt`] walk: the path of the module
-/// being visited, and what was found so far.
-#[derive(Debug)]
-pub struct AdaptContext<'a> {
-    adapter: &'a RLoraConfig,
-    matcher: &'a Matcher,
-    path: Vec<String>,
-    adaptable: Vec<String>,
-    adapted: Vec<String>,
-    hits: Vec<usize>,
+/// Runs `visitor` over every [`RLoraLinear`] of `model`, in field order.
+pub fn visit_layers<M: Adapt, V: LayerVisitor>(model: &M, visitor: &mut V) {
+    model.visit_layers(&mut Walk::new(visitor));
 }
 
-impl<'a> AdaptContext<'a> {
-    fn new(adapter: &'a RLoraConfig, matcher: &'a Matcher) -> Self {
-        Self {
-            adapter,
-            matcher,
-            path: Vec::new(),
-            adaptable: Vec::new(),
-            adapted: Vec::new(),
-            hits: vec![0; matcher.len()],
-        }
-    }
+/// Replaces every [`RLoraLinear`] of `model` by what `mapper` returns for it,
+/// in field order.
+///
+/// # Errors
+///
+/// The mapper's first error; the model is dropped then.
+pub fn map_layers<M: Adapt, F: LayerMapper>(model: M, mapper: &mut F) -> Result<M, F::Error> {
+    model.map_layers(&mut Walk::new(mapper))
+}
 
-    /// The path of the module being visited (`""` at the root).
-    pub fn path(&self) -> String {
-        self.path.join(".")
-    }
-
-    /// Adapts `value`, the part of the current module called `name`.
-    ///
-    /// # Errors
-    ///
-    /// Whatever adapting `value` returns.
-    pub fn field<T: Adapt>(&mut self, name: &str, value: T) -> Result<T, RLoraError> {
-        self.path.push(name.to_string());
-        let result = value.adapt_with(self);
-        self.path.pop();
-        result
-    }
-
-    fn linear<B: Backend>(
-        &mut self,
-        layer: AdaptableLinear<B>,
-    ) -> Result<AdaptableLinear<B>, RLoraError> {
-        let path = self.path();
-        let mut targeted = false;
-        for i in self.matcher.matching(&path) {
-            self.hits[i] += 1;
-            targeted = true;
-        }
-        self.adaptable.push(path.clone());
-        if !targeted {
-            return Ok(layer);
-        }
-        let adapted = match layer {
-            AdaptableLinear::Plain(_) => {
-                layer
-                    .adapt(self.adapter)
-                    .map_err(|e| RLoraError::AdaptLayer {
-                        path: path.clone(),
-                        source: Box::new(e),
-                    })?
+/// The paths of the adapted layers of `model` (those that carry an adapter), in field order.
+pub fn adapted_paths<M: Adapt>(model: &M) -> Vec<String> {
+    struct Paths(Vec<String>);
+    impl LayerVisitor for Paths {
+        fn visit<B: Backend>(&mut self, path: &str, layer: &RLoraLinear<B>) {
+            if layer.is_adapted() {
+                self.0.push(path.to_string());
             }
-            AdaptableLinear::Adapted(_) => return Err(RLoraError::AlreadyAdapted { path }),
-        };
-        self.adapted.push(path);
-        Ok(adapted)
+        }
     }
+    let mut paths = Paths(Vec::new());
+    visit_layers(model, &mut paths);
+    paths.0
 }
 
-impl<B: Backend> Adapt for AdaptableLinear<B> {
-    fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError> {
-        cx.linear(self)
+impl<B: Backend> Adapt for RLoraLinear<B> {
+    fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error> {
+        walk.map_layer(self)
+    }
+
+    fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>) {
+        walk.visit_layer(self);
     }
 }
 
 impl<T: Adapt> Adapt for Vec<T> {
     /// Each element under its index, as Burn names it.
-    fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError> {
+    fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error> {
         self.into_iter()
             .enumerate()
-            .map(|(i, item)| cx.field(&i.to_string(), item))
+            .map(|(i, item)| walk.field(&i.to_string(), item))
             .collect()
+    }
+
+    /// Each element under its index, as Burn names it.
+    fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>) {
+        for (i, item) in self.iter().enumerate() {
+            walk.visit_field(&i.to_string(), item);
+        }
     }
 }
 
 impl<T: Adapt, const N: usize> Adapt for [T; N] {
     /// Each element under its index, as Burn names it.
-    fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError> {
+    fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error> {
         let mut out = Vec::with_capacity(N);
         for (i, item) in self.into_iter().enumerate() {
-            out.push(cx.field(&i.to_string(), item)?);
+            out.push(walk.field(&i.to_string(), item)?);
         }
         match out.try_into() {
             Ok(array) => Ok(array),
             Err(_) => unreachable!("N elements in, N out"),
         }
     }
+
+    /// Each element under its index, as Burn names it.
+    fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>) {
+        for (i, item) in self.iter().enumerate() {
+            walk.visit_field(&i.to_string(), item);
+        }
+    }
 }
 
 impl<T: Adapt> Adapt for Option<T> {
     /// The content under the option's own path, as Burn names it.
-    fn adapt_with(self, cx: &mut AdaptContext<'_>) -> Result<Self, RLoraError> {
-        self.map(|inner| inner.adapt_with(cx)).transpose()
+    fn map_layers<M: LayerMapper>(self, walk: &mut Walk<'_, M>) -> Result<Self, M::Error> {
+        self.map(|inner| inner.map_layers(walk)).transpose()
+    }
+
+    /// The content under the option's own path, as Burn names it.
+    fn visit_layers<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>) {
+        if let Some(inner) = self {
+            inner.visit_layers(walk);
+        }
     }
 }
 
+/// The mapper of [`AdaptConfig::adapt`]: adapts the targeted plain layers
+/// and records what it saw.
+struct Adapter<'a> {
+    config: &'a RLoraConfig,
+    matcher: &'a Matcher,
+    adaptable: Vec<String>,
+    adapted: Vec<String>,
+    hits: Vec<usize>,
+}
+
+impl LayerMapper for Adapter<'_> {
+    type Error = RLoraError;
+
+    fn map<B: Backend>(
+        &mut self,
+        path: &str,
+        layer: RLoraLinear<B>,
+    ) -> Result<RLoraLinear<B>, RLoraError> {
+        let mut targeted = false;
+        for i in self.matcher.matching(path) {
+            self.hits[i] += 1;
+            targeted = true;
+        }
+        self.adaptable.push(path.to_string());
+        if !targeted {
+            return Ok(layer);
+        }
+        if layer.is_adapted() {
+            return Err(RLoraError::AlreadyAdapted {
+                path: path.to_string(),
+            });
+        }
+        let adapted = layer
+            .adapt(self.config)
+            .map_err(|e| RLoraError::AdaptLayer {
+                path: path.to_string(),
+                source: Box::new(e),
+            })?;
+        self.adapted.push(path.to_string());
+        Ok(adapted)
+    }
+}
 /// Which adapter goes on which layers of a model.
 ///
 /// ```
@@ -282,7 +321,7 @@ pub struct AdaptConfig {
 
 impl AdaptConfig {
     /// Freezes every parameter of `model` and puts [`adapter`](Self::adapter)
-    /// on every [`AdaptableLinear`] that
+    /// on every plain [`RLoraLinear`] that
     /// [`target_modules`](Self::target_modules) targets. Only the adapters'
     /// `A`, heads and routers then train; at init an adapted model computes
     /// what the plain one did (in eval mode, for the presets that start at
@@ -315,28 +354,34 @@ impl AdaptConfig {
         model: M,
     ) -> Result<(M, Vec<String>), RLoraError> {
         let matcher = Matcher::new(&self.target_modules)?;
-        let mut cx = AdaptContext::new(&self.adapter, &matcher);
-        let model = model.no_grad().adapt_with(&mut cx)?;
+        let mut adapter = Adapter {
+            config: &self.adapter,
+            matcher: &matcher,
+            adaptable: Vec::new(),
+            adapted: Vec::new(),
+            hits: vec![0; matcher.len()],
+        };
+        let model = map_layers(model.no_grad(), &mut adapter)?;
         let targets = self.target_modules.targets();
-        if let Some(i) = cx.hits.iter().position(|&hits| hits == 0) {
+        if let Some(i) = adapter.hits.iter().position(|&hits| hits == 0) {
             return Err(RLoraError::TargetNotFound {
                 target: targets[i].clone(),
-                adaptable: cx.adaptable,
+                adaptable: adapter.adaptable,
             });
         }
-        Ok((model, cx.adapted))
+        Ok((model, adapter.adapted))
     }
 }
 
 /// What `#[derive(Adapt)]` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    use super::{Adapt, AdaptContext};
-    use crate::RLoraError;
+    use super::{Adapt, LayerMapper, LayerVisitor, Walk};
 
-    /// One field on its way through the derive: adapted when its type
-    /// implements [`Adapt`] ([`AdaptField`], found first by method lookup),
-    /// kept as it is otherwise ([`KeepField`], found through one more `&mut`).
+    /// One field on its way through the derive: walked when its type
+    /// implements [`Adapt`] ([`MapField`], [`VisitField`], found first by
+    /// method lookup), kept as it is otherwise ([`KeepField`], [`SkipField`],
+    /// found through one more reference).
     pub struct Field<T>(Option<T>);
 
     impl<T> Field<T> {
@@ -350,27 +395,68 @@ pub mod __private {
         }
     }
 
-    /// The adapting path of a field.
-    pub trait AdaptField<T> {
-        /// Adapts the field, under `name`.
-        fn adapt_field(&mut self, cx: &mut AdaptContext<'_>, name: &str) -> Result<T, RLoraError>;
+    /// A field by reference, for visiting.
+    pub struct FieldRef<'a, T>(pub &'a T);
+
+    /// The mapping path of a field.
+    pub trait MapField<T> {
+        /// Maps the field's layers, under `name`.
+        fn map_field<M: LayerMapper>(
+            &mut self,
+            walk: &mut Walk<'_, M>,
+            name: &str,
+        ) -> Result<T, M::Error>;
     }
 
-    impl<T: Adapt> AdaptField<T> for Field<T> {
-        fn adapt_field(&mut self, cx: &mut AdaptContext<'_>, name: &str) -> Result<T, RLoraError> {
-            cx.field(name, self.take())
+    impl<T: Adapt> MapField<T> for Field<T> {
+        fn map_field<M: LayerMapper>(
+            &mut self,
+            walk: &mut Walk<'_, M>,
+            name: &str,
+        ) -> Result<T, M::Error> {
+            walk.field(name, self.take())
         }
     }
 
     /// The keeping path of a field.
     pub trait KeepField<T> {
         /// Returns the field unchanged.
-        fn adapt_field(&mut self, cx: &mut AdaptContext<'_>, name: &str) -> Result<T, RLoraError>;
+        fn map_field<M: LayerMapper>(
+            &mut self,
+            walk: &mut Walk<'_, M>,
+            name: &str,
+        ) -> Result<T, M::Error>;
     }
 
     impl<T> KeepField<T> for &mut Field<T> {
-        fn adapt_field(&mut self, _: &mut AdaptContext<'_>, _: &str) -> Result<T, RLoraError> {
+        fn map_field<M: LayerMapper>(
+            &mut self,
+            _: &mut Walk<'_, M>,
+            _: &str,
+        ) -> Result<T, M::Error> {
             Ok(self.take())
         }
+    }
+
+    /// The visiting path of a field.
+    pub trait VisitField {
+        /// Visits the field's layers, under `name`.
+        fn visit_field<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>, name: &str);
+    }
+
+    impl<T: Adapt> VisitField for FieldRef<'_, T> {
+        fn visit_field<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>, name: &str) {
+            walk.visit_field(name, self.0);
+        }
+    }
+
+    /// The skipping path of a field.
+    pub trait SkipField {
+        /// Does nothing.
+        fn visit_field<V: LayerVisitor>(&self, walk: &mut Walk<'_, V>, name: &str);
+    }
+
+    impl<T> SkipField for &FieldRef<'_, T> {
+        fn visit_field<V: LayerVisitor>(&self, _: &mut Walk<'_, V>, _: &str) {}
     }
 }

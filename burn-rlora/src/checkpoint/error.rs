@@ -66,13 +66,13 @@ pub enum CheckpointError {
         /// Why it could not be read.
         reason: String,
     },
-    /// burn-store failed to move tensors into or out of the model in memory
-    /// (not a file): a tensor it would not apply, read or write.
-    #[error("burn-store failed on the tensors of {what}: {reason}")]
+    /// Moving tensors into or out of the model in memory failed (not a
+    /// file): a tensor the backend or burn-store would not read or write.
+    #[error("could not move the tensors of {what}: {reason}")]
     ModelTensors {
         /// Which model, layer or tensor (Burn path).
         what: String,
-        /// What burn-store reported.
+        /// What the backend or burn-store reported.
         reason: String,
     },
     /// `adapter_config.json` is not valid JSON or misses required fields.
@@ -189,7 +189,7 @@ impl CheckpointError {
         }
     }
 
-    /// [`Self::ModelTensors`] for `what`, with burn-store's `reason`.
+    /// [`Self::ModelTensors`] for `what`, with the backend's or burn-store's `reason`.
     pub(crate) fn model_tensors(what: impl Into<String>, reason: impl ToString) -> Self {
         Self::ModelTensors {
             what: what.into(),

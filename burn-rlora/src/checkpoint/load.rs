@@ -3,10 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use burn::module::Module;
-use burn::tensor::backend::Backend;
 use burn::tensor::DType;
-use burn_store::{ApplyError, ModuleSnapshot};
 
 use super::error::CheckpointError;
 use super::file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
@@ -14,8 +11,9 @@ use super::format::{
     check_raw_finite, read_safetensors, with_paths, AdapterConfig, AdapterFile, HostTensor,
     ModuleTensors, RawTensors, TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
 };
-use super::model::adapted_layers;
+use super::model::{adapted_layers, apply_tensors};
 use super::naming::ModuleNaming;
+use crate::adapt::Adapt;
 use crate::config::RLoraConfig;
 
 /// How to load an adapter into a model.
@@ -96,8 +94,14 @@ pub struct LoadReport {
     pub warnings: Vec<String>,
 }
 
-fn shape_str(shape: &[usize]) -> String {
-    format!("{shape:?}")
+/// The shape a tensor must have: a `None` size is not known yet (any
+/// positive size matches, and the tensor then decides it).
+type ExpectedShape = [Option<usize>; 2];
+
+/// `[4, ?]` for an expected shape with an unknown size.
+fn describe(expected: ExpectedShape) -> String {
+    let size = |s: Option<usize>| s.map_or("?".to_string(), |s| s.to_string());
+    format!("[{}, {}]", size(expected[0]), size(expected[1]))
 }
 
 impl AdapterFile {
@@ -262,20 +266,26 @@ fn take(
     found: &mut Found,
     module: &str,
     role: TensorRole,
-    expected: [usize; 2],
+    expected: ExpectedShape,
     required: bool,
 ) -> Result<Option<HostTensor>, CheckpointError> {
     match found.remove(&role) {
         Some((key, shape, data)) => {
-            // A zero entry of `expected` matches any size (not known yet).
-            let ok = shape
-                .iter()
-                .zip(expected)
-                .all(|(&s, e)| (e == 0 || s == e) && s > 0);
+            let ok = shape.len() == 2
+                && shape
+                    .iter()
+                    .zip(expected)
+                    .all(|(&s, e)| s > 0 && e.is_none_or(|e| s == e));
             if !ok {
+                // An unknown size accepts the tensor's own (when positive).
+                let expected = expected
+                    .iter()
+                    .zip(shape.iter().chain(std::iter::repeat(&1)))
+                    .map(|(e, &s)| e.unwrap_or(s.max(1)))
+                    .collect();
                 return Err(CheckpointError::ShapeMismatch {
                     key,
-                    expected: expected.to_vec(),
+                    expected,
                     found: shape,
                 });
             }
@@ -283,9 +293,7 @@ fn take(
         }
         None if required => Err(CheckpointError::MissingKey {
             key: role.key(module),
-            expected: shape_str(&expected)
-                .replace(", 0]", ", ?]")
-                .replace("[0,", "[?,"),
+            expected: describe(expected),
         }),
         None => Ok(None),
     }
@@ -326,17 +334,27 @@ fn module_tensors(
             ),
         });
     }
-    let a = take(&mut found, module, TensorRole::A, [r, 0], true)?
+    let a = take(&mut found, module, TensorRole::A, [Some(r), None], true)?
         .ok_or(CheckpointError::NoAdapters)?;
     let d_in = a.shape[1];
     let mut heads = Vec::with_capacity(heads_in_file);
-    let mut d_out = 0;
+    // Known from the first head on; every head must agree with it.
+    let mut head_rows: Option<usize> = None;
     for i in 0..n {
-        let head = take(&mut found, module, TensorRole::Head(i), [d_out, r], true)?
-            .ok_or(CheckpointError::NoAdapters)?;
-        d_out = head.shape[0];
+        let head = take(
+            &mut found,
+            module,
+            TensorRole::Head(i),
+            [head_rows, Some(r)],
+            true,
+        )?
+        .ok_or(CheckpointError::NoAdapters)?;
+        head_rows = Some(head.shape[0]);
         heads.push(head);
     }
+    let d_out = head_rows.ok_or_else(|| {
+        CheckpointError::mismatch("lora_nums", "at least 1 head", format!("{n} heads"))
+    })?;
     // A reference adapter with several heads always has a router; with one
     // head its router is a constant 1 and is dropped.
     let route_required = config.has_router().unwrap_or(n > 1);
@@ -344,19 +362,25 @@ fn module_tensors(
         &mut found,
         module,
         TensorRole::Route,
-        [n, d_in],
+        [Some(n), Some(d_in)],
         route_required,
     )?;
     if config.is_reference() && n == 1 {
         route = None;
     }
     let comp_required = config.has_compensation();
-    let a0 = take(&mut found, module, TensorRole::A0, [r, d_in], comp_required)?;
+    let a0 = take(
+        &mut found,
+        module,
+        TensorRole::A0,
+        [Some(r), Some(d_in)],
+        comp_required,
+    )?;
     let b0 = take(
         &mut found,
         module,
         TensorRole::B0,
-        [d_out, r],
+        [Some(d_out), Some(r)],
         comp_required || a0.is_some(),
     )?;
     let compensation = match (a0, b0) {
@@ -435,7 +459,7 @@ fn unexpected(
 /// Any [`CheckpointError`]: missing, unexpected or misshapen tensors (named
 /// by key), an unsupported dtype, a corrupt file, a config that disagrees with
 /// the tensors or the model, or an unknown format version.
-pub fn load_adapter<B: Backend, M: Module<B>>(
+pub fn load_adapter<M: Adapt>(
     model: M,
     dir: impl AsRef<Path>,
     options: &LoadOptions,
@@ -449,15 +473,12 @@ pub fn load_adapter<B: Backend, M: Module<B>>(
 /// # Errors
 ///
 /// As [`load_adapter`], for the checks that involve the model.
-pub fn apply_adapter<B: Backend, M: Module<B>>(
-    mut model: M,
+pub fn apply_adapter<M: Adapt>(
+    model: M,
     file: &AdapterFile,
     options: &LoadOptions,
 ) -> Result<(M, LoadReport), CheckpointError> {
-    let slots = adapted_layers(&model);
-    if slots.is_empty() {
-        return Err(CheckpointError::NoAdapters);
-    }
+    let slots = adapted_layers(&model)?;
     if let Some(want) = &options.expected_config {
         let got = file.config.rlora_config();
         if &got != want {
@@ -468,17 +489,17 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             ));
         }
     }
-    let paths: Vec<String> = slots.iter().map(|s| s.path_str()).collect();
+    let paths: Vec<String> = slots.iter().map(|s| s.path.clone()).collect();
     let names = options.naming.names(paths.iter().map(String::as_str))?;
     let mut warnings: Vec<String> = file
         .ignored_keys
         .iter()
         .map(|k| format!("skipped '{k}': not an adapter tensor"))
         .collect();
-    let mut snapshots = Vec::new();
+    let mut to_load = BTreeMap::new();
     let mut report_modules = Vec::new();
     for ((slot, name), path) in slots.iter().zip(&names).zip(&paths) {
-        let (d_in, d_out, r, n) = slot.shape();
+        let (d_in, d_out, r, n) = (slot.d_in, slot.d_out, slot.rank, slot.heads);
         let Some(tensors) = file.modules.get(name) else {
             return Err(CheckpointError::MissingKey {
                 key: TensorRole::A.key(name),
@@ -489,7 +510,7 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
         let optional = [
             OptionalPart {
                 role: TensorRole::Route,
-                in_model: slot.has("lora_route"),
+                in_model: slot.has_route,
                 in_file: tensors.route.is_some(),
                 shape: [n, d_in],
                 why_needed: format!("the model's layer '{path}' has a router"),
@@ -497,7 +518,7 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             },
             OptionalPart {
                 role: TensorRole::A0,
-                in_model: slot.has("lora_a0"),
+                in_model: slot.has_compensation,
                 in_file: tensors.compensation.is_some(),
                 shape: [r, d_in],
                 why_needed: format!(
@@ -511,7 +532,7 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
         for part in optional {
             part.check(name, options.strict, &mut warnings)?;
         }
-        snapshots.extend(slot.snapshots(tensors));
+        to_load.insert(path.clone(), tensors);
         report_modules.push((path.clone(), name.clone()));
     }
     for name in file.modules.keys() {
@@ -524,17 +545,7 @@ pub fn apply_adapter<B: Backend, M: Module<B>>(
             lenient(options.strict, e, &mut warnings)?;
         }
     }
-    let expected: Vec<String> = snapshots.iter().map(|s| s.full_path()).collect();
-    let result = model.apply(snapshots, None, None, false);
-    if let Some(e) = result.errors.first() {
-        return Err(apply_error(e));
-    }
-    if let Some(path) = expected.iter().find(|p| !result.applied.contains(p)) {
-        return Err(CheckpointError::model_tensors(
-            "the model",
-            format!("burn-store did not apply '{path}'"),
-        ));
-    }
+    let model = apply_tensors(model, to_load)?;
     Ok((
         model,
         LoadReport {
@@ -582,23 +593,6 @@ impl OptionalPart {
             }
             _ => Ok(()),
         }
-    }
-}
-
-/// The error for a tensor burn-store could not apply to the model: a shape
-/// mismatch names the tensor, anything else is a failure on the model.
-fn apply_error(e: &ApplyError) -> CheckpointError {
-    match e {
-        ApplyError::ShapeMismatch {
-            path,
-            expected,
-            found,
-        } => CheckpointError::ShapeMismatch {
-            key: path.clone(),
-            expected: expected.to_vec(),
-            found: found.to_vec(),
-        },
-        other => CheckpointError::model_tensors("the model", other),
     }
 }
 
@@ -669,43 +663,5 @@ pub(crate) fn storage_dtype(dtype: DType) -> DType {
     match dtype {
         DType::F64 | DType::F16 | DType::BF16 => dtype,
         _ => DType::F32,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn burn_store_failures_on_the_model_are_not_corrupt_files() {
-        let e = apply_error(&ApplyError::LoadError {
-            path: "layer.lora_a".into(),
-            message: "no data".into(),
-        });
-        assert!(
-            matches!(&e, CheckpointError::ModelTensors { what, reason }
-                if what == "the model" && reason.contains("layer.lora_a")),
-            "{e:?}"
-        );
-        assert_eq!(
-            e.to_string(),
-            format!(
-                "burn-store failed on the tensors of the model: {}",
-                ApplyError::LoadError {
-                    path: "layer.lora_a".into(),
-                    message: "no data".into(),
-                }
-            )
-        );
-        let shape = apply_error(&ApplyError::ShapeMismatch {
-            path: "layer.lora_a".into(),
-            expected: vec![4, 2].into(),
-            found: vec![4, 3].into(),
-        });
-        assert!(
-            matches!(&shape, CheckpointError::ShapeMismatch { key, expected, found }
-                if key == "layer.lora_a" && expected == &[4, 2] && found == &[4, 3]),
-            "{shape:?}"
-        );
     }
 }

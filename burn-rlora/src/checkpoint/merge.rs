@@ -1,22 +1,23 @@
 //! Merging the adapters of a whole model into its base weights, where exact.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use safetensors::SafeTensors;
 
 use super::error::CheckpointError;
 use super::format::{burn_dtype, AdapterFile, HostTensor, ModuleTensors};
-use super::model::{adapted_layers, missing_field};
+use super::model::adapted_layers;
 use super::save::atomic_write;
+use crate::adapt::{map_layers, Adapt, LayerMapper};
 use crate::config::{RLoraConfig, RouterKind};
 use crate::error::RLoraError;
-use crate::merge::merged_weight_delta;
+use crate::RLoraLinear;
 
 fn not_mergeable(what: &str, heads: usize) -> CheckpointError {
     CheckpointError::Layer(RLoraError::NotMergeable {
@@ -67,69 +68,26 @@ pub(crate) fn weight_delta(m: &ModuleTensors, scaling: f64) -> HostTensor {
     HostTensor::new(vec![d_out, d_in], delta)
 }
 
-/// Clones of the adapter tensors of the adapted layers, by Burn path
-/// (`<layer>.lora_a` and so on), on the model's device.
-struct LayerTensors<B: Backend> {
-    path: Vec<String>,
-    /// The Burn paths of the tensors to collect.
-    wanted: BTreeSet<String>,
-    found: BTreeMap<String, Tensor<B, 2>>,
-}
+/// The mapper of [`merge_model`]: every adapted layer becomes the plain
+/// layer of its merged base.
+struct Merge;
 
-impl<B: Backend> ModuleVisitor<B> for LayerTensors<B> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
+impl LayerMapper for Merge {
+    type Error = CheckpointError;
 
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let path = self.path.join(".");
-        if D == 2 && self.wanted.contains(&path) {
-            self.found
-                .insert(path, Tensor::from_primitive(param.val().into_primitive()));
-        }
-    }
-}
-
-impl<B: Backend> LayerTensors<B> {
-    fn take(&mut self, layer: &str, field: &str) -> Option<Tensor<B, 2>> {
-        self.found.remove(&format!("{layer}.{field}"))
-    }
-}
-
-struct MergeMapper<B: Backend> {
-    path: Vec<String>,
-    /// Burn path of a weight -> delta in Burn layout `[in, out]`.
-    deltas: BTreeMap<String, Tensor<B, 2>>,
-    /// Burn paths of head tensors to zero.
-    zero: Vec<String>,
-}
-
-impl<B: Backend> ModuleMapper<B> for MergeMapper<B> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-        let path = self.path.join(".");
-        let (id, tensor, mapper) = param.consume();
-        let require_grad = tensor.is_require_grad();
-        let tensor = if let Some(delta) = self.deltas.remove(&path).filter(|_| D == 2) {
-            let delta = Tensor::<B, D>::from_primitive(delta.into_primitive());
-            (tensor + delta).detach().set_require_grad(require_grad)
-        } else if self.zero.contains(&path) {
-            tensor.zeros_like().detach().set_require_grad(require_grad)
-        } else {
-            tensor
-        };
-        Param::from_mapped_value(id, tensor, mapper)
+    fn map<B: Backend>(
+        &mut self,
+        path: &str,
+        layer: RLoraLinear<B>,
+    ) -> Result<RLoraLinear<B>, CheckpointError> {
+        let merged = layer.merge().map_err(|e| match e {
+            RLoraError::NotMergeable { .. } => not_mergeable(
+                &format!("layer '{path}'"),
+                layer.adapter().map_or(0, |a| a.num_heads()),
+            ),
+            other => CheckpointError::Layer(other),
+        })?;
+        Ok(RLoraLinear::from(merged))
     }
 }
 
@@ -158,15 +116,14 @@ fn check_layer_against(
 
 /// Fold every adapter of `model` into its base weight, where exact (every
 /// layer has one head or the uniform router); `config` is the config the
-/// layers were built with (it gives the scaling).
+/// layers were built with, checked against each of them.
 ///
-/// Returns the same model type in which each `RLoraLinear` holds the merged
-/// weight and zero heads (and a zero compensation pair), so it computes the
-/// same function as before (to float rounding) and its `weight`/`bias`
-/// tensors are the merged base. The delta is computed on the model's device
-/// by the same code as [`RLoraLinear::merge`](crate::RLoraLinear::merge). To
-/// get the plain model type, use [`merge_into`]; to write the merged base,
-/// [`save_merged`].
+/// Returns the same model type in which every adapted `RLoraLinear` is a
+/// plain layer holding the merged weight `W + s * A mean_i(B_i) - s * A0
+/// Bbar0` (frozen, in the base's layout), so it computes the same function as
+/// before (to float rounding). The delta is computed on the model's device by
+/// [`RLoraLinear::merge`]. To get a model type with `Linear` layers, use
+/// [`merge_into`]; to write the merged base, [`save_merged`].
 ///
 /// # Errors
 ///
@@ -174,94 +131,30 @@ fn check_layer_against(
 /// router; [`CheckpointError::MergeConfigMismatch`] when a layer's rank or
 /// number of heads differs from `config`'s; [`CheckpointError::NoAdapters`]
 /// for a model without adapted layers.
-pub fn merge_model<B: Backend, M: Module<B>>(
-    model: M,
-    config: &RLoraConfig,
-) -> Result<M, CheckpointError> {
-    let slots = adapted_layers(&model);
-    if slots.is_empty() {
-        return Err(CheckpointError::NoAdapters);
-    }
-    let mut wanted = BTreeSet::new();
-    for slot in &slots {
-        let path = slot.path_str();
-        let (_, _, rank, heads) = slot.shape();
-        if config.router == RouterKind::Softmax || slot.has("lora_route") {
-            return Err(not_mergeable(&format!("layer '{path}'"), heads));
+pub fn merge_model<M: Adapt>(model: M, config: &RLoraConfig) -> Result<M, CheckpointError> {
+    for slot in adapted_layers(&model)? {
+        if config.router == RouterKind::Softmax || slot.has_route {
+            return Err(not_mergeable(&format!("layer '{}'", slot.path), slot.heads));
         }
-        check_layer_against(&path, (rank, heads), config)?;
-        let burn_path = slot.burn_path_str();
-        wanted.extend(
-            slot.tensors
-                .keys()
-                .map(|field| format!("{burn_path}.{field}")),
-        );
+        check_layer_against(&slot.path, (slot.rank, slot.heads), config)?;
     }
-    let mut layers = LayerTensors {
-        path: Vec::new(),
-        wanted,
-        found: BTreeMap::new(),
-    };
-    model.visit(&mut layers);
-    let mut mapper = MergeMapper {
-        path: Vec::new(),
-        deltas: BTreeMap::new(),
-        zero: Vec::new(),
-    };
-    for slot in &slots {
-        let name = slot.path_str();
-        let path = slot.burn_path_str();
-        let missing = |field: &str| missing_field(&name, field);
-        let a = layers
-            .take(&path, "lora_a")
-            .ok_or_else(|| missing("lora_a"))?;
-        let b = layers
-            .take(&path, "lora_b")
-            .ok_or_else(|| missing("lora_b"))?;
-        let compensation = layers
-            .take(&path, "lora_a0")
-            .zip(layers.take(&path, "lora_b0"));
-        let delta = merged_weight_delta(a, b, config.num_heads, compensation, config.scaling());
-        mapper.deltas.insert(format!("{path}.weight"), delta);
-        mapper.zero.push(format!("{path}.lora_b"));
-        mapper.zero.push(format!("{path}.lora_b0"));
-    }
-    Ok(model.map(&mut mapper))
-}
-
-/// The adapter fields of `RLoraLinear`, left out of a merged export.
-fn is_base_tensor(path: &str, containers: &str) -> bool {
-    let field = path.rsplit('.').next().unwrap_or(path);
-    !(containers.ends_with("Struct:RLoraLinear") && field.starts_with("lora_"))
+    map_layers(model, &mut Merge)
 }
 
 /// The merged model's tensors as safetensors bytes, in Burn's names and
-/// layout, adapter tensors left out: the file loads with burn-store into the
-/// plain model type (the same model with `Linear` in place of `RLoraLinear`).
+/// layout: the merged layers are plain, so the file holds the base tensors
+/// only and loads with burn-store into the plain model type (the same model
+/// with `Linear` in place of `RLoraLinear`).
 ///
 /// # Errors
 ///
 /// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store fails.
-pub(crate) fn merged_bytes<B: Backend, M: Module<B>>(
+pub(crate) fn merged_bytes<B: Backend, M: Module<B> + Adapt>(
     model: M,
     config: &RLoraConfig,
 ) -> Result<Vec<u8>, CheckpointError> {
     let merged = merge_model(model, config)?;
-    // burn-store 0.21 applies a save filter to the path only (the container
-    // path it passes to predicates is empty), so select the base tensors by
-    // full path, from a collect that sees the container types.
-    // Enum variants are left out of the names (`dense.weight`, not
-    // `dense.Adapted.weight`), so that the file loads into the plain model
-    // whatever variant its layers are in.
-    let keep: Vec<String> = merged
-        .collect(None, None, true)
-        .iter()
-        .filter(|s| is_base_tensor(&s.full_path(), &s.container_path()))
-        .map(|s| s.full_path())
-        .collect();
-    let mut store = SafetensorsStore::from_bytes(None)
-        .skip_enum_variants(true)
-        .with_full_paths(keep);
+    let mut store = SafetensorsStore::from_bytes(None);
     let fail = |e: burn_store::SafetensorsStoreError| {
         CheckpointError::model_tensors("the merged model", e)
     };
@@ -270,16 +163,15 @@ pub(crate) fn merged_bytes<B: Backend, M: Module<B>>(
 }
 
 /// Merge (see [`merge_model`]) and save the merged base weights of the whole
-/// model to `path` as safetensors (Burn names and layout, written atomically).
-/// Enum variants are left out of the names, as burn-store's
-/// `skip_enum_variants(true)` reads them: a layer inside an
-/// [`AdaptableLinear`](crate::AdaptableLinear) is saved as `dense.weight`.
+/// model to `path` as safetensors (Burn names and layout, written
+/// atomically): a layer `dense` is saved as `dense.weight` and `dense.bias`,
+/// the names of a plain `Linear`.
 ///
 /// # Errors
 ///
 /// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store
 /// fails and [`CheckpointError::Io`].
-pub fn save_merged<B: Backend, M: Module<B>>(
+pub fn save_merged<B: Backend, M: Module<B> + Adapt>(
     model: M,
     config: &RLoraConfig,
     path: impl AsRef<Path>,
@@ -290,21 +182,20 @@ pub fn save_merged<B: Backend, M: Module<B>>(
 
 /// Merge `model` and load the result into `plain`, the same model with
 /// `Linear` in place of every `RLoraLinear`: this returns the plain model type.
-/// For a model adapted by name, `plain` can be the same type with its
-/// [`AdaptableLinear`](crate::AdaptableLinear) layers plain.
+/// `plain` can also be the same model type with its `RLoraLinear` layers plain.
 ///
 /// # Errors
 ///
 /// As [`merge_model`], plus [`CheckpointError::ModelTensors`] if burn-store
 /// fails; [`CheckpointError::ConfigMismatch`] if `plain` does
 /// not take every tensor (its structure differs).
-pub fn merge_into<B: Backend, M: Module<B>, P: Module<B>>(
+pub fn merge_into<B: Backend, M: Module<B> + Adapt, P: Module<B>>(
     model: M,
     config: &RLoraConfig,
     mut plain: P,
 ) -> Result<P, CheckpointError> {
     let bytes = merged_bytes(model, config)?;
-    let mut store = SafetensorsStore::from_bytes(Some(bytes)).skip_enum_variants(true);
+    let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = plain
         .load_from(&mut store)
         .map_err(|e| CheckpointError::model_tensors("the plain model", e))?;

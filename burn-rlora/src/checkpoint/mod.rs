@@ -6,7 +6,7 @@
 //!   and with the names of the reference PEFT fork, so that files move
 //!   between the Python reference and Burn:
 //!
-//!   | key | shape | Burn field |
+//!   | key | shape | Burn field (of [`RLoraAdapter`](crate::RLoraAdapter)) |
 //!   |---|---|---|
 //!   | `<module>.lora_A.weight` | `[r, in]` | `lora_a` (transposed) |
 //!   | `<module>.lora_B{i}.weight` | `[out, r]` | rows `i*r..(i+1)*r` of `lora_b` (transposed) |
@@ -20,18 +20,19 @@
 //!   `lora_dropout`, `lora_nums`, `target_modules`, `peft_type: "LORA"`).
 //!
 //! `<module>` is the path of the layer in the Burn model (its field names,
-//! found with burn-store's collector), mapped by a [`ModuleNaming`] (prefix
-//! and regex rules) to the names of a Python model.
+//! found by type through [`Adapt`](crate::Adapt), which the model derives),
+//! mapped by a [`ModuleNaming`] (prefix and regex rules) to the names of a
+//! Python model.
 //!
 //! ```
 //! use burn::backend::NdArray;
 //! use burn::module::Module;
-//! use burn::nn::{Linear, LinearConfig};
+//! use burn::nn::LinearConfig;
 //! use burn::tensor::{backend::Backend, Tensor};
 //! use burn_rlora::checkpoint::{load_adapter, save_adapter, LoadOptions, SaveOptions};
-//! use burn_rlora::{RLoraConfig, RLoraLinear};
+//! use burn_rlora::{Adapt, RLoraConfig, RLoraLinear};
 //!
-//! #[derive(Module, Debug)]
+//! #[derive(Module, Adapt, Debug)]
 //! struct Block<B: Backend> {
 //!     up: RLoraLinear<B>,
 //!     down: RLoraLinear<B>,
@@ -51,12 +52,11 @@
 //! save_adapter(&trained, &dir, &SaveOptions::new(config.clone()))?;
 //!
 //! // The same base with freshly drawn (different) heads: loading restores the saved ones.
-//! let base = |l: &RLoraLinear<NdArray>| Linear { weight: l.weight.clone(), bias: l.bias.clone() };
 //! let fresh = Block {
-//!     up: RLoraLinear::from_linear(base(&trained.up), &config).unwrap(),
-//!     down: RLoraLinear::from_linear(base(&trained.down), &config).unwrap(),
+//!     up: RLoraLinear::from_linear(trained.up.base(), &config).unwrap(),
+//!     down: RLoraLinear::from_linear(trained.down.base(), &config).unwrap(),
 //! };
-//! let heads = |m: &Block<NdArray>| m.up.lora_b.val().into_data();
+//! let heads = |m: &Block<NdArray>| m.up.adapter().unwrap().lora_b.val().into_data();
 //! assert_ne!(heads(&fresh), heads(&trained));
 //! let (loaded, report) = load_adapter(fresh, &dir, &LoadOptions::new())?;
 //! assert_eq!(report.modules.len(), 2);
@@ -68,12 +68,12 @@
 //! # Ok::<(), burn_rlora::checkpoint::CheckpointError>(())
 //! ```
 //!
-//! How much of this is burn-store: layers are found with its collector
-//! (`ModuleSnapshot::collect`, which records each tensor's path and container
-//! types) and loaded with its applier (`ModuleSnapshot::apply`, which checks
-//! shapes, moves to the device and keeps the trainable/frozen flags);
-//! merged models are
-//! written with `SafetensorsStore`. The adapter file itself is encoded with
+//! How much of this is burn-store: merged models are written and read with
+//! `SafetensorsStore`. The adapted layers are found by type (an
+//! [`Adapt`](crate::Adapt) walk), and loading puts each tensor into its
+//! layer's parameter directly: the shape is checked, the tensor is created on
+//! the parameter's device in its dtype, and the parameter keeps its id and
+//! trainable/frozen flag. The adapter file itself is encoded with
 //! the `safetensors` crate, because one Burn tensor (`lora_b`) becomes `N`
 //! tensors (`lora_B{i}`) and burn-store's key remapping is one-to-one, and
 //! the transposes are done on the host, because `PyTorchToBurnAdapter`
@@ -107,6 +107,7 @@ mod load;
 mod merge;
 mod model;
 mod naming;
+mod pytorch;
 pub mod reference;
 mod save;
 pub mod torch;
@@ -119,5 +120,6 @@ pub use format::{AdapterConfig, AdapterFile, CONFIG_FILE, TENSORS_FILE};
 pub use load::{apply_adapter, load_adapter, read_config, LoadOptions, LoadReport};
 pub use merge::{merge_into, merge_model, merge_safetensors, save_merged};
 pub use naming::ModuleNaming;
+pub use pytorch::PyTorchLayers;
 pub use reference::{load_reference, read_reference, read_reference_with, ReferenceOptions};
 pub use save::{save_adapter, write_atomically, SaveOptions};

@@ -25,9 +25,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
-use burn::tensor::backend::Backend;
-
 use super::error::CheckpointError;
 use super::file::read_file_limited;
 use super::format::{
@@ -37,6 +34,7 @@ use super::format::{
 use super::load::{apply_adapter, LoadOptions, LoadReport};
 use super::torch::read_torch;
 use crate::init::InitScheme;
+use crate::Adapt;
 use crate::RLoraConfig;
 
 impl AdapterConfig {
@@ -217,7 +215,7 @@ pub fn add_reference_compensation(
 /// # Errors
 ///
 /// As [`read_reference`], [`add_reference_compensation`] and [`apply_adapter`].
-pub fn load_reference<B: Backend, M: Module<B>>(
+pub fn load_reference<M: Adapt>(
     model: M,
     path: impl AsRef<Path>,
     options: &ReferenceOptions,

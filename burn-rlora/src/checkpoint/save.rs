@@ -4,8 +4,6 @@ use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
-use burn::module::Module;
-use burn::tensor::backend::Backend;
 use burn::tensor::DType;
 
 use super::atomic::{replace_dir, write_file, InjectFault};
@@ -15,8 +13,9 @@ use super::format::{
     TENSORS_FILE,
 };
 use super::load::storage_dtype;
-use super::model::adapted_layers;
+use super::model::adapter_tensors;
 use super::naming::ModuleNaming;
+use crate::adapt::Adapt;
 use crate::config::{RLoraConfig, RouterKind};
 
 /// How to save an adapter.
@@ -65,7 +64,7 @@ impl SaveOptions {
 }
 
 impl AdapterFile {
-    /// Collect the adapter of every `RLoraLinear` in `model`.
+    /// Collect the adapter of every adapted `RLoraLinear` in `model`.
     ///
     /// # Errors
     ///
@@ -75,46 +74,46 @@ impl AdapterFile {
     /// [`CheckpointError::DuplicateModuleName`] or [`CheckpointError::InvalidRule`]
     /// for a bad naming; [`CheckpointError::NonFinite`] for a tensor holding
     /// NaN or an infinity, unless `options.allow_non_finite`.
-    pub fn from_model<B: Backend, M: Module<B>>(
+    pub fn from_model<M: Adapt>(
         model: &M,
         options: &SaveOptions,
     ) -> Result<(Self, DType), CheckpointError> {
-        let slots = adapted_layers(model);
-        if slots.is_empty() {
-            return Err(CheckpointError::NoAdapters);
-        }
+        let layers = adapter_tensors(model)?;
         let config = &options.config;
-        let paths: Vec<String> = slots.iter().map(|s| s.path_str()).collect();
+        let paths: Vec<String> = layers.iter().map(|(slot, _)| slot.path.clone()).collect();
         let names = options.naming.names(paths.iter().map(String::as_str))?;
         let mut modules = std::collections::BTreeMap::new();
         let mut dtype = DType::F32;
-        for ((slot, name), path) in slots.iter().zip(&names).zip(&paths) {
-            let (_, _, r, n) = slot.shape();
+        for ((slot, tensors), name) in layers.into_iter().zip(&names) {
             let checks = [
-                ("rank", config.rank.to_string(), r.to_string()),
-                ("num_heads", config.num_heads.to_string(), n.to_string()),
+                ("rank", config.rank.to_string(), slot.rank.to_string()),
+                (
+                    "num_heads",
+                    config.num_heads.to_string(),
+                    slot.heads.to_string(),
+                ),
                 (
                     "router",
                     (config.router == RouterKind::Softmax).to_string(),
-                    slot.has("lora_route").to_string(),
+                    slot.has_route.to_string(),
                 ),
                 (
                     "compensation pair",
                     config.needs_compensation().to_string(),
-                    slot.has("lora_a0").to_string(),
+                    slot.has_compensation.to_string(),
                 ),
             ];
             for (what, want, got) in checks {
                 if want != got {
                     return Err(CheckpointError::mismatch(
-                        format!("{path}: {what}"),
+                        format!("{}: {what}", slot.path),
                         format!("{want} (SaveOptions::config)"),
                         format!("{got} (the layer)"),
                     ));
                 }
             }
-            dtype = storage_dtype(slot.dtype());
-            modules.insert(name.clone(), slot.to_module_tensors()?);
+            dtype = storage_dtype(slot.dtype);
+            modules.insert(name.clone(), tensors);
         }
         let mut adapter_config = AdapterConfig::new(config, names);
         adapter_config.base_model_name_or_path = options.base_model.clone();
@@ -206,7 +205,7 @@ impl AdapterFile {
     }
 }
 
-/// Save the adapters of every `RLoraLinear` in `model` to the directory
+/// Save the adapters of every adapted `RLoraLinear` in `model` to the directory
 /// `dir`: `adapter_model.safetensors` (adapter tensors only, PyTorch layout,
 /// the reference's names) and `adapter_config.json`.
 ///
@@ -215,7 +214,7 @@ impl AdapterFile {
 /// # Errors
 ///
 /// See [`AdapterFile::from_model`] and [`AdapterFile::save`].
-pub fn save_adapter<B: Backend, M: Module<B>>(
+pub fn save_adapter<M: Adapt>(
     model: &M,
     dir: impl AsRef<Path>,
     options: &SaveOptions,

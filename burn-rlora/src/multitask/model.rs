@@ -13,6 +13,7 @@ use super::batcher::{Collate, MultiTaskBatch};
 use super::guard::{DivergenceGuard, Phase};
 use super::heads::{select_rows, TaskHeads};
 use super::output::MultiTaskOutput;
+use crate::adapt::Adapt;
 use crate::diagnostics::load_balance_loss;
 
 /// What a [`MultiTaskBody`] returns for a batch.
@@ -122,7 +123,7 @@ where
 /// Every step is watched by the classifier's [`DivergenceGuard`]: a
 /// non-finite loss or gradient is never applied to the weights, stops the run,
 /// and is reported by [`DivergenceGuard::check`] after `launch`.
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct MultiTaskClassifier<B: Backend, E> {
     /// The shared body (usually with `RLoraLinear` layers inside).
     pub body: E,

@@ -13,7 +13,7 @@ use burn_rlora::checkpoint::{
     load_adapter, save_adapter, CheckpointError, LoadOptions, SaveOptions, CONFIG_FILE,
     TENSORS_FILE,
 };
-use burn_rlora::{RLoraConfig, RLoraLinear};
+use burn_rlora::{Adapt, RLoraConfig, RLoraLinear};
 use safetensors::SafeTensors;
 
 pub type NB = NdArray<f32>;
@@ -57,14 +57,14 @@ pub fn tmp(name: &str) -> TempDir {
     TempDir::new(name)
 }
 
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct Mlp<B: Backend> {
     pub up_proj: RLoraLinear<B>,
     pub down_proj: RLoraLinear<B>,
     pub act_free: Linear<B>,
 }
 
-#[derive(Module, Debug)]
+#[derive(Module, Adapt, Debug)]
 pub struct Decoder<B: Backend> {
     pub layers: Vec<Mlp<B>>,
 }

@@ -43,9 +43,15 @@ pub fn perturb<B: Backend>(mut layer: RLoraLinear<B>, scale: f64) -> RLoraLinear
         let t = p.val();
         Param::from_tensor(t.random_like(Distribution::Normal(0.0, scale)))
     };
-    layer.lora_a = rand(&layer.lora_a);
-    layer.lora_b = rand(&layer.lora_b);
-    layer.lora_route = layer.lora_route.as_ref().map(rand);
+    layer.adapter.as_mut().unwrap().lora_a = rand(&layer.adapter.as_ref().unwrap().lora_a);
+    layer.adapter.as_mut().unwrap().lora_b = rand(&layer.adapter.as_ref().unwrap().lora_b);
+    layer.adapter.as_mut().unwrap().lora_route = layer
+        .adapter
+        .as_ref()
+        .unwrap()
+        .lora_route
+        .as_ref()
+        .map(rand);
     layer
 }
 
@@ -53,23 +59,38 @@ pub fn perturb<B: Backend>(mut layer: RLoraLinear<B>, scale: f64) -> RLoraLinear
 /// from the method's formula and not from the layer's code.
 pub fn naive_forward<B: Backend>(layer: &RLoraLinear<B>, x: Tensor<B, 2>) -> Tensor<B, 2> {
     let cfg = layer.config();
-    let (r, n, s) = (cfg.rank, cfg.num_heads, cfg.scaling());
+    let (r, n, s) = (
+        cfg.unwrap().rank,
+        cfg.unwrap().num_heads,
+        cfg.unwrap().scaling(),
+    );
     let mut y = x.clone().matmul(layer.weight.val());
     if let Some(b) = &layer.bias {
         y = y + b.val().unsqueeze_dim(0);
     }
-    let z = x.clone().matmul(layer.lora_a.val());
+    let z = x
+        .clone()
+        .matmul(layer.adapter.as_ref().unwrap().lora_a.val());
     let [t, _] = x.dims();
-    let gates = match &layer.lora_route {
+    let gates = match &layer.adapter.as_ref().unwrap().lora_route {
         Some(route) => burn::tensor::activation::softmax(x.clone().matmul(route.val()), 1),
         None => Tensor::ones([t, n], &x.device()).div_scalar(n as f64),
     };
     for i in 0..n {
-        let b_i = layer.lora_b.val().narrow(0, i * r, r);
+        let b_i = layer
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_b
+            .val()
+            .narrow(0, i * r, r);
         let g_i = gates.clone().narrow(1, i, 1);
         y = y + z.clone().matmul(b_i).mul(g_i).mul_scalar(s);
     }
-    if let (Some(a0), Some(b0)) = (&layer.lora_a0, &layer.lora_b0) {
+    if let (Some(a0), Some(b0)) = (
+        &layer.adapter.as_ref().unwrap().lora_a0,
+        &layer.adapter.as_ref().unwrap().lora_b0,
+    ) {
         y = y - x.matmul(a0.val()).matmul(b0.val()).mul_scalar(s);
     }
     y
@@ -146,9 +167,19 @@ pub fn gradients_match_reference<B: AutodiffBackend, R: AutodiffBackend>(
         let g = loss.backward();
         grads_of(
             ["A", "B", "router"],
-            values(reference.lora_a.grad(&g).unwrap()),
-            values(reference.lora_b.grad(&g).unwrap()),
-            values(reference.lora_route.as_ref().unwrap().grad(&g).unwrap()),
+            values(reference.adapter.as_ref().unwrap().lora_a.grad(&g).unwrap()),
+            values(reference.adapter.as_ref().unwrap().lora_b.grad(&g).unwrap()),
+            values(
+                reference
+                    .adapter
+                    .as_ref()
+                    .unwrap()
+                    .lora_route
+                    .as_ref()
+                    .unwrap()
+                    .grad(&g)
+                    .unwrap(),
+            ),
         )
     };
     let g_other = {
@@ -156,9 +187,19 @@ pub fn gradients_match_reference<B: AutodiffBackend, R: AutodiffBackend>(
         let g = loss.backward();
         grads_of(
             ["A", "B", "router"],
-            values(other.lora_a.grad(&g).unwrap()),
-            values(other.lora_b.grad(&g).unwrap()),
-            values(other.lora_route.as_ref().unwrap().grad(&g).unwrap()),
+            values(other.adapter.as_ref().unwrap().lora_a.grad(&g).unwrap()),
+            values(other.adapter.as_ref().unwrap().lora_b.grad(&g).unwrap()),
+            values(
+                other
+                    .adapter
+                    .as_ref()
+                    .unwrap()
+                    .lora_route
+                    .as_ref()
+                    .unwrap()
+                    .grad(&g)
+                    .unwrap(),
+            ),
         )
     };
     for ((name, want), (_, got)) in g_ref.iter().zip(&g_other) {
@@ -183,7 +224,7 @@ pub fn base_frozen_through_adam<B: AutodiffBackend>(device: &B::Device) {
     let layer = layer::<B>(Method::RLora, (16, 12), device);
     let w_before = layer.weight.val().to_data();
     let b_before = layer.bias.as_ref().unwrap().val().to_data();
-    let a_before = values(layer.lora_a.val());
+    let a_before = values(layer.adapter.as_ref().unwrap().lora_a.val());
     let x = Tensor::<B, 2>::random([8, 16], Distribution::Normal(0.0, 1.0), device);
     let target = Tensor::<B, 2>::random([8, 12], Distribution::Normal(0.0, 1.0), device);
     let loss = (layer.forward(x) - target).powi_scalar(2).mean();
@@ -197,7 +238,15 @@ pub fn base_frozen_through_adam<B: AutodiffBackend>(device: &B::Device) {
         "the base bias got a gradient"
     );
     assert!(
-        layer.lora_a0.as_ref().unwrap().grad(&grads).is_none(),
+        layer
+            .adapter
+            .as_ref()
+            .unwrap()
+            .lora_a0
+            .as_ref()
+            .unwrap()
+            .grad(&grads)
+            .is_none(),
         "A0 got a gradient"
     );
     let grads = GradientsParams::from_grads(grads, &layer);
@@ -213,7 +262,10 @@ pub fn base_frozen_through_adam<B: AutodiffBackend>(device: &B::Device) {
         b_before,
         "Adam changed the bias"
     );
-    let moved = max_abs_diff(&values(layer.lora_a.val()), &a_before);
+    let moved = max_abs_diff(
+        &values(layer.adapter.as_ref().unwrap().lora_a.val()),
+        &a_before,
+    );
     assert!(moved > 1e-4, "Adam did not move A ({moved})");
 }
 
