@@ -545,3 +545,80 @@ fn a_field_that_only_mentions_a_type_parameter_is_kept() {
     assert!(adapted.extra.is_adapted());
     assert!(!adapted.inner.unwrap().value.is_adapted());
 }
+
+/// The whole-model diagnostics find the adapted layers by type, and are an
+/// error on a model with none.
+#[test]
+fn whole_model_diagnostics_find_the_adapted_layers_by_type() {
+    let plain = model();
+    assert_eq!(
+        burn_rlora::adapt::adapted_paths(&plain),
+        Vec::<String>::new()
+    );
+    let none = RLoraError::NoAdaptedLayer { operation: "count" };
+    assert_eq!(burn_rlora::ParamCount::adapters_of(&plain), Err(none));
+    assert!(matches!(
+        burn_rlora::head_similarities(&plain),
+        Err(RLoraError::NoAdaptedLayer { .. })
+    ));
+
+    let (adapted, paths) = adapt(TargetModules::names(["value", "head"])).unwrap();
+    assert_eq!(burn_rlora::adapt::adapted_paths(&adapted), paths);
+    // R-LoRA r=2, N=3 on 8->8 (`value`) and 8->2 (`head`): A, heads, router.
+    let per_layer = |i: usize, o: usize| i * 2 + 3 * 2 * o + i * 3;
+    assert_eq!(
+        burn_rlora::ParamCount::adapters_of(&adapted),
+        Ok(2 * per_layer(8, 8) + per_layer(8, 2))
+    );
+    let similarities = burn_rlora::head_similarities(&adapted).unwrap();
+    let names: Vec<&str> = similarities.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, paths);
+    let own = adapted.head.adapter().unwrap().head_similarity();
+    assert_eq!(similarities.last().unwrap().1, own);
+}
+
+/// A mapper sees every `RLoraLinear`, plain or adapted, with its path, and
+/// what it returns takes the layer's place.
+#[test]
+fn a_mapper_replaces_layers_by_path() {
+    struct AdaptHead;
+    impl LayerMapper for AdaptHead {
+        type Error = RLoraError;
+        fn map<B: Backend>(
+            &mut self,
+            path: &str,
+            layer: RLoraLinear<B>,
+        ) -> Result<RLoraLinear<B>, RLoraError> {
+            if path == "head" {
+                layer.adapt(&RLoraConfig::lora(1, 2.0))
+            } else {
+                Ok(layer)
+            }
+        }
+    }
+    struct Paths(Vec<String>);
+    impl LayerVisitor for Paths {
+        fn visit<B: Backend>(&mut self, path: &str, _: &RLoraLinear<B>) {
+            self.0.push(path.to_string());
+        }
+    }
+    let model = burn_rlora::adapt::map_layers(model(), &mut AdaptHead).unwrap();
+    assert_eq!(burn_rlora::adapt::adapted_paths(&model), ["head"]);
+    let mut all = Paths(Vec::new());
+    burn_rlora::adapt::visit_layers(&model, &mut all);
+    assert_eq!(
+        all.0,
+        [
+            "blocks.0.attention.query",
+            "blocks.0.attention.value",
+            "blocks.0.ffn.0",
+            "blocks.0.ffn.1",
+            "blocks.0.gate",
+            "blocks.1.attention.query",
+            "blocks.1.attention.value",
+            "blocks.1.ffn.0",
+            "blocks.1.ffn.1",
+            "head"
+        ]
+    );
+}

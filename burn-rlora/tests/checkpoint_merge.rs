@@ -183,6 +183,15 @@ fn merging_with_another_layers_config_is_a_typed_error() {
             )
         );
     }
-    // The config the layers were built with merges.
-    assert!(merge_model(model, &config).is_ok());
+    // The config the layers were built with merges, into plain layers that
+    // compute what the adapted ones did.
+    let x = input(8);
+    let want = values(model.forward(x.clone()));
+    let merged = merge_model(model, &config).unwrap();
+    assert!(!merged.up_proj.is_adapted() && !merged.down_proj.is_adapted());
+    let diff = max_abs_diff(&values(merged.forward(x)), &want);
+    assert!(
+        diff < 1e-5 * max_abs(&want).max(1.0),
+        "merged off by {diff}"
+    );
 }

@@ -349,3 +349,62 @@ fn half_precision_files_are_converted_to_the_model_type() {
         }
     }
 }
+
+// ------------------------------------------------------- earlier versions
+
+#[derive(burn::module::Module, burn_rlora::Adapt, Debug)]
+struct Pair<B: Backend> {
+    up_proj: RLoraLinear<B>,
+    down_proj: RLoraLinear<B>,
+}
+
+/// The values the fixture's tensors were filled with, in Burn's layout.
+fn fixture_values(rows: usize, cols: usize, k: usize) -> Vec<f64> {
+    (0..rows * cols)
+        .map(|i| (((i * 7 + k) % 13) as f32 / 13.0 - 0.5) as f64)
+        .collect()
+}
+
+/// `tests/fixtures/previous-version` was written by the version before
+/// `RLoraLinear` carried its adapter as an optional field (an R-LoRA adapter
+/// on a 6->4 and a 4->6 layer, rank 2, 3 heads, with router and
+/// compensation pair, every tensor filled with known values).
+#[test]
+fn an_adapter_saved_by_the_previous_version_loads() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/previous-version");
+    let config = RLoraConfig::r_lora(2, 8.0, 3);
+    let layer = |i, o| RLoraLinear::from_linear(LinearConfig::new(i, o).init(&dev()), &config);
+    let fresh = Pair::<NB> {
+        up_proj: layer(6, 4).unwrap(),
+        down_proj: layer(4, 6).unwrap(),
+    };
+    let options = LoadOptions::new().with_expected_config(config.clone());
+    let (loaded, report) = load_adapter(fresh, &dir, &options).unwrap();
+    assert_eq!(
+        report.modules,
+        [
+            ("up_proj".to_string(), "up_proj".to_string()),
+            ("down_proj".to_string(), "down_proj".to_string())
+        ]
+    );
+    assert_eq!(
+        report.config.base_model_name_or_path.as_deref(),
+        Some("fixture/tiny-mlp")
+    );
+    for (layer, (i, o, k)) in [(&loaded.up_proj, (6, 4, 0)), (&loaded.down_proj, (4, 6, 5))] {
+        let a = layer.adapter().unwrap();
+        assert_eq!(values(a.lora_a.val()), fixture_values(i, 2, k));
+        assert_eq!(values(a.lora_b.val()), fixture_values(3 * 2, o, k + 1));
+        let route = a.lora_route.as_ref().unwrap().val();
+        assert_eq!(values(route), fixture_values(i, 3, k + 2));
+        assert_eq!(
+            values(a.lora_a0.as_ref().unwrap().val()),
+            fixture_values(i, 2, k + 3)
+        );
+        assert_eq!(
+            values(a.lora_b0.as_ref().unwrap().val()),
+            fixture_values(2, o, k + 4)
+        );
+    }
+}
