@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
-use burn_rlora::multitask::write_atomically;
+use burn_rlora::write_atomically;
 
 use crate::compare::result::RunResult;
 use crate::stats::PairedDifference;
@@ -225,12 +225,10 @@ pub fn write(
         paired_markdown(&summaries)
     );
     let md = dir.join("table.md");
-    write_atomically(&md, format!("{header}\n\n{table}").as_bytes())
-        .with_context(|| format!("writing {}", md.display()))?;
+    write_atomically(&md, format!("{header}\n\n{table}").as_bytes())?;
     let json = dir.join("results.json");
     let value = serde_json::json!({ "tasks": task_names, "summary": summaries, "runs": runs });
-    write_atomically(&json, serde_json::to_string_pretty(&value)?.as_bytes())
-        .with_context(|| format!("writing {}", json.display()))?;
+    write_atomically(&json, serde_json::to_string_pretty(&value)?.as_bytes())?;
     let loss = dir.join("loss.svg");
     plot_atomically(&loss, |p| plot_losses(p, runs))?;
     let heat = dir.join("head_similarity.svg");
@@ -246,20 +244,13 @@ pub fn write(
     Ok(files)
 }
 
-/// Draw with `plot` into a temporary file next to `path`, then rename it over `path`.
-fn plot_atomically(path: &Path, plot: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.drawing-{}", std::process::id()));
-    let drawn = plot(&tmp)
-        .and_then(|()| fs::rename(&tmp, path).map_err(Into::into))
-        .with_context(|| format!("plotting {}", path.display()));
-    if drawn.is_err() {
-        fs::remove_file(&tmp).ok();
-    }
-    drawn
+/// Draw with `plot` into an SVG in memory, then write it to `path` as one
+/// unit (a failure or a kill leaves the previous plot or none, never a part).
+fn plot_atomically(path: &Path, plot: impl FnOnce(&mut String) -> Result<()>) -> Result<()> {
+    let mut svg = String::new();
+    plot(&mut svg).with_context(|| format!("plotting {}", path.display()))?;
+    write_atomically(path, svg.as_bytes())?;
+    Ok(())
 }
 
 /// [`write()`] the report, then print the table and the files written, with
@@ -306,7 +297,7 @@ fn smooth(values: &[f64], window: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn plot_losses(path: &Path, runs: &[RunResult]) -> Result<()> {
+fn plot_losses(svg: &mut String, runs: &[RunResult]) -> Result<()> {
     let first_seed: Vec<&RunResult> = {
         let mut seen = Vec::new();
         runs.iter()
@@ -330,7 +321,7 @@ fn plot_losses(path: &Path, runs: &[RunResult]) -> Result<()> {
         .iter()
         .flat_map(|r| r.train_loss.iter().copied())
         .fold(0.1, f64::max);
-    let root = SVGBackend::new(path, (900 + LEGEND_WIDTH, 520)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (900 + LEGEND_WIDTH, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plot, legend) = root.split_horizontally(900);
     let mut chart = ChartBuilder::on(&plot)
@@ -438,7 +429,7 @@ fn integer_tick(x: &f64) -> String {
     format!("{}", x.round() as i64)
 }
 
-fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
+fn plot_similarity(svg: &mut String, runs: &[RunResult]) -> Result<()> {
     // One heat map per (method, layer) with more than one head, first seed.
     let mut panels = Vec::new();
     let mut seen = Vec::new();
@@ -455,8 +446,8 @@ fn plot_similarity(path: &Path, runs: &[RunResult]) -> Result<()> {
     }
     let cols = 4usize;
     let rows = panels.len().div_ceil(cols).max(1);
-    let root =
-        SVGBackend::new(path, (220 * cols as u32, 240 * rows as u32 + 90)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (220 * cols as u32, 240 * rows as u32 + 90))
+        .into_drawing_area();
     root.fill(&WHITE)?;
     let (maps, scale) = root.split_vertically(240 * rows as u32);
     draw_colour_scale(&scale)?;
@@ -547,7 +538,7 @@ where
 
 /// Mean pairwise head cosine similarity per layer (the paper's measure), one
 /// line per method with several heads, averaged over seeds.
-fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
+fn plot_similarity_by_layer(svg: &mut String, runs: &[RunResult]) -> Result<()> {
     let mut methods: Vec<&str> = Vec::new();
     for r in runs {
         if !methods.contains(&r.method.as_str())
@@ -561,7 +552,7 @@ fn plot_similarity_by_layer(path: &Path, runs: &[RunResult]) -> Result<()> {
         .find(|r| r.head_similarity.iter().any(|(_, s)| s.is_some()))
         .map(|r| r.head_similarity.iter().map(|(n, _)| n.clone()).collect())
         .unwrap_or_default();
-    let root = SVGBackend::new(path, (900 + LEGEND_WIDTH, 520)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (900 + LEGEND_WIDTH, 520)).into_drawing_area();
     root.fill(&WHITE)?;
     let (plot, legend) = root.split_horizontally(900);
     let n = layers.len().max(1);
@@ -663,7 +654,7 @@ fn trace_curve(runs: &[RunResult], method: &str, layer: Option<&str>) -> Vec<(f6
 
 /// Head similarity over training: one panel for the mean over layers and one
 /// per adapted layer, a line per traced method (mean over seeds).
-fn plot_similarity_trace(path: &Path, runs: &[RunResult]) -> Result<()> {
+fn plot_similarity_trace(svg: &mut String, runs: &[RunResult]) -> Result<()> {
     let mut methods: Vec<&str> = Vec::new();
     for r in runs {
         let traced = r
@@ -688,8 +679,8 @@ fn plot_similarity_trace(path: &Path, runs: &[RunResult]) -> Result<()> {
     let cols = layers.len().clamp(1, 4);
     let rows = layers.len().div_ceil(cols);
     let width = 300 * cols as u32;
-    let root =
-        SVGBackend::new(path, (width + LEGEND_WIDTH, 250 * rows as u32 + 40)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (width + LEGEND_WIDTH, 250 * rows as u32 + 40))
+        .into_drawing_area();
     root.fill(&WHITE)?;
     let (figure, legend) = root.split_horizontally(width);
     let (title, body) = figure.split_vertically(40);

@@ -14,13 +14,13 @@ use serde::{Deserialize, Serialize};
 /// before the first step), which the cosine convention would report as 0.
 ///
 /// ```
-/// use burn_rlora::cosine_similarity_rows;
+/// use burn_rlora::HeadSimilarity;
 /// use burn_rlora_examples::trace::defined_mean;
 ///
-/// let zero_heads = cosine_similarity_rows(&[0.0; 6], 2);
+/// let zero_heads = HeadSimilarity::of_rows(&[0.0; 6], 2);
 /// assert_eq!(zero_heads.mean_pairwise, Some(0.0));
 /// assert_eq!(defined_mean(&zero_heads), None);
-/// let heads = cosine_similarity_rows(&[1.0, 0.0, 0.0, 1.0, 1.0, 0.0], 2);
+/// let heads = HeadSimilarity::of_rows(&[1.0, 0.0, 0.0, 1.0, 1.0, 0.0], 2);
 /// assert_eq!(defined_mean(&heads), heads.mean_pairwise);
 /// ```
 pub fn defined_mean(sim: &HeadSimilarity) -> Option<f64> {

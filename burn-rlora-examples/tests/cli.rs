@@ -246,9 +246,9 @@ fn merge_refuses_to_overwrite_its_inputs_and_keeps_the_base_metadata() {
 
 #[test]
 fn merge_refuses_two_modules_that_collide_after_strip_prefix() {
-    use burn_rlora::checkpoint::{read_reference, AdapterFile};
+    use burn_rlora::checkpoint::{read_reference, AdapterFile, LoadOptions};
     let dir = tmp("merge-collide");
-    let mut file: AdapterFile = read_reference(hostile("valid"), true).unwrap();
+    let mut file: AdapterFile = read_reference(hostile("valid"), &LoadOptions::new()).unwrap();
     let m = file.modules["m"].clone();
     file.modules.insert("p.m".into(), m);
     let adapter = dir.join("adapter");
@@ -297,11 +297,11 @@ fn convert_refuses_to_overwrite_its_input() {
 
 #[test]
 fn a_directory_with_both_tensor_files_is_read_from_safetensors_by_every_command() {
-    use burn_rlora::checkpoint::{read_reference, AdapterFile};
+    use burn_rlora::checkpoint::{read_reference, AdapterFile, LoadOptions};
     let dir = tmp("both");
     let adapter = dir.join("adapter");
     // Our safetensors holds A + 1; the .bin next to it holds A.
-    let mut file: AdapterFile = read_reference(hostile("valid"), true).unwrap();
+    let mut file: AdapterFile = read_reference(hostile("valid"), &LoadOptions::new()).unwrap();
     let bin_a = file.modules["m"].a.data.clone();
     file.modules
         .get_mut("m")
@@ -332,7 +332,9 @@ fn a_directory_with_both_tensor_files_is_read_from_safetensors_by_every_command(
         &converted.display().to_string(),
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let a = AdapterFile::read(&converted, true).unwrap().modules["m"]
+    let a = AdapterFile::read(&converted, &LoadOptions::new())
+        .unwrap()
+        .modules["m"]
         .a
         .data
         .clone();
@@ -344,9 +346,9 @@ fn a_directory_with_both_tensor_files_is_read_from_safetensors_by_every_command(
 #[test]
 fn inspect_bounds_the_head_similarity() {
     use burn_rlora::checkpoint::format::HostTensor;
-    use burn_rlora::checkpoint::{read_reference, AdapterFile};
+    use burn_rlora::checkpoint::{read_reference, AdapterFile, LoadOptions};
     let dir = tmp("many-heads");
-    let mut file: AdapterFile = read_reference(hostile("valid"), true).unwrap();
+    let mut file: AdapterFile = read_reference(hostile("valid"), &LoadOptions::new()).unwrap();
     let n = 300;
     let m = file.modules.get_mut("m").unwrap();
     m.heads = (0..n)

@@ -14,8 +14,9 @@ use burn::data::dataset::Dataset;
 use burn::optim::{AdamConfig, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::train::TrainStep;
+use burn_rlora::method::Method;
 use burn_rlora::multitask::{MultiTaskBatcher, MultiTaskClassifier, SamplingStrategy, TaskId};
-use burn_rlora::{Method, ParamCount};
+use burn_rlora::ParamCount;
 use burn_rlora_examples::compare::{task_dataset, TrainSettings};
 use burn_rlora_examples::minilm::{
     build_classifier, prepare_tasks, BertModel, MiniLmMethod, MiniLmPaths, MiniLmTokenizer,

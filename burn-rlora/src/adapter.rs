@@ -128,16 +128,17 @@ impl<B: Backend> RLoraAdapter<B> {
         &self.config
     }
 
-    /// Change the dropout probability, e.g. to turn dropout off for a
+    /// Set the dropout probability, e.g. to turn dropout off for a
     /// deterministic training step. Everything else stays as it is.
     ///
     /// # Errors
     ///
-    /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
-    pub fn with_dropout(mut self, dropout: f64) -> Result<Self, RLoraError> {
+    /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`; the adapter
+    /// is then unchanged.
+    pub fn set_dropout(&mut self, dropout: f64) -> Result<(), RLoraError> {
         RLoraConfig::check_dropout(dropout)?;
         self.config.dropout = dropout;
-        Ok(self)
+        Ok(())
     }
 
     /// Input features.

@@ -37,39 +37,50 @@ pub fn cosine_similarity_matrix<B: Backend>(rows: Tensor<B, 2>) -> HeadSimilarit
         .convert::<f64>()
         .to_vec()
         .expect("converted to f64");
-    cosine_similarity_rows(&data, n)
+    HeadSimilarity::of_rows(&data, n)
 }
 
-/// [`cosine_similarity_matrix`] of `n` rows stored row-major in `data` on the host.
-pub fn cosine_similarity_rows(data: &[f64], n: usize) -> HeadSimilarity {
-    let k = data.len() / n.max(1);
-    let norms: Vec<f64> = (0..n)
-        .map(|i| {
-            data[i * k..(i + 1) * k]
-                .iter()
-                .map(|v| v * v)
-                .sum::<f64>()
-                .sqrt()
-                .max(1e-8)
-        })
-        .collect();
-    let mut matrix = vec![0.0; n * n];
-    let (mut sum, mut pairs) = (0.0, 0usize);
-    for i in 0..n {
-        for j in 0..n {
-            let dot: f64 = (0..k).map(|t| data[i * k + t] * data[j * k + t]).sum();
-            let c = dot / (norms[i] * norms[j]);
-            matrix[i * n + j] = c;
-            if i < j {
-                sum += c;
-                pairs += 1;
+impl HeadSimilarity {
+    /// [`cosine_similarity_matrix`] of `n` rows stored row-major in `data` on
+    /// the host (each row `data.len() / n` long).
+    ///
+    /// ```
+    /// use burn_rlora::HeadSimilarity;
+    ///
+    /// let sim = HeadSimilarity::of_rows(&[1.0, 0.0, 1.0, 1.0], 2);
+    /// assert!((sim.get(0, 1) - 0.5f64.sqrt()).abs() < 1e-12);
+    /// assert_eq!(sim.mean_pairwise, Some(sim.get(0, 1)));
+    /// ```
+    pub fn of_rows(data: &[f64], n: usize) -> Self {
+        let k = data.len() / n.max(1);
+        let norms: Vec<f64> = (0..n)
+            .map(|i| {
+                data[i * k..(i + 1) * k]
+                    .iter()
+                    .map(|v| v * v)
+                    .sum::<f64>()
+                    .sqrt()
+                    .max(1e-8)
+            })
+            .collect();
+        let mut matrix = vec![0.0; n * n];
+        let (mut sum, mut pairs) = (0.0, 0usize);
+        for i in 0..n {
+            for j in 0..n {
+                let dot: f64 = (0..k).map(|t| data[i * k + t] * data[j * k + t]).sum();
+                let c = dot / (norms[i] * norms[j]);
+                matrix[i * n + j] = c;
+                if i < j {
+                    sum += c;
+                    pairs += 1;
+                }
             }
         }
-    }
-    HeadSimilarity {
-        matrix,
-        num_heads: n,
-        mean_pairwise: (pairs > 0).then(|| sum / pairs as f64),
+        HeadSimilarity {
+            matrix,
+            num_heads: n,
+            mean_pairwise: (pairs > 0).then(|| sum / pairs as f64),
+        }
     }
 }
 

@@ -189,17 +189,22 @@ impl<B: Backend> RLoraLinear<B> {
         self.adapter.as_ref().map(RLoraAdapter::config)
     }
 
-    /// Change the adapter's dropout probability, e.g. to turn dropout off for a
+    /// Set the adapter's dropout probability, e.g. to turn dropout off for a
     /// deterministic training step. Everything else stays as it is; a plain
-    /// layer is returned unchanged.
+    /// layer has no dropout to set and is left unchanged. (Build-time
+    /// dropout is [`RLoraConfig::with_dropout`], checked when the layer is
+    /// built.)
     ///
     /// # Errors
     ///
-    /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`.
-    pub fn with_dropout(self, dropout: f64) -> Result<Self, RLoraError> {
+    /// [`RLoraError::InvalidDropout`] unless `0 <= dropout < 1`; the layer is
+    /// then unchanged.
+    pub fn set_dropout(&mut self, dropout: f64) -> Result<(), RLoraError> {
         RLoraConfig::check_dropout(dropout)?;
-        let adapter = self.adapter.map(|a| a.with_dropout(dropout)).transpose()?;
-        Ok(Self { adapter, ..self })
+        if let Some(adapter) = &mut self.adapter {
+            adapter.set_dropout(dropout)?;
+        }
+        Ok(())
     }
 
     /// Input features.

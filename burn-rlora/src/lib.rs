@@ -93,6 +93,7 @@ extern crate self as burn_rlora;
 
 pub mod adapt;
 mod adapter;
+mod atomic;
 pub mod backend;
 #[cfg(feature = "store")]
 pub mod checkpoint;
@@ -102,15 +103,17 @@ mod error;
 mod init;
 mod layer;
 mod merge;
+pub mod method;
 #[cfg(feature = "train")]
 pub mod multitask;
 
 pub use adapt::{Adapt, AdaptConfig, TargetModules};
 pub use adapter::RLoraAdapter;
-pub use config::{DropoutMode, Method, RLoraConfig, RouterKind, UnknownMethod};
+pub use atomic::write_atomically;
+pub use config::{DropoutMode, RLoraConfig, RouterKind};
 pub use diagnostics::{
-    cosine_similarity_matrix, cosine_similarity_rows, head_similarities, load_balance_loss,
-    HeadSimilarity, ParamCount, RouterStats,
+    cosine_similarity_matrix, head_similarities, load_balance_loss, HeadSimilarity, ParamCount,
+    RouterStats,
 };
 pub use error::RLoraError;
 pub use init::{stable_factor, InitScheme};

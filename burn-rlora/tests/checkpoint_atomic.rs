@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::DType;
-use burn_rlora::checkpoint::{read_reference, AdapterFile, CheckpointError, InjectFault};
+use burn_rlora::checkpoint::{
+    read_reference, AdapterFile, CheckpointError, InjectFault, LoadOptions,
+};
 
 fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rlora-atomic-{name}-{}", std::process::id()));
@@ -17,7 +19,7 @@ fn tmp(name: &str) -> PathBuf {
 /// Two different adapters (old and new).
 fn old_and_new() -> (AdapterFile, AdapterFile) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile/valid");
-    let old = read_reference(path, true).unwrap();
+    let old = read_reference(path, &LoadOptions::new()).unwrap();
     let mut new = old.clone();
     for m in new.modules.values_mut() {
         m.a.data.iter_mut().for_each(|v| *v += 1.0);
@@ -62,7 +64,7 @@ fn a_failure_or_kill_at_every_step_leaves_old_or_new_checkpoint() {
                     }
                 }
                 // The directory holds the old or the new checkpoint, complete.
-                match AdapterFile::read(&dir, true) {
+                match AdapterFile::read(&dir, &LoadOptions::new()) {
                     Ok(found) => assert!(
                         found.modules == old.modules || found.modules == new.modules,
                         "{fault:?}: a mixed checkpoint"
@@ -75,7 +77,9 @@ fn a_failure_or_kill_at_every_step_leaves_old_or_new_checkpoint() {
                 }
                 if result.is_ok() {
                     assert_eq!(
-                        AdapterFile::read(&dir, true).unwrap().modules,
+                        AdapterFile::read(&dir, &LoadOptions::new())
+                            .unwrap()
+                            .modules,
                         new.modules,
                         "{fault:?}: reported success without the new checkpoint"
                     );
@@ -84,7 +88,12 @@ fn a_failure_or_kill_at_every_step_leaves_old_or_new_checkpoint() {
                     // The next save cleans up what the killed one left.
                     old.save(&dir, DType::F32).unwrap();
                     assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));
-                    assert_eq!(AdapterFile::read(&dir, true).unwrap().modules, old.modules);
+                    assert_eq!(
+                        AdapterFile::read(&dir, &LoadOptions::new())
+                            .unwrap()
+                            .modules,
+                        old.modules
+                    );
                 } else {
                     let left = leftovers(&parent);
                     // Only a failed removal of the old directory may leave it behind.
@@ -117,7 +126,12 @@ fn a_directory_with_other_files_is_not_replaced() {
         "{err:?}"
     );
     assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
-    assert_eq!(AdapterFile::read(&dir, true).unwrap().modules, old.modules);
+    assert_eq!(
+        AdapterFile::read(&dir, &LoadOptions::new())
+            .unwrap()
+            .modules,
+        old.modules
+    );
     let file = dir.join("plain-file");
     std::fs::write(&file, b"x").unwrap();
     let err = new.save(&file, DType::F32).unwrap_err();
@@ -139,7 +153,9 @@ fn saves_into_an_empty_or_new_directory_work_and_leave_nothing_behind() {
     new.save(&empty, DType::F32).unwrap();
     new.save(parent.join("nested/new"), DType::F32).unwrap();
     assert_eq!(
-        AdapterFile::read(&empty, true).unwrap().modules,
+        AdapterFile::read(&empty, &LoadOptions::new())
+            .unwrap()
+            .modules,
         new.modules
     );
     assert!(leftovers(&parent).is_empty(), "{:?}", leftovers(&parent));

@@ -113,7 +113,7 @@ fn truncated_or_corrupt_files_are_errors() {
     let (json, bytes) = read_bytes(&dir);
     // The digest in the config catches a truncated tensor file first.
     let cut = &bytes[..bytes.len() - 7];
-    let err = AdapterFile::from_bytes(&json, cut, true).unwrap_err();
+    let err = AdapterFile::from_bytes(&json, cut, &LoadOptions::new()).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::ConfigMismatch { key, .. } if key == "tensor_file"),
         "{err}"
@@ -123,7 +123,7 @@ fn truncated_or_corrupt_files_are_errors() {
     v.as_object_mut().unwrap().remove("tensor_file");
     let json2 = serde_json::to_vec(&v).unwrap();
     for bad in [cut, &bytes[..5], &[0xff; 64][..], &[][..]] {
-        let err = AdapterFile::from_bytes(&json2, bad, true).unwrap_err();
+        let err = AdapterFile::from_bytes(&json2, bad, &LoadOptions::new()).unwrap_err();
         assert!(
             matches!(err, CheckpointError::CorruptTensors { .. }),
             "{err}"

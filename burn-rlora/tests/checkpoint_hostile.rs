@@ -13,8 +13,8 @@ use burn::nn::LinearConfig;
 use burn::tensor::Tensor;
 use burn_rlora::checkpoint::torch::{read_pickle, read_torch};
 use burn_rlora::checkpoint::{
-    load_adapter, read_reference, read_reference_with, save_adapter, AdapterFile, CheckpointError,
-    LoadOptions, SaveOptions, DEFAULT_MAX_FILE_BYTES,
+    load_adapter, read_reference, save_adapter, AdapterFile, CheckpointError, LoadOptions,
+    SaveOptions, DEFAULT_MAX_FILE_BYTES,
 };
 use burn_rlora::{RLoraConfig, RLoraLinear};
 
@@ -42,13 +42,13 @@ fn corrupt_reason(err: &CheckpointError) -> &str {
 fn hand_built_torch_file_loads_exactly_including_strides() {
     let a: Vec<f64> = (0..8).map(|k| 0.5 * k as f64 - 1.0).collect();
     let b: Vec<f64> = (0..6).map(|k| 0.25 * k as f64 + 0.125).collect();
-    let file = read_reference(hostile("valid"), true).unwrap();
+    let file = read_reference(hostile("valid"), &LoadOptions::new()).unwrap();
     let m = &file.modules["m"];
     assert_eq!(m.a.shape, [2, 4]);
     assert_eq!(m.a.data, a);
     assert_eq!(m.heads[0].data, b);
     // Stride (1, 2): element (i, j) sits at storage index i + 2 j.
-    let file = read_reference(hostile("strided"), true).unwrap();
+    let file = read_reference(hostile("strided"), &LoadOptions::new()).unwrap();
     let want: Vec<f64> = (0..2)
         .flat_map(|i| (0..4).map(move |j| (i, j)))
         .map(|(i, j)| a[i + 2 * j])
@@ -98,7 +98,7 @@ fn hostile_torch_files_are_typed_errors_naming_file_key_and_problem() {
         ("duplicate_key", &["duplicate key 'm.lora_A.weight'"]),
     ];
     for (case, needles) in cases {
-        let err = read_reference(hostile(case), true).unwrap_err();
+        let err = read_reference(hostile(case), &LoadOptions::new()).unwrap_err();
         let message = err.to_string();
         assert!(
             message.contains(&format!("{case}/adapter_model.bin")),
@@ -116,7 +116,7 @@ fn hostile_torch_files_are_typed_errors_naming_file_key_and_problem() {
 
 #[test]
 fn zero_size_dimension_is_a_shape_error() {
-    let err = read_reference(hostile("zero_dim"), true).unwrap_err();
+    let err = read_reference(hostile("zero_dim"), &LoadOptions::new()).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::ShapeMismatch { key, found, .. }
             if key == "m.lora_A.weight" && found == &[0, 4]),
@@ -127,7 +127,7 @@ fn zero_size_dimension_is_a_shape_error() {
 #[test]
 fn huge_lora_nums_is_checked_against_the_file_before_allocating() {
     // The reference file holds one head; the config claims 10^18.
-    let err = read_reference(hostile("huge_lora_nums"), true).unwrap_err();
+    let err = read_reference(hostile("huge_lora_nums"), &LoadOptions::new()).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::MissingKey { key, expected }
             if key == "m.lora_B1.weight" && expected.contains("lora_nums is 1000000000000000000")),
@@ -135,7 +135,7 @@ fn huge_lora_nums_is_checked_against_the_file_before_allocating() {
     );
     // The same in this crate's format (safetensors), through load_adapter.
     let dir = tmp("huge-heads");
-    let file = read_reference(hostile("valid"), true).unwrap();
+    let file = read_reference(hostile("valid"), &LoadOptions::new()).unwrap();
     file.save(&dir, burn::tensor::DType::F32).unwrap();
     let path = dir.join("adapter_config.json");
     let mut json: serde_json::Value =
@@ -143,7 +143,7 @@ fn huge_lora_nums_is_checked_against_the_file_before_allocating() {
     json["lora_nums"] = serde_json::json!(1_000_000_000_000_000_000u64);
     json["rlora"]["num_heads"] = serde_json::json!(1_000_000_000_000_000_000u64);
     std::fs::write(&path, serde_json::to_vec(&json).unwrap()).unwrap();
-    let err = AdapterFile::read(&dir, true).unwrap_err();
+    let err = AdapterFile::read(&dir, &LoadOptions::new()).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::MissingKey { key, .. } if key == "m.lora_B1.weight"),
         "{err:?}"
@@ -176,7 +176,7 @@ fn non_regular_files_are_refused_on_the_opened_file() {
     .unwrap();
     let bin = dir.join("adapter_model.bin");
     std::os::unix::fs::symlink("/dev/zero", &bin).unwrap();
-    let err = read_reference(&dir, true).unwrap_err();
+    let err = read_reference(&dir, &LoadOptions::new()).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::NotRegularFile { path, kind }
             if path == &bin && *kind == "a character device"),
@@ -186,7 +186,7 @@ fn non_regular_files_are_refused_on_the_opened_file() {
     // A FIFO: opening it must not block waiting for a writer.
     let made = std::process::Command::new("mkfifo").arg(&bin).status();
     if made.is_ok_and(|s| s.success()) {
-        let err = read_reference(&dir, true).unwrap_err();
+        let err = read_reference(&dir, &LoadOptions::new()).unwrap_err();
         assert!(
             matches!(&err, CheckpointError::NotRegularFile { kind, .. } if *kind == "a FIFO"),
             "{err:?}"
@@ -195,7 +195,7 @@ fn non_regular_files_are_refused_on_the_opened_file() {
     // A symlink to a regular file is followed (hub caches are made of them).
     std::fs::remove_file(&bin).unwrap();
     std::os::unix::fs::symlink(hostile("valid/adapter_model.bin"), &bin).unwrap();
-    read_reference(&dir, true).unwrap();
+    read_reference(&dir, &LoadOptions::new()).unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -203,14 +203,14 @@ fn non_regular_files_are_refused_on_the_opened_file() {
 fn files_above_the_size_cap_are_refused_before_reading() {
     assert_eq!(LoadOptions::new().max_file_bytes, DEFAULT_MAX_FILE_BYTES);
     let options = LoadOptions::new().with_max_file_bytes(100);
-    let err = read_reference_with(hostile("valid"), &options).unwrap_err();
+    let err = read_reference(hostile("valid"), &options).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::FileTooLarge { size, limit: 100, path }
             if *size > 100 && path.ends_with("adapter_model.bin")),
         "{err:?}"
     );
     let raised = LoadOptions::new().with_max_file_bytes(1 << 20);
-    read_reference_with(hostile("valid"), &raised).unwrap();
+    read_reference(hostile("valid"), &raised).unwrap();
 }
 
 // ------------------------------------------------------------ pickle builder
@@ -390,12 +390,12 @@ fn non_finite_values_are_refused_on_save_and_load_unless_allowed() {
     std::fs::remove_dir_all(&dir).unwrap();
 
     // The reference path too.
-    let err = read_reference(hostile("nan"), true).unwrap_err();
+    let err = read_reference(hostile("nan"), &LoadOptions::new()).unwrap_err();
     assert!(
         matches!(&err, CheckpointError::NonFinite { key, index: 0, .. } if key == "m.lora_A.weight"),
         "{err:?}"
     );
-    let allowed = read_reference_with(
+    let allowed = read_reference(
         hostile("nan"),
         &LoadOptions::new().with_allow_non_finite(true),
     )

@@ -10,7 +10,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, DType, TensorData};
 use burn_rlora::checkpoint::{
     merge_into, merge_model, merge_safetensors, save_adapter, save_merged, AdapterFile,
-    CheckpointError, ModuleNaming, SaveOptions,
+    CheckpointError, LoadOptions, ModuleNaming, SaveOptions,
 };
 use burn_rlora::{RLoraConfig, RLoraError, RLoraLinear};
 use checkpoint_common::*;
@@ -130,7 +130,7 @@ fn merge_safetensors_matches_layer_merge() {
         })
         .collect();
     let base_bytes = safetensors::tensor::serialize(views, None).unwrap();
-    let adapter = AdapterFile::read(&dir, true).unwrap();
+    let adapter = AdapterFile::read(&dir, &LoadOptions::new()).unwrap();
     let merged = merge_safetensors(&adapter, &base_bytes, "base_model.model.").unwrap();
     let st = SafeTensors::deserialize(&merged).unwrap();
     let read = |n: &str, shape: [usize; 2]| -> Vec<f64> {

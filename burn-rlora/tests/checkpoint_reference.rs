@@ -108,7 +108,7 @@ fn ref_options() -> ReferenceOptions {
 
 #[test]
 fn reference_bin_loads_and_matches_pytorch_outputs() {
-    let file = read_reference(fixture("trained"), true).unwrap();
+    let file = read_reference(fixture("trained"), &LoadOptions::new()).unwrap();
     assert!(file.config.is_reference());
     assert_eq!(file.modules.len(), 2);
     let config = file.config.rlora_config();
@@ -122,7 +122,7 @@ fn reference_bin_loads_and_matches_pytorch_outputs() {
 
 #[test]
 fn reference_bf16_bin_is_converted() {
-    let file = read_reference(fixture("bf16"), true).unwrap();
+    let file = read_reference(fixture("bf16"), &LoadOptions::new()).unwrap();
     let config = file.config.rlora_config();
     let (model, _) = load_reference(ref_model(&config), fixture("bf16"), &ref_options()).unwrap();
     assert_matches_pytorch(&model, "reload_bf16");
@@ -130,7 +130,7 @@ fn reference_bf16_bin_is_converted() {
 
 #[test]
 fn reference_trained_state_is_reconstructed_from_the_initial_adapter() {
-    let config = read_reference(fixture("trained"), true)
+    let config = read_reference(fixture("trained"), &LoadOptions::new())
         .unwrap()
         .config
         .rlora_config_with_compensation();
@@ -152,7 +152,7 @@ fn reference_trained_state_is_reconstructed_from_the_initial_adapter() {
 
 #[test]
 fn converted_reference_adapter_round_trips_through_our_format() {
-    let file = read_reference(fixture("trained"), true).unwrap();
+    let file = read_reference(fixture("trained"), &LoadOptions::new()).unwrap();
     let dir = tmp("convert");
     file.save(&dir, DType::F32).unwrap();
     let config = read_config(&dir).unwrap();
@@ -182,9 +182,12 @@ fn fuzz_inputs_load_or_fail_cleanly_and_round_trip() {
         let len = u16::from_le_bytes([data[0], data[1]]) as usize;
         let (config, tensors) = data[2..].split_at(len.min(data.len() - 2));
         for strict in [true, false] {
-            if let Ok(file) = AdapterFile::from_bytes(config, tensors, strict) {
+            if let Ok(file) =
+                AdapterFile::from_bytes(config, tensors, &LoadOptions::new().with_strict(strict))
+            {
                 let (json, bytes) = file.encode(DType::F64).unwrap();
-                let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, true).unwrap();
+                let again =
+                    AdapterFile::from_bytes(json.as_bytes(), &bytes, &LoadOptions::new()).unwrap();
                 assert_eq!(again.modules, file.modules);
                 accepted += 1;
             }
@@ -200,7 +203,7 @@ fn fuzz_inputs_load_or_fail_cleanly_and_round_trip() {
 fn reference_layout_as_bf16_safetensors_loads_like_the_bf16_bin() {
     // The trained reference adapter, stored in the reference layout as bf16
     // safetensors next to the reference's own config (no burn_rlora fields).
-    let file = read_reference(fixture("trained"), true).unwrap();
+    let file = read_reference(fixture("trained"), &LoadOptions::new()).unwrap();
     let (_, bytes) = file.encode(DType::BF16).unwrap();
     let dir = tmp("ref-safetensors");
     std::fs::write(dir.join(TENSORS_FILE), bytes).unwrap();
@@ -209,7 +212,7 @@ fn reference_layout_as_bf16_safetensors_loads_like_the_bf16_bin() {
         dir.join(CONFIG_FILE),
     )
     .unwrap();
-    let read = read_reference(&*dir, true).unwrap();
+    let read = read_reference(&*dir, &LoadOptions::new()).unwrap();
     assert!(read.config.is_reference());
     let (model, _) = load_reference(
         ref_model(&read.config.rlora_config()),

@@ -12,7 +12,8 @@ use burn_rlora::checkpoint::{
     load_adapter, read_config, save_adapter, AdapterFile, CheckpointError, LoadOptions,
     ModuleNaming, SaveOptions,
 };
-use burn_rlora::{Method, RLoraConfig, RLoraLinear};
+use burn_rlora::method::Method;
+use burn_rlora::{RLoraConfig, RLoraLinear};
 use checkpoint_common::*;
 use safetensors::SafeTensors;
 use suite::{max_abs_diff, perturb, values};

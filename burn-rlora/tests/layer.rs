@@ -8,9 +8,10 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, Param};
 use burn::nn::{Linear, LinearConfig, LinearLayout};
 use burn::tensor::{backend::Backend, Distribution, Tensor};
+use burn_rlora::method::Method;
 use burn_rlora::{
-    load_balance_loss, stable_factor, DropoutMode, InitScheme, Method, ParamCount, RLoraConfig,
-    RLoraError, RLoraLinear, RouterKind, RouterStats,
+    load_balance_loss, stable_factor, DropoutMode, InitScheme, ParamCount, RLoraConfig, RLoraError,
+    RLoraLinear, RouterKind, RouterStats,
 };
 use suite::{max_abs, max_abs_diff, values};
 
@@ -508,8 +509,15 @@ fn wrong_input_width_is_an_error_from_try_forward() {
     assert!(layer
         .try_forward(Tensor::<B, 2>::ones([3, 8], &Default::default()))
         .is_ok());
-    let err = layer.clone().with_dropout(1.5).unwrap_err();
+    let mut changed = layer.clone();
+    let err = changed.set_dropout(1.5).unwrap_err();
     assert_eq!(err, RLoraError::InvalidDropout(1.5));
+    assert_eq!(
+        changed.config().unwrap().dropout,
+        layer.config().unwrap().dropout
+    );
+    changed.set_dropout(0.25).unwrap();
+    assert_eq!(changed.config().unwrap().dropout, 0.25);
     assert_eq!(RLoraConfig::check_dropout(1.5), Err(err));
     assert_eq!(RLoraConfig::check_dropout(0.0), Ok(()));
     assert!(RLoraConfig::check_dropout(f64::NAN).is_err());
@@ -649,10 +657,9 @@ fn a_plain_linear_checkpoint_loads_into_the_adapted_layer() {
 
 #[test]
 fn display_shows_the_shape_and_the_adapter() {
-    let layer = RLoraLinear::from_linear(base::<B>(16, 8), &RLoraConfig::r_lora(4, 32.0, 3))
-        .unwrap()
-        .with_dropout(0.25)
-        .unwrap();
+    let mut layer =
+        RLoraLinear::from_linear(base::<B>(16, 8), &RLoraConfig::r_lora(4, 32.0, 3)).unwrap();
+    layer.set_dropout(0.25).unwrap();
     assert_eq!(
         layer.to_string(),
         "RLoraLinear {d_input: 16, d_output: 8, rank: 4, heads: 3, router: softmax, \

@@ -17,7 +17,7 @@ use burn::tensor::{Tensor, TensorData};
 use burn::train::metric::{ItemLazy, Metric, MetricMetadata, Numeric, NumericEntry};
 use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraining};
 use burn_rlora::multitask::*;
-use burn_rlora::{load_balance_loss, RLoraConfig, RLoraLinear};
+use burn_rlora::{load_balance_loss, write_atomically, RLoraConfig, RLoraLinear};
 
 mod common;
 
@@ -854,7 +854,7 @@ fn atomic_writes_replace_the_whole_file() {
     let names: Vec<_> = std::fs::read_dir(dir.join("sub")).unwrap().collect();
     assert_eq!(names.len(), 1);
     // A path whose directory is a file fails cleanly.
-    assert!(write_atomically(&path.join("below"), b"x").is_err());
+    assert!(write_atomically(path.join("below"), b"x").is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::DType;
 use burn_rlora::checkpoint::format::{HostTensor, ModuleTensors};
-use burn_rlora::checkpoint::{AdapterConfig, AdapterFile};
+use burn_rlora::checkpoint::{AdapterConfig, AdapterFile, LoadOptions};
 use burn_rlora::RLoraConfig;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -114,7 +114,7 @@ fuzz_target!(|input: Input| {
         json["target_module_paths"] = json!(listed);
     }
     let bytes = serde_json::to_vec(&json).unwrap();
-    let Ok(loaded) = AdapterFile::from_bytes(&bytes, &tensors, input.strict) else {
+    let Ok(loaded) = AdapterFile::from_bytes(&bytes, &tensors, &LoadOptions::new().with_strict(input.strict)) else {
         return;
     };
     for m in loaded.modules.values() {
@@ -126,7 +126,7 @@ fuzz_target!(|input: Input| {
         let _ = (m.dims(), m.num_trainable());
     }
     let (json, again) = loaded.encode(DType::F64).expect("encode what loaded");
-    let reloaded = AdapterFile::from_bytes(json.as_bytes(), &again, true).expect("reload");
+    let reloaded = AdapterFile::from_bytes(json.as_bytes(), &again, &LoadOptions::new()).expect("reload");
     assert_eq!(
         reloaded.modules, loaded.modules,
         "round trip changed the tensors"

@@ -3,7 +3,7 @@
 #![no_main]
 
 use burn::tensor::DType;
-use burn_rlora::checkpoint::AdapterFile;
+use burn_rlora::checkpoint::{AdapterFile, LoadOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,10 +14,10 @@ fuzz_target!(|data: &[u8]| {
     let rest = &data[2..];
     let (config, tensors) = rest.split_at(len.min(rest.len()));
     for strict in [true, false] {
-        if let Ok(file) = AdapterFile::from_bytes(config, tensors, strict) {
+        if let Ok(file) = AdapterFile::from_bytes(config, tensors, &LoadOptions::new().with_strict(strict)) {
             // Whatever loads must round-trip through our own writer.
             let (json, bytes) = file.encode(DType::F64).expect("encode an accepted adapter");
-            let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, true)
+            let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, &LoadOptions::new())
                 .expect("reload what we wrote");
             let bits = |f: &AdapterFile| -> Vec<(String, Vec<u64>)> {
                 f.modules

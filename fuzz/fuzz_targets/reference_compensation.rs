@@ -6,7 +6,9 @@
 #![no_main]
 
 use burn::tensor::DType;
-use burn_rlora::checkpoint::reference::{add_reference_compensation, reference_from_bytes};
+use burn_rlora::checkpoint::reference::{
+    add_reference_compensation, reference_from_bytes, TensorFormat,
+};
 use burn_rlora::checkpoint::{AdapterFile, LoadOptions};
 use libfuzzer_sys::fuzz_target;
 
@@ -21,10 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let rest = &data[4..];
     let (trained, initial) = rest.split_at(len.min(rest.len()));
     let options = LoadOptions::new();
-    let Ok(mut file) = reference_from_bytes(CONFIG, trained, false, &options) else {
+    let Ok(mut file) = reference_from_bytes(CONFIG, trained, TensorFormat::TorchZip, &options) else {
         return;
     };
-    let Ok(init) = reference_from_bytes(CONFIG, initial, false, &options) else {
+    let Ok(init) = reference_from_bytes(CONFIG, initial, TensorFormat::TorchZip, &options) else {
         return;
     };
     if add_reference_compensation(&mut file, &init).is_err() {
@@ -34,7 +36,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     let (json, bytes) = file.encode(DType::F64).expect("encode an accepted adapter");
-    let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, true).expect("reload");
+    let again = AdapterFile::from_bytes(json.as_bytes(), &bytes, &LoadOptions::new()).expect("reload");
     assert_eq!(
         again.modules, file.modules,
         "round trip changed the tensors"

@@ -35,11 +35,12 @@ use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{ExecutionStrategy, Learner, SupervisedTraining, TrainingStrategy};
+use burn_rlora::method::Method;
 use burn_rlora::multitask::{
     DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier, PlainRenderer,
     RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric, WarmupCosineLr,
 };
-use burn_rlora::{Method, ParamCount};
+use burn_rlora::ParamCount;
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::compare::{
     method_config, parse_sampling, test_accuracy, Splits, TrainSettings,
@@ -395,7 +396,7 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
             let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::create_dir_all(&args.out)?;
             let path = args.out.join(format!("params-rank{rank}.f32"));
-            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            burn_rlora::write_atomically(&path, &bytes)?;
         }
         if rank != 0 {
             std::fs::remove_dir_all(&artifact_dir).ok();
@@ -446,6 +447,6 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
 
 fn write_report(out: &Path, report: &Report) -> Result<()> {
     let path = out.join("report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(report)?)
-        .with_context(|| format!("writing {}", path.display()))
+    burn_rlora::write_atomically(&path, serde_json::to_string_pretty(report)?.as_bytes())?;
+    Ok(())
 }

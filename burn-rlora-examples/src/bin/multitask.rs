@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
-use burn_rlora::Method;
+use burn_rlora::method::Method;
 use burn_rlora_examples::backend::BackendName;
 use burn_rlora_examples::compare::{
     fingerprint, matched_lora_rank, parse_positive, run_one, seed_range, Comparison, RunResult,

@@ -23,9 +23,9 @@ use anyhow::Context;
 use burn::tensor::DType;
 use burn_rlora::checkpoint::reference::tensor_file_in;
 use burn_rlora::checkpoint::{
-    merge_safetensors, read_reference_with, write_atomically, AdapterFile, CheckpointError,
-    LoadOptions, CONFIG_FILE,
+    merge_safetensors, read_reference, AdapterFile, CheckpointError, LoadOptions, CONFIG_FILE,
 };
+use burn_rlora::write_atomically;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser, Debug)]
@@ -107,7 +107,7 @@ const MAX_SIMILARITY_HEADS: usize = 64;
 /// Read our format or the reference's, whichever the directory holds
 /// (`adapter_model.safetensors` first, see `tensor_file_in`).
 fn read_any(dir: &Path, strict: bool) -> anyhow::Result<AdapterFile> {
-    read_reference_with(dir, &LoadOptions::new().with_strict(strict))
+    read_reference(dir, &LoadOptions::new().with_strict(strict))
         .with_context(|| format!("reading the adapter {}", dir.display()))
 }
 
@@ -198,7 +198,7 @@ fn inspect(dir: &Path, strict: bool) -> anyhow::Result<()> {
             .iter()
             .flat_map(|h| h.data.iter().copied())
             .collect();
-        let sim = burn_rlora::cosine_similarity_rows(&flat, shown);
+        let sim = burn_rlora::HeadSimilarity::of_rows(&flat, shown);
         match sim.mean_pairwise {
             Some(mean) if shown < n => println!(
                 "  head cosine similarity: mean pairwise {mean:.4} over the first {shown} of {n} \
@@ -274,8 +274,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 ));
             }
             let adapter = read_any(&dir, true)?;
-            let options = LoadOptions::new();
-            let bytes = burn_rlora::checkpoint::read_file_limited(&base, options.max_file_bytes)?;
+            // The base model is the user's own file, of any size: no cap.
+            let bytes = std::fs::read(&base)
+                .with_context(|| format!("reading the base model {}", base.display()))?;
             let merged = merge_safetensors(&adapter, &bytes, &strip_prefix)
                 .with_context(|| format!("merging into the base model {}", base.display()))?;
             write_atomically(&output, &merged)?;

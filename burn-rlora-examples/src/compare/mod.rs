@@ -12,10 +12,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn_rlora::multitask::{
-    write_atomically, DenseCollate, MultiTaskClassifier, SamplingStrategy, TaskHeads,
-};
-use burn_rlora::{HeadSimilarity, Method, RLoraConfig};
+use burn_rlora::method::Method;
+use burn_rlora::multitask::{DenseCollate, MultiTaskClassifier, SamplingStrategy, TaskHeads};
+use burn_rlora::{write_atomically, HeadSimilarity, RLoraConfig};
 use serde::Serialize;
 
 use crate::backend::{run_on, BackendJob, BackendName};
@@ -289,8 +288,7 @@ pub fn run_comparison<M: fmt::Display + Copy>(
             write_atomically(
                 &settings_file,
                 serde_json::to_string_pretty(fingerprint)?.as_bytes(),
-            )
-            .with_context(|| format!("writing {}", settings_file.display()))?;
+            )?;
             println!("== {method}, seed {seed}");
             let run = train_one(method, seed, dir)
                 .with_context(|| format!("training {method} with seed {seed}"))?;

@@ -7,8 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
-use burn_rlora::multitask::write_atomically;
-use burn_rlora::{HeadSimilarity, ParamCount};
+use burn_rlora::{write_atomically, HeadSimilarity, ParamCount};
 use serde::{Deserialize, Serialize};
 
 use super::fit::Fitted;
@@ -240,8 +239,8 @@ impl RunResult {
                 })
                 .collect(),
         };
-        write_atomically(path, serde_json::to_string_pretty(&stored)?.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))
+        write_atomically(path, serde_json::to_string_pretty(&stored)?.as_bytes())?;
+        Ok(())
     }
 
     /// Read a result written by [`store`](Self::store).

@@ -13,10 +13,11 @@ use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use burn_rlora::method::Method;
 use burn_rlora::multitask::{
     largest_remainder, BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads,
 };
-use burn_rlora::{HeadSimilarity, Method};
+use burn_rlora::HeadSimilarity;
 use serde::Serialize;
 
 use super::config::BertConfig;

@@ -11,25 +11,26 @@
 //! kill between the two renames leaves the previous checkpoint under that
 //! hidden name rather than at the target.
 //!
-//! Leftovers of a killed save are hidden siblings that no load looks at;
+//! Leftovers of a killed save are hidden siblings that no load looks at
+//! (named as the crate's single-file writer names its temporaries);
 //! the next save into the same target removes those whose process is gone
 //! (on Linux, where that can be told from `/proc`).
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+
+use crate::atomic::{self, clean_leftovers, in_progress, leftover_prefix, nonce, sync_dir};
 
 use super::error::CheckpointError;
 
 /// A failure to inject into a save, for tests: at step `n` (counted from 0
 /// over every file-system operation of the save), either fail with an I/O
 /// error (the save cleans up) or stop dead as if the process were killed
-/// (nothing is cleaned up).
-#[doc(hidden)]
+/// (nothing is cleaned up). Public with the feature `testing` only; without
+/// it only `None` is ever built.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "testing"), allow(dead_code))]
 pub enum InjectFault {
     /// No fault.
     None,
@@ -88,102 +89,6 @@ impl Steps {
     }
 }
 
-/// Temporary paths of saves in progress in this process.
-static IN_PROGRESS: Mutex<Option<HashSet<PathBuf>>> = Mutex::new(None);
-static NONCE: AtomicU64 = AtomicU64::new(0);
-
-fn in_progress(path: &Path, add: bool) {
-    if let Ok(mut set) = IN_PROGRESS.lock() {
-        let set = set.get_or_insert_with(HashSet::new);
-        if add {
-            set.insert(path.to_path_buf());
-        } else {
-            set.remove(path);
-        }
-    }
-}
-
-fn is_in_progress(path: &Path) -> bool {
-    IN_PROGRESS
-        .lock()
-        .map(|s| s.as_ref().is_some_and(|s| s.contains(path)))
-        .unwrap_or(true)
-}
-
-fn nonce() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{:x}{:x}",
-        std::process::id(),
-        t,
-        NONCE.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn leftover_prefix(name: &str) -> String {
-    format!(".{name}.rlora-")
-}
-
-fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    if cfg!(target_os = "linux") {
-        Path::new("/proc").join(pid.to_string()).exists()
-    } else {
-        true
-    }
-}
-
-/// Remove leftovers of killed saves into `parent/name` (best effort).
-fn clean_leftovers(parent: &Path, name: &str) {
-    let prefix = leftover_prefix(name);
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(rest) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
-            continue;
-        };
-        let Some(pid) = ["new-", "old-", "file-"]
-            .iter()
-            .find_map(|k| rest.strip_prefix(k))
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let path = entry.path();
-        let dead = if pid == std::process::id() {
-            !is_in_progress(&path)
-        } else {
-            !process_alive(pid)
-        };
-        if dead {
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-        }
-    }
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    match File::open(dir).and_then(|d| d.sync_all()) {
-        // Not every platform can open or sync a directory.
-        Err(e) if cfg!(not(unix)) => {
-            let _ = e;
-            Ok(())
-        }
-        other => other,
-    }
-}
-
 #[cfg(target_os = "linux")]
 fn exchange(a: &Path, b: &Path) -> std::io::Result<bool> {
     use std::ffi::CString;
@@ -220,24 +125,7 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<bool> {
 }
 
 fn split(target: &Path) -> Result<(PathBuf, String), CheckpointError> {
-    let name = target
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(|| {
-            CheckpointError::io(
-                target,
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "the path must end in a UTF-8 file or directory name",
-                ),
-            )
-        })?;
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((parent, name.to_string()))
+    atomic::split(target).map_err(|e| CheckpointError::io(target, e))
 }
 
 /// Check that replacing `target` loses nothing but the files `ours`.
@@ -307,7 +195,7 @@ fn replace_dir_steps(
         .map_err(stop)?;
     let ours: Vec<&str> = files.iter().map(|(n, _)| *n).collect();
     let exists = check_replaceable(target, &ours)?;
-    clean_leftovers(&parent, &name);
+    clean_leftovers(&parent, Some(&name));
     let tmp = parent.join(format!("{}new-{}", leftover_prefix(&name), nonce()));
     in_progress(&tmp, true);
     let result = swap_in(target, &parent, &name, &tmp, files, exists, steps);
@@ -381,28 +269,11 @@ fn swap_in(
     }
 }
 
-/// Write a single file atomically: a uniquely named temporary file in the
-/// same directory (created exclusively), synced, then renamed over `path`.
-/// After a failure `path` is untouched; errors name `path`.
+/// Write a single file atomically (the crate's one writer,
+/// `crate::write_atomically`); errors name `path`.
 pub(crate) fn write_file(
     path: &Path,
     write: impl FnOnce(&mut File) -> std::io::Result<()>,
 ) -> Result<(), CheckpointError> {
-    let (parent, name) = split(path)?;
-    let tmp = parent.join(format!("{}file-{}", leftover_prefix(&name), nonce()));
-    in_progress(&tmp, true);
-    let result = File::create_new(&tmp)
-        .and_then(|mut f| {
-            write(&mut f)?;
-            f.sync_all()
-        })
-        .and_then(|_| std::fs::rename(&tmp, path));
-    in_progress(&tmp, false);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(CheckpointError::io(path, e));
-    }
-    // Persist the rename; not every platform can sync a directory.
-    let _ = sync_dir(&parent);
-    Ok(())
+    atomic::write_with(path, write).map_err(|e| CheckpointError::io(path, e))
 }

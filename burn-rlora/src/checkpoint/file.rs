@@ -65,7 +65,7 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
 ///
 /// [`CheckpointError::Io`], [`CheckpointError::NotRegularFile`] or
 /// [`CheckpointError::FileTooLarge`], each naming `path`.
-pub fn read_file_limited(path: &Path, max: u64) -> Result<Vec<u8>, CheckpointError> {
+pub(crate) fn read_file_limited(path: &Path, max: u64) -> Result<Vec<u8>, CheckpointError> {
     let io = |e| CheckpointError::io(path, e);
     let file = open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;

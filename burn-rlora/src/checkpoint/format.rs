@@ -379,7 +379,7 @@ impl ModuleTensors {
             .iter()
             .flat_map(|h| h.data.iter().copied())
             .collect();
-        crate::cosine_similarity_rows(&flat, self.heads.len())
+        crate::HeadSimilarity::of_rows(&flat, self.heads.len())
     }
 
     /// The number of trainable numbers: `A`, the heads and the router.

@@ -8,11 +8,12 @@ use burn::tensor::DType;
 use super::error::CheckpointError;
 use super::file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
 use super::format::{
-    check_raw_finite, read_safetensors, with_paths, AdapterConfig, AdapterFile, HostTensor,
-    ModuleTensors, RawTensors, TensorDigest, TensorRole, CONFIG_FILE, TENSORS_FILE,
+    check_raw_finite, with_paths, AdapterConfig, AdapterFile, HostTensor, ModuleTensors,
+    RawTensors, TensorRole, CONFIG_FILE, TENSORS_FILE,
 };
 use super::model::{adapted_layers, apply_tensors};
 use super::naming::ModuleNaming;
+use super::reference::TensorFormat;
 use crate::adapt::Adapt;
 use crate::config::RLoraConfig;
 
@@ -106,12 +107,15 @@ fn describe(expected: ExpectedShape) -> String {
 
 impl AdapterFile {
     /// Parse and validate an adapter from the bytes of `adapter_config.json`
-    /// and `adapter_model.safetensors`, without a model.
+    /// and `adapter_model.safetensors`, without a model, with the strictness
+    /// and the non-finite rule of `options` ([`LoadOptions::new`] for the
+    /// defaults).
     ///
     /// This checks the format version, the tensor file's digest (when the
     /// config has one), every key, shape and dtype, that every value is
     /// finite, and that the config agrees with the tensors. It never panics
-    /// on bad input.
+    /// on bad input. For the reference fork's files (either tensor format)
+    /// see [`reference_from_bytes`](super::reference::reference_from_bytes).
     ///
     /// # Errors
     ///
@@ -119,62 +123,31 @@ impl AdapterFile {
     pub fn from_bytes(
         config_json: &[u8],
         tensors: &[u8],
-        strict: bool,
-    ) -> Result<Self, CheckpointError> {
-        let options = LoadOptions::new().with_strict(strict);
-        Self::from_bytes_with(config_json, tensors, &options)
-    }
-
-    /// [`from_bytes`](Self::from_bytes) with the strictness and the
-    /// non-finite rule of `options`.
-    ///
-    /// # Errors
-    ///
-    /// As [`from_bytes`](Self::from_bytes).
-    pub fn from_bytes_with(
-        config_json: &[u8],
-        tensors: &[u8],
         options: &LoadOptions,
     ) -> Result<Self, CheckpointError> {
-        let config = AdapterConfig::from_json(config_json, CONFIG_FILE)?;
-        if let Some(want) = config.tensor_file {
-            let found = TensorDigest::of(tensors);
-            if found != want {
-                return Err(CheckpointError::mismatch(
-                    "tensor_file",
-                    format!("{want:?} (the tensor file saved with this config)"),
-                    format!("{found:?}: config and tensors are from different saves"),
-                ));
-            }
-        }
-        let raw = read_safetensors(tensors, TENSORS_FILE)?;
-        Self::from_raw(config, raw, options)
+        super::reference::reference_from_bytes(
+            config_json,
+            tensors,
+            TensorFormat::Safetensors,
+            options,
+        )
     }
 
-    /// Read and validate the adapter directory `dir` (see [`from_bytes`](Self::from_bytes)).
+    /// Read and validate the adapter directory `dir` (see
+    /// [`from_bytes`](Self::from_bytes)) with `options` (strictness, file
+    /// size cap, non-finite rule).
     ///
     /// # Errors
     ///
-    /// [`CheckpointError::Io`] if a file cannot be read, otherwise as `from_bytes`.
-    pub fn read(dir: impl AsRef<Path>, strict: bool) -> Result<Self, CheckpointError> {
-        Self::read_with(dir, &LoadOptions::new().with_strict(strict))
-    }
-
-    /// [`read`](Self::read) with `options` (strictness, file size cap, non-finite rule).
-    ///
-    /// # Errors
-    ///
-    /// As [`read`](Self::read), plus [`CheckpointError::NotRegularFile`] and
-    /// [`CheckpointError::FileTooLarge`].
-    pub fn read_with(
-        dir: impl AsRef<Path>,
-        options: &LoadOptions,
-    ) -> Result<Self, CheckpointError> {
+    /// [`CheckpointError::Io`] if a file cannot be read,
+    /// [`CheckpointError::NotRegularFile`], [`CheckpointError::FileTooLarge`],
+    /// otherwise as `from_bytes`; errors name the files.
+    pub fn read(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Self, CheckpointError> {
         let dir = dir.as_ref();
         let read = |name: &str| read_file_limited(&dir.join(name), options.max_file_bytes);
         let config = read(CONFIG_FILE)?;
         let tensors = read(TENSORS_FILE)?;
-        Self::from_bytes_with(&config, &tensors, options)
+        Self::from_bytes(&config, &tensors, options)
             .map_err(|e| with_paths(e, &dir.join(CONFIG_FILE), &dir.join(TENSORS_FILE)))
     }
 
@@ -464,7 +437,7 @@ pub fn load_adapter<M: Adapt>(
     dir: impl AsRef<Path>,
     options: &LoadOptions,
 ) -> Result<(M, LoadReport), CheckpointError> {
-    let file = AdapterFile::read_with(dir, options)?;
+    let file = AdapterFile::read(dir, options)?;
     apply_adapter(model, &file, options)
 }
 

@@ -10,10 +10,10 @@ use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, SafetensorsStore};
 use safetensors::SafeTensors;
 
+use super::atomic::write_file;
 use super::error::CheckpointError;
 use super::format::{burn_dtype, AdapterFile, HostTensor, ModuleTensors};
 use super::model::adapted_layers;
-use super::save::atomic_write;
 use crate::adapt::{map_layers, Adapt, LayerMapper};
 use crate::config::{RLoraConfig, RouterKind};
 use crate::error::RLoraError;
@@ -177,7 +177,7 @@ pub fn save_merged<B: Backend, M: Module<B> + Adapt>(
     path: impl AsRef<Path>,
 ) -> Result<(), CheckpointError> {
     let bytes = merged_bytes(model, config)?;
-    atomic_write(path.as_ref(), |f| f.write_all(&bytes))
+    write_file(path.as_ref(), |f| f.write_all(&bytes))
 }
 
 /// Merge `model` and load the result into `plain`, the same model with

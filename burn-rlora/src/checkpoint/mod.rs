@@ -112,14 +112,16 @@ pub mod reference;
 mod save;
 pub mod torch;
 
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub use atomic::InjectFault;
 pub use error::CheckpointError;
-pub use file::{read_file_limited, DEFAULT_MAX_FILE_BYTES};
+pub use file::DEFAULT_MAX_FILE_BYTES;
 pub use format::{AdapterConfig, AdapterFile, CONFIG_FILE, TENSORS_FILE};
 pub use load::{apply_adapter, load_adapter, read_config, LoadOptions, LoadReport};
 pub use merge::{merge_into, merge_model, merge_safetensors, save_merged};
 pub use naming::ModuleNaming;
 pub use pytorch::PyTorchLayers;
-pub use reference::{load_reference, read_reference, read_reference_with, ReferenceOptions};
-pub use save::{save_adapter, write_atomically, SaveOptions};
+pub use reference::{
+    load_reference, read_reference, reference_from_bytes, ReferenceOptions, TensorFormat,
+};
+pub use save::{save_adapter, SaveOptions};

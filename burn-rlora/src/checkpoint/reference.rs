@@ -75,30 +75,43 @@ pub fn tensor_file_in(dir: &Path) -> PathBuf {
     }
 }
 
-/// Read a reference adapter: a directory holding `adapter_config.json` and
-/// `adapter_model.safetensors` (same layout) or `adapter_model.bin` (the
-/// zip that `torch.save` writes, read by this crate's strict reader; see
-/// [`torch`](super::torch)), chosen by [`tensor_file_in`]; or the path of the
-/// tensor file itself, with `adapter_config.json` next to it. bf16, f16 and
-/// f64 tensors are converted. Files of this crate's format read too.
-///
-/// # Errors
-///
-/// As [`AdapterFile::from_bytes`], plus [`CheckpointError::Io`].
-pub fn read_reference(
-    path: impl AsRef<Path>,
-    strict: bool,
-) -> Result<AdapterFile, CheckpointError> {
-    read_reference_with(path, &LoadOptions::new().with_strict(strict))
+/// The format of an adapter's tensor file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TensorFormat {
+    /// safetensors (`adapter_model.safetensors`), this crate's format and
+    /// PEFT's default.
+    Safetensors,
+    /// The zip that `torch.save` writes (`adapter_model.bin`), read by this
+    /// crate's strict reader (see [`torch`](super::torch)).
+    TorchZip,
 }
 
-/// [`read_reference`] with `options` (strictness, file size cap, non-finite rule).
+impl TensorFormat {
+    /// The format of the tensor file at `path`, by its extension:
+    /// `.safetensors` is [`Safetensors`](Self::Safetensors), anything else
+    /// [`TorchZip`](Self::TorchZip).
+    pub fn of_path(path: &Path) -> Self {
+        if path.extension().is_some_and(|e| e == "safetensors") {
+            Self::Safetensors
+        } else {
+            Self::TorchZip
+        }
+    }
+}
+
+/// Read a reference adapter with `options` (strictness, file size cap,
+/// non-finite rule; [`LoadOptions::new`] for the defaults): a directory
+/// holding `adapter_config.json` and `adapter_model.safetensors` (same
+/// layout) or `adapter_model.bin`, chosen by [`tensor_file_in`]; or the path
+/// of the tensor file itself, with `adapter_config.json` next to it. bf16,
+/// f16 and f64 tensors are converted. Files of this crate's format read too.
 ///
 /// # Errors
 ///
-/// As [`read_reference`], plus [`CheckpointError::NotRegularFile`] and
-/// [`CheckpointError::FileTooLarge`].
-pub fn read_reference_with(
+/// As [`reference_from_bytes`], plus [`CheckpointError::Io`],
+/// [`CheckpointError::NotRegularFile`] and [`CheckpointError::FileTooLarge`];
+/// errors name the files.
+pub fn read_reference(
     path: impl AsRef<Path>,
     options: &LoadOptions,
 ) -> Result<AdapterFile, CheckpointError> {
@@ -113,40 +126,44 @@ pub fn read_reference_with(
     let max = options.max_file_bytes;
     let bytes = read_file_limited(&tensors, max)?;
     let json = read_file_limited(&config_path, max)?;
-    let is_safetensors = tensors.extension().is_some_and(|e| e == "safetensors");
-    reference_from_bytes(&json, &bytes, is_safetensors, options)
+    reference_from_bytes(&json, &bytes, TensorFormat::of_path(&tensors), options)
         .map_err(|e| with_paths(e, &config_path, &tensors))
 }
 
-/// [`read_reference_with`] on bytes: `adapter_config.json` and the tensor
-/// file, safetensors if `is_safetensors`, else the zip of `torch.save`.
-/// Errors name the files `adapter_config.json` and
+/// [`read_reference`] on bytes: `adapter_config.json` and a tensor file in
+/// `format`. Errors name the files `adapter_config.json` and
 /// `adapter_model.safetensors` / `adapter_model.bin`.
+///
+/// This checks the format version, the tensor file's digest (when the
+/// config has one), every key, shape and dtype, that every value is finite
+/// (unless `options` allows it), and that the config agrees with the
+/// tensors. It never panics on bad input.
 ///
 /// # Errors
 ///
-/// As [`AdapterFile::from_bytes`].
+/// Any [`CheckpointError`] describing the first problem found.
 pub fn reference_from_bytes(
     config_json: &[u8],
     tensors: &[u8],
-    is_safetensors: bool,
+    format: TensorFormat,
     options: &LoadOptions,
 ) -> Result<AdapterFile, CheckpointError> {
     let config = AdapterConfig::from_json(config_json, CONFIG_FILE)?;
-    let raw = if is_safetensors {
-        if let Some(want) = config.tensor_file {
-            let found = TensorDigest::of(tensors);
-            if found != want {
-                return Err(CheckpointError::mismatch(
-                    "tensor_file",
-                    format!("{want:?} (the tensor file saved with this config)"),
-                    format!("{found:?}: config and tensors are from different saves"),
-                ));
+    let raw = match format {
+        TensorFormat::Safetensors => {
+            if let Some(want) = config.tensor_file {
+                let found = TensorDigest::of(tensors);
+                if found != want {
+                    return Err(CheckpointError::mismatch(
+                        "tensor_file",
+                        format!("{want:?} (the tensor file saved with this config)"),
+                        format!("{found:?}: config and tensors are from different saves"),
+                    ));
+                }
             }
+            read_safetensors(tensors, TENSORS_FILE)?
         }
-        read_safetensors(tensors, TENSORS_FILE)?
-    } else {
-        read_torch(tensors, REFERENCE_TENSORS_FILE)?
+        TensorFormat::TorchZip => read_torch(tensors, REFERENCE_TENSORS_FILE)?,
     };
     AdapterFile::from_raw(config, raw, options)
 }
@@ -220,9 +237,9 @@ pub fn load_reference<M: Adapt>(
     path: impl AsRef<Path>,
     options: &ReferenceOptions,
 ) -> Result<(M, LoadReport), CheckpointError> {
-    let mut file = read_reference_with(path, &options.load)?;
+    let mut file = read_reference(path, &options.load)?;
     if let Some(init) = &options.initial_adapter {
-        add_reference_compensation(&mut file, &read_reference_with(init, &options.load)?)?;
+        add_reference_compensation(&mut file, &read_reference(init, &options.load)?)?;
     }
     apply_adapter(model, &file, &options.load)
 }

@@ -1,12 +1,10 @@
 //! Saving adapters: collecting them from a model, encoding, atomic writes.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::DType;
 
-use super::atomic::{replace_dir, write_file, InjectFault};
+use super::atomic::{replace_dir, InjectFault};
 use super::error::CheckpointError;
 use super::format::{
     write_safetensors, AdapterConfig, AdapterFile, HostTensor, TensorDigest, CONFIG_FILE,
@@ -182,15 +180,24 @@ impl AdapterFile {
         dir: impl AsRef<Path>,
         dtype: DType,
     ) -> Result<AdapterConfig, CheckpointError> {
-        self.save_injecting(dir, dtype, InjectFault::None).0
+        self.save_with(dir.as_ref(), dtype, InjectFault::None).0
     }
 
-    /// [`save`](Self::save) with a failure injected at one step, for tests;
-    /// also returns whether the fault fired.
-    #[doc(hidden)]
+    /// [`save`](Self::save) with a failure injected at one step, for tests
+    /// (feature `testing`); also returns whether the fault fired.
+    #[cfg(feature = "testing")]
     pub fn save_injecting(
         &self,
         dir: impl AsRef<Path>,
+        dtype: DType,
+        fault: InjectFault,
+    ) -> (Result<AdapterConfig, CheckpointError>, bool) {
+        self.save_with(dir.as_ref(), dtype, fault)
+    }
+
+    fn save_with(
+        &self,
+        dir: &Path,
         dtype: DType,
         fault: InjectFault,
     ) -> (Result<AdapterConfig, CheckpointError>, bool) {
@@ -199,7 +206,7 @@ impl AdapterFile {
             Err(e) => return (Err(e), false),
         };
         let files: [(&str, &[u8]); 2] = [(TENSORS_FILE, &bytes), (CONFIG_FILE, json.as_bytes())];
-        let (result, fired) = replace_dir(dir.as_ref(), &files, fault);
+        let (result, fired) = replace_dir(dir, &files, fault);
         let result = result.and_then(|()| AdapterConfig::from_json(json.as_bytes(), CONFIG_FILE));
         (result, fired)
     }
@@ -221,48 +228,4 @@ pub fn save_adapter<M: Adapt>(
 ) -> Result<AdapterConfig, CheckpointError> {
     let (file, dtype) = AdapterFile::from_model(model, options)?;
     file.save(dir, dtype)
-}
-
-/// Write `bytes` to `path` atomically (temporary file in the same directory,
-/// synced, then renamed): after a failure `path` is untouched.
-///
-/// # Errors
-///
-/// [`CheckpointError::Io`] naming the file that failed.
-pub fn write_atomically(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), CheckpointError> {
-    atomic_write(path.as_ref(), |f| f.write_all(bytes))
-}
-
-/// Write a file atomically (see [`write_atomically`]).
-pub(crate) fn atomic_write(
-    path: &Path,
-    write: impl FnOnce(&mut File) -> std::io::Result<()>,
-) -> Result<(), CheckpointError> {
-    write_file(path, write)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_write_leaves_previous_file_and_no_temp() {
-        let dir = std::env::temp_dir().join(format!("rlora-atomic-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("file.bin");
-        atomic_write(&path, |f| f.write_all(b"previous")).unwrap();
-        let err = atomic_write(&path, |f| {
-            f.write_all(b"half of the new con")?;
-            Err(std::io::Error::other("disk full"))
-        })
-        .unwrap_err();
-        assert!(
-            matches!(&err, CheckpointError::Io { path: p, .. } if p == &path),
-            "{err}"
-        );
-        assert_eq!(std::fs::read(&path).unwrap(), b"previous");
-        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
-        assert_eq!(left.len(), 1, "the temporary file was not removed");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

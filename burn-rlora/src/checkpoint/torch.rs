@@ -753,12 +753,13 @@ pub fn read_torch(bytes: &[u8], what: &str) -> Result<RawTensors, CheckpointErro
 
 /// Run a state dict's pickle against storages given by key (no zip), with
 /// `max` as the file size for the budgets; returns the tensors and the
-/// machine's work (opcodes run plus items moved), for tests and fuzzing.
+/// machine's work (opcodes run plus items moved), for tests and fuzzing
+/// (feature `testing`).
 ///
 /// # Errors
 ///
 /// As [`read_torch`].
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub fn read_pickle(
     pickle: &[u8],
     storages: &HashMap<String, Vec<u8>>,

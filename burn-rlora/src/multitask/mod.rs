@@ -54,8 +54,7 @@ pub use output::{MultiTaskOutput, MultiTaskStats, TaskStats};
 #[cfg(feature = "renderers")]
 pub use renderer::{HistoryHandle, MetricHistory, PlainRenderer, RecordingRenderer};
 pub use resume::{
-    checkpoint_epochs, last_complete_checkpoint, remove_partial_files, write_atomically,
-    AtomicMpkRecorder, RejectedCheckpoint, ResumePoint,
+    checkpoint_epochs, last_complete_checkpoint, AtomicMpkRecorder, RejectedCheckpoint, ResumePoint,
 };
 pub use sampling::{largest_remainder, SamplingStrategy};
 pub use schedule::WarmupCosineLr;

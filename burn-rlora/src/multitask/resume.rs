@@ -1,8 +1,8 @@
 //! Checkpoints that survive a kill: [`AtomicMpkRecorder`] writes them
 //! atomically, [`last_complete_checkpoint`] finds the newest one that loads.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -16,63 +16,8 @@ use burn::train::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// Write `bytes` to `path` so that `path` holds either its old content or all
-/// of `bytes`, never a part: a temporary file in the same directory, flushed
-/// to disk (`fsync`), then renamed over `path`, and the directory synced.
-///
-/// # Errors
-///
-/// Any I/O error; the temporary file is removed on failure.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}{PARTIAL}{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&tmp, path)?;
-        // Persist the rename itself; not every platform can open a directory.
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-/// The marker in the names of [`write_atomically`]'s temporary files.
-const PARTIAL: &str = ".partial-";
-
-/// Remove the temporary files a killed [`write_atomically`] left in `dir`.
-pub fn remove_partial_files(dir: &Path) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') && name.contains(PARTIAL) {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
 /// burn's named MessagePack record format (the bytes of `NamedMpkFileRecorder`),
-/// written with [`write_atomically`]: a kill while saving leaves the previous
+/// written with [`write_atomically`](crate::write_atomically): a kill while saving leaves the previous
 /// file, never a truncated one. Use it as the Learner's checkpointer with
 /// `SupervisedTraining::with_file_checkpointer`; with
 /// `FullPrecisionSettings` a checkpoint restores the weights, the
@@ -104,8 +49,7 @@ impl<S: PrecisionSettings, B: Backend> Recorder<B> for AtomicMpkRecorder<S> {
     fn save_item<I: Serialize>(&self, item: I, mut file: PathBuf) -> Result<(), RecorderError> {
         file.set_extension(<Self as FileRecorder<B>>::file_extension());
         let bytes = Recorder::<B>::save_item(&NamedMpkBytesRecorder::<S>::default(), item, ())?;
-        write_atomically(&file, &bytes)
-            .map_err(|e| unknown(format!("writing {}: {e}", file.display())))
+        crate::write_atomically(&file, &bytes).map_err(unknown)
     }
 
     fn load_item<I: DeserializeOwned>(&self, file: &mut PathBuf) -> Result<I, RecorderError> {
@@ -189,7 +133,7 @@ where
     LC: LearningComponentsTypes,
     S: PrecisionSettings,
 {
-    remove_partial_files(checkpoint_dir);
+    crate::atomic::remove_leftovers_in(checkpoint_dir);
     let mut point = ResumePoint::default();
     for epoch in checkpoint_epochs(checkpoint_dir) {
         if epoch > max_epoch || epoch == 0 {

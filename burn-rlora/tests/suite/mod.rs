@@ -7,7 +7,8 @@ use burn::nn::LinearConfig;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Tensor, TensorData, Tolerance};
-use burn_rlora::{Method, RLoraLinear};
+use burn_rlora::method::Method;
+use burn_rlora::RLoraLinear;
 
 /// Read a tensor out as f64 values at once (wgpu can reuse buffers later).
 pub fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
@@ -140,16 +141,16 @@ pub fn gradients_match_reference<B: AutodiffBackend, R: AutodiffBackend>(
     let _rng = crate::common::rng_lock();
     R::seed(ref_device, 13);
     let reference = perturb(layer::<R>(Method::RLora, (12, 10), ref_device), 0.3);
-    let reference = reference.with_dropout(0.0).unwrap();
+    let mut reference = reference;
+    reference.set_dropout(0.0).unwrap();
     let x_ref = Tensor::<R, 2>::random([6, 12], Distribution::Normal(0.0, 1.0), ref_device);
 
     // Copy the reference's weights to B through a record.
     let record = reference.clone().into_record();
     let bytes = burn::record::BinBytesRecorder::<burn::record::FullPrecisionSettings>::default();
     let encoded = burn::record::Recorder::<R>::record(&bytes, record, ()).unwrap();
-    let template = layer::<B>(Method::RLora, (12, 10), device)
-        .with_dropout(0.0)
-        .unwrap();
+    let mut template = layer::<B>(Method::RLora, (12, 10), device);
+    template.set_dropout(0.0).unwrap();
     let decoded = burn::record::Recorder::<B>::load(&bytes, encoded, device).unwrap();
     let other = template.load_record(decoded);
     let x = Tensor::<B, 2>::from_data(x_ref.to_data().convert::<f32>(), device);
