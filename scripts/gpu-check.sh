@@ -40,10 +40,10 @@ fi
 step "build (release, cuda)" \
   cargo build --release -p burn-rlora-examples --features cuda --bin minilm-multitask
 
-if [ -f burn-rlora/tests/backends.rs ]; then
-  step "backend tests (cuda)" cargo test -p burn-rlora --features cuda --test backends
+if [ -f burn-rlora/tests/it/backends.rs ]; then
+  step "backend tests (cuda)" cargo test -p burn-rlora --features cuda --test it backends::
 else
-  echo "::: backend tests (cuda): skipped, burn-rlora/tests/backends.rs is not in this checkout" >&2
+  echo "::: backend tests (cuda): skipped, burn-rlora/tests/it/backends.rs is not in this checkout" >&2
 fi
 
 run_minilm() {

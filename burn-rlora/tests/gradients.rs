@@ -1,5 +1,10 @@
 //! Gradients of A, the heads and the router against central finite differences, in f64,
 //! with and without dropout (the masks are redrawn from the same seed for every evaluation).
+//!
+//! A test binary of its own, apart from `tests/it/`: `NdArray<f64>` and
+//! `NdArray<f32>` share one CPU device, whose default float dtype is global
+//! to the process, so next to the f32 tests these f64 checks would run in
+//! f32 and fail on precision alone.
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::Param;
@@ -7,6 +12,7 @@ use burn::nn::LinearConfig;
 use burn::tensor::{Distribution, Tensor, TensorData};
 use burn_rlora::{RLoraConfig, RLoraLinear};
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 type B = Autodiff<NdArray<f64>>;

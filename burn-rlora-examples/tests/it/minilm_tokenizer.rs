@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-mod common;
+use crate::common;
 
 use burn_rlora_examples::minilm::{
     MiniLmError, MiniLmPaths, MiniLmTokenizer, Padding, DEFAULT_MAX_LEN,

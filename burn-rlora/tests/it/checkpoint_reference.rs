@@ -1,9 +1,7 @@
 //! Adapters written by the Python reference, and the fuzz target's seeds.
 //! Needs the `store` feature.
 
-mod checkpoint_common;
-mod common;
-mod suite;
+use crate::{checkpoint_common, suite};
 
 use std::path::{Path, PathBuf};
 

@@ -1,9 +1,7 @@
 //! Merging adapters into their base weights: whole models, the refusal for
 //! a softmax router, and base files in PyTorch layout. Needs the `store` feature.
 
-mod checkpoint_common;
-mod common;
-mod suite;
+use crate::{checkpoint_common, common, suite};
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};

@@ -1,9 +1,7 @@
 //! Adapter checkpoints that must not load or save: every load error, named
 //! by key, and saves that fail or would lose data. Needs the `store` feature.
 
-mod checkpoint_common;
-mod common;
-mod suite;
+use crate::{checkpoint_common, common};
 
 use burn::nn::LinearConfig;
 use burn::tensor::backend::Backend;

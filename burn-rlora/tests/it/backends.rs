@@ -6,8 +6,7 @@
 //! a printed reason, or fail when `BURN_RLORA_REQUIRE_WGPU` /
 //! `BURN_RLORA_REQUIRE_CUDA` is set (CI sets the first after installing lavapipe).
 
-mod common;
-mod suite;
+use crate::{backend_suite, suite};
 
 backend_suite!(ndarray, burn::backend::NdArray<f32>, Default::default());
 backend_suite!(flex, burn::backend::Flex, Default::default());

@@ -1,7 +1,7 @@
 //! The `minilm-multitask` trainer's command line: clear errors without the
 //! data, and (when `data/` has been fetched) a tiny full run that writes the report.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-mod common;
+use crate::common;
 
 use burn_rlora_examples::minilm::{
     email_body, read_rotten_tomatoes, read_tweet_sentiment, subsample, train_test_split,

@@ -1,8 +1,7 @@
 //! Layer behaviour checked on ndarray: dropout masks, init statistics, errors,
 //! merge, base loading, display and shapes.
 
-mod common;
-mod suite;
+use crate::{common, suite};
 
 use burn::backend::{Autodiff, NdArray};
 use burn::module::{AutodiffModule, Param};

@@ -2,9 +2,7 @@
 //! whole models with rename rules, single layers, autodiff models and half
 //! precision. Needs the `store` feature.
 
-mod checkpoint_common;
-mod common;
-mod suite;
+use crate::{checkpoint_common, common, suite};
 
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{backend::Backend, DType, TensorData};

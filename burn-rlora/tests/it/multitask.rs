@@ -19,7 +19,7 @@ use burn::train::{ExecutionStrategy, Learner, MultiDeviceOptim, SupervisedTraini
 use burn_rlora::multitask::*;
 use burn_rlora::{load_balance_loss, write_atomically, RLoraConfig, RLoraLinear};
 
-mod common;
+use crate::common;
 
 type B = NdArray<f32>;
 type AB = Autodiff<B>;

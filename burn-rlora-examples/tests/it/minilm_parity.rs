@@ -17,7 +17,7 @@ use burn_rlora_examples::minilm::{
 };
 use serde::Deserialize;
 
-mod common;
+use crate::common;
 
 #[cfg(feature = "flex")]
 type B = burn::backend::Flex;

@@ -6,7 +6,7 @@
 
 #![cfg(feature = "ndarray")]
 
-mod common;
+use crate::common;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::data::dataloader::batcher::Batcher;
