@@ -31,14 +31,15 @@ use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
 use burn::optim::AdamConfig;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::record::FullPrecisionSettings;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{ExecutionStrategy, Learner, SupervisedTraining, TrainingStrategy};
 use burn_rlora::method::Method;
 use burn_rlora::multitask::{
-    DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier, PlainRenderer,
-    RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric, WarmupCosineLr,
+    AtomicMpkRecorder, DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier,
+    PlainRenderer, RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric,
+    WarmupCosineLr,
 };
 use burn_rlora::ParamCount;
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
@@ -340,7 +341,12 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
             Box::new(SilentRenderer)
         };
         let (renderer, history) = RecordingRenderer::new(inner);
-        let mut training = SupervisedTraining::new(&artifact_dir, train_loader, valid_loader)
+        // The guard's interrupter and checked metric logs: a failed write
+        // stops the run and `check` below reports it.
+        let guard = model.guard().clone();
+        let training = SupervisedTraining::new(&artifact_dir, train_loader, valid_loader);
+        let mut training = guard
+            .attach(training, &artifact_dir, 2)
             .metric_train_numeric(TaskLossMetric::overall())
             .metric_train_numeric(TaskAccuracyMetric::overall())
             .num_epochs(args.epochs)
@@ -349,7 +355,7 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
             training = training
                 .metric_valid_numeric(TaskLossMetric::overall())
                 .metric_valid_numeric(TaskAccuracyMetric::overall())
-                .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new());
+                .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new());
         }
         let losses = LossLog::default();
         let strategy: TrainingStrategy<_> = if simulated {
@@ -387,6 +393,9 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         let start = Instant::now();
         let result = training.launch(Learner::new(model, AdamConfig::new().init(), lr));
         drop(result.renderer);
+        if let Err(stopped) = guard.check() {
+            bail!("rank {rank}: {stopped}; no adapter was saved and no report written");
+        }
         let model = result.model;
         let train_seconds = start.elapsed().as_secs_f64();
 

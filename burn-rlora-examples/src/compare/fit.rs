@@ -1,7 +1,7 @@
 //! One run through burn-train's `Learner`, and its scoring on the test split.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,10 +19,10 @@ use burn::train::{
     ExecutionStrategy, Learner, LearningComponentsMarker, MultiDeviceOptim, SupervisedTraining,
 };
 use burn_rlora::multitask::{
-    last_complete_checkpoint, AtomicMpkRecorder, BodyCollate, Collate, Divergence, MultiTaskBatch,
-    MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier, MultiTaskDataset, PlainRenderer,
-    RecordingRenderer, ResumePoint, SeededEpochLoader, TaskAccuracyMetric, TaskId, TaskLossMetric,
-    TaskStats, TrainableBody, WarmupCosineLr,
+    checkpoint_epochs, last_complete_checkpoint, AtomicMpkRecorder, BodyCollate, Collate,
+    MultiTaskBatch, MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier, MultiTaskDataset,
+    PlainRenderer, RecordingRenderer, ResumePoint, RunStopped, SeededEpochLoader,
+    TaskAccuracyMetric, TaskId, TaskLossMetric, TaskStats, TrainableBody, WarmupCosineLr,
 };
 
 use super::splits::Splits;
@@ -82,20 +82,26 @@ pub type Components<B, E> = LearningComponentsMarker<
 /// The checkpoints' precision: full, so that a resumed run continues exactly.
 pub type CheckpointPrecision = FullPrecisionSettings;
 
-/// A run stopped by a non-finite loss or gradient.
+/// A run that ended before it trained and stored every epoch: a non-finite
+/// loss or gradient, a checkpoint or metric log that could not be written,
+/// a final checkpoint that is missing or damaged, or the user's stop.
 #[derive(Debug)]
-pub struct RunDiverged {
-    /// Where and what.
-    pub divergence: Divergence,
+pub struct RunStoppedEarly {
+    /// Why, and at which epoch.
+    pub stopped: RunStopped,
     /// The run's checkpoint directory.
     pub checkpoint_dir: PathBuf,
     /// The newest complete checkpoint there (the last good state), if any.
     pub last_good_epoch: Option<usize>,
 }
 
-impl fmt::Display for RunDiverged {
+impl fmt::Display for RunStoppedEarly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}; no adapter was saved; ", self.divergence)?;
+        write!(
+            f,
+            "{}; no adapter was saved and no result written; ",
+            self.stopped
+        )?;
         match self.last_good_epoch {
             Some(e) => write!(
                 f,
@@ -108,25 +114,60 @@ impl fmt::Display for RunDiverged {
                 "no epoch completed before, so there is no checkpoint to go back to"
             ),
         }?;
-        write!(f, ". Try a smaller --lr")
+        match self.stopped {
+            RunStopped::Diverged(_) => write!(f, ". Try a smaller --lr"),
+            _ => write!(f, ". Fix the cause, then run again with --resume"),
+        }
     }
 }
 
-impl std::error::Error for RunDiverged {}
+impl std::error::Error for RunStoppedEarly {}
+
+/// What the checkpoints of a run belong to, stored as
+/// `checkpoint/identity.json` before the first one is written and checked
+/// before resuming from any of them.
+fn checkpoint_identity(run_dir: &Path, settings: &super::TrainSettings, seed: u64) -> String {
+    let run = run_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let value = serde_json::json!({ "run": run, "seed": seed, "settings": settings });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+/// Remove the checkpoints in `dir`, the identity file first, so that a kill
+/// in the middle leaves checkpoints no later run will resume from.
+fn remove_checkpoints(dir: &Path) -> Result<()> {
+    let identity = dir.join("identity.json");
+    if identity.exists() {
+        std::fs::remove_file(&identity)
+            .with_context(|| format!("removing {}", identity.display()))?;
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
 
 /// Train `model` on `splits.train` with burn-train's `Learner` (Adam, 3%
 /// warm-up and cosine decay, per-task metrics), then score `splits.test`
 /// task by task. `collate` stacks the inputs of `X` for both backends.
 ///
 /// With `run.settings.resume`, training continues from the newest checkpoint
-/// of `run.dir` that loads (skipping damaged ones); otherwise earlier
-/// checkpoints there are removed. Checkpoints are full precision and written
-/// atomically; the last two epochs are kept.
+/// of `run.dir` that loads and fits the model (skipping damaged and foreign
+/// ones), provided the checkpoints were written by this run (same directory
+/// name, seed and settings, recorded in `checkpoint/identity.json`);
+/// otherwise earlier checkpoints there are removed. Checkpoints are full
+/// precision and written atomically; the last two epochs are kept. The
+/// metric logs are written by a [`CheckedMetricLogger`](burn_rlora::multitask::CheckedMetricLogger).
+///
+/// A run is returned only when every epoch trained and the checkpoint of the
+/// last one is stored and loads back.
 ///
 /// # Errors
 ///
-/// An empty training split, and [`RunDiverged`] when a non-finite loss or
-/// gradient stopped the run (the weights are then not returned).
+/// An empty training split, an I/O error preparing the checkpoint directory,
+/// and [`RunStoppedEarly`] when anything stopped the run before that (the
+/// weights are then not returned).
 pub fn fit_and_test<B, E, X, C>(
     model: MultiTaskClassifier<B, E>,
     collate: C,
@@ -155,19 +196,29 @@ where
     let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
     let device = devices[0].clone();
 
-    // Resume from the newest checkpoint that loads, or start afresh.
+    // Resume from the newest checkpoint of this run that loads, or start afresh.
     let checkpoint_dir = artifact_dir.join("checkpoint");
-    let resume = if settings.resume {
+    let identity_file = checkpoint_dir.join("identity.json");
+    let identity = checkpoint_identity(&artifact_dir, settings, seed);
+    let ours = std::fs::read_to_string(&identity_file).is_ok_and(|text| text == identity);
+    let resume = if settings.resume && ours {
         last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
             &checkpoint_dir,
             settings.epochs,
+            &model,
             &device,
         )
     } else {
-        if checkpoint_dir.exists() {
-            std::fs::remove_dir_all(&checkpoint_dir)
-                .with_context(|| format!("removing {}", checkpoint_dir.display()))?;
+        if settings.resume && !checkpoint_epochs(&checkpoint_dir).is_empty() {
+            println!(
+                "   not resuming from {}: {} does not name this run, so its checkpoints \
+                 may belong to another; starting afresh",
+                checkpoint_dir.display(),
+                identity_file.display()
+            );
         }
+        remove_checkpoints(&checkpoint_dir)?;
+        burn_rlora::write_atomically(&identity_file, identity.as_bytes())?;
         ResumePoint::default()
     };
     for rejected in &resume.rejected {
@@ -223,7 +274,7 @@ where
     }
     // The last two complete epochs are kept; a diverging epoch writes and deletes nothing.
     let mut training = guard
-        .attach(training, 2)
+        .attach(training, &artifact_dir, 2)
         .with_file_checkpointer(AtomicMpkRecorder::<CheckpointPrecision>::new())
         .num_epochs(settings.epochs)
         .renderer(renderer);
@@ -236,20 +287,41 @@ where
         );
     }
     let start = Instant::now();
+    let template = model.clone();
     let learner = Learner::new(model, AdamConfig::new().init(), lr);
     let result = training.launch(learner);
     drop(result.renderer);
-    if let Err(divergence) = guard.check() {
-        let last_good_epoch = last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+    // Finished means: nothing stopped the run, and its last epoch is stored.
+    let scan = || {
+        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
             &checkpoint_dir,
             settings.epochs,
+            &template,
             &device,
         )
-        .epoch;
-        return Err(RunDiverged {
-            divergence,
+    };
+    let stopped = match guard.check() {
+        Err(stopped) => Some((stopped, scan())),
+        Ok(()) => {
+            let point = scan();
+            (point.epoch != Some(settings.epochs)).then(|| {
+                let reason = point.rejected.first().map_or_else(
+                    || "its checkpoint was not written".to_string(),
+                    |r| r.reason.clone(),
+                );
+                let stopped = RunStopped::Interrupted {
+                    epoch: settings.epochs,
+                    reason: format!("the last epoch is not stored: {reason}"),
+                };
+                (stopped, point)
+            })
+        }
+    };
+    if let Some((stopped, point)) = stopped {
+        return Err(RunStoppedEarly {
+            stopped,
             checkpoint_dir,
-            last_good_epoch,
+            last_good_epoch: point.epoch,
         }
         .into());
     }

@@ -29,7 +29,7 @@ pub(crate) mod splits;
 
 pub use fit::{
     fit_and_test, test_accuracy, CheckpointPrecision, Components, Fitted, InnerClassifier,
-    RunDiverged,
+    RunStoppedEarly,
 };
 pub use parse::{
     parse_dropout, parse_fraction, parse_non_negative, parse_positive, parse_sampling, seed_range,
@@ -226,15 +226,47 @@ fn differing_keys(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     keys
 }
 
+/// Remove the run directory `dir` as one step: it is renamed aside to a
+/// hidden `.<name>.removing-<pid>` beside it (atomic), then deleted. A kill
+/// leaves either the old directory whole or none at all (plus the hidden
+/// one, which [`remove_leftover_run_dirs`] deletes next time).
+fn remove_run_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = dir.with_file_name(format!(".{name}.removing-{}", std::process::id()));
+    std::fs::rename(dir, &aside)
+        .with_context(|| format!("moving {} aside to remove it", dir.display()))?;
+    std::fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))
+}
+
+/// Delete what killed removals ([`remove_run_dir`]) left in `runs`.
+fn remove_leftover_run_dirs(runs: &Path) {
+    for entry in std::fs::read_dir(runs).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') && name.contains(".removing-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// Every `(method, seed)` run of a comparison, in order, each in its
 /// [`run_dir`] under `out`, trained by `train_one(method, seed, dir)`.
 ///
-/// A finished run's result is written atomically to `result.json` at once,
-/// and `after_each` gets every result so far (to rewrite the report). With
-/// `settings.resume`, finished runs are read back instead of trained, and an
-/// unfinished one resumes from its checkpoints (in `train_one`); a run
-/// directory started under another [`fingerprint`] is an error. Without it,
-/// each run directory is emptied first.
+/// A run directory holds `settings.json` (the [`fingerprint`]) from the
+/// moment it starts; a finished run's result is written atomically to
+/// `result.json`, which records the fingerprint too, and `after_each` gets
+/// every result so far (to rewrite the report). With `settings.resume`,
+/// finished runs are read back instead of trained (only if their
+/// `result.json` records this fingerprint), and an unfinished one resumes
+/// from its checkpoints (in `train_one`); a run directory started under
+/// another fingerprint is an error, and one without `settings.json` starts
+/// over. Without it, each run directory is removed first, as one step
+/// (renamed aside, then deleted): a kill leaves the old run whole or nothing.
 ///
 /// # Errors
 ///
@@ -248,28 +280,41 @@ pub fn run_comparison<M: fmt::Display + Copy>(
     mut train_one: impl FnMut(M, u64, PathBuf) -> Result<RunResult>,
     mut after_each: impl FnMut(&[RunResult]) -> Result<()>,
 ) -> Result<Vec<RunResult>> {
+    remove_leftover_run_dirs(&out.join("runs"));
     let mut runs = Vec::new();
     for &method in methods {
         for &seed in seeds {
             let dir = run_dir(out, &method.to_string(), seed);
             let settings_file = dir.join("settings.json");
             let result_file = dir.join("result.json");
+            let mut afresh = !settings.resume;
             if settings.resume {
-                if let Ok(text) = std::fs::read_to_string(&settings_file) {
-                    let before: serde_json::Value = serde_json::from_str(&text)
-                        .with_context(|| format!("parsing {}", settings_file.display()))?;
-                    let diff = differing_keys(&before, fingerprint);
-                    if !diff.is_empty() {
-                        bail!(
-                            "{} was started with other settings ({}); run without --resume to \
-                             start over, or choose another --out",
-                            dir.display(),
-                            diff.join("; ")
-                        );
+                match std::fs::read_to_string(&settings_file) {
+                    Ok(text) => {
+                        let before: serde_json::Value = serde_json::from_str(&text)
+                            .with_context(|| format!("parsing {}", settings_file.display()))?;
+                        let diff = differing_keys(&before, fingerprint);
+                        if !diff.is_empty() {
+                            bail!(
+                                "{} was started with other settings ({}); run without --resume \
+                                 to start over, or choose another --out",
+                                dir.display(),
+                                diff.join("; ")
+                            );
+                        }
                     }
+                    Err(_) if dir.exists() => {
+                        println!(
+                            "== {method}, seed {seed}: {} has no settings.json, so what it holds \
+                             cannot be told to belong to this comparison; starting it over",
+                            dir.display()
+                        );
+                        afresh = true;
+                    }
+                    Err(_) => {}
                 }
-                if result_file.exists() {
-                    match RunResult::load(&result_file) {
+                if !afresh && result_file.exists() {
+                    match RunResult::load_for(&result_file, fingerprint) {
                         Ok(run) => {
                             println!(
                                 "== {method}, seed {seed}: finished before, read back from {}",
@@ -281,9 +326,12 @@ pub fn run_comparison<M: fmt::Display + Copy>(
                         Err(e) => println!("== {method}, seed {seed}: {e:#}; training it again"),
                     }
                 }
-            } else if dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            if afresh {
+                remove_run_dir(&dir)?;
+            } else if result_file.exists() {
+                std::fs::remove_file(&result_file)
+                    .with_context(|| format!("removing {}", result_file.display()))?;
             }
             write_atomically(
                 &settings_file,
@@ -293,7 +341,7 @@ pub fn run_comparison<M: fmt::Display + Copy>(
             let run = train_one(method, seed, dir)
                 .with_context(|| format!("training {method} with seed {seed}"))?;
             println!("{}", run.summary_line(settings.epochs));
-            run.store(&result_file)?;
+            run.store(&result_file, fingerprint)?;
             runs.push(run);
             after_each(&runs)?;
         }

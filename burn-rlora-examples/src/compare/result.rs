@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn_rlora::{write_atomically, HeadSimilarity, ParamCount};
@@ -212,21 +212,26 @@ struct StoredSimilarity {
     mean_pairwise: Option<f64>,
 }
 
-/// A run's `result.json`: its result and its head-similarity matrices.
+/// A run's `result.json`: its result, its head-similarity matrices and the
+/// settings fingerprint it was trained under.
 #[derive(Serialize, Deserialize)]
 struct StoredRun {
     run: RunResult,
     similarity: Vec<StoredSimilarity>,
+    #[serde(default)]
+    settings: Option<serde_json::Value>,
 }
 
 impl RunResult {
-    /// Write this result to `path` atomically (JSON, with the similarity matrices).
+    /// Write this result to `path` atomically (JSON, with the similarity
+    /// matrices and `settings`, the fingerprint the run was trained under).
     ///
     /// # Errors
     ///
     /// Serialization or I/O.
-    pub fn store(&self, path: &Path) -> Result<()> {
+    pub fn store(&self, path: &Path, settings: &serde_json::Value) -> Result<()> {
         let stored = StoredRun {
+            settings: Some(settings.clone()),
             run: self.clone(),
             similarity: self
                 .similarity_matrices
@@ -243,16 +248,26 @@ impl RunResult {
         Ok(())
     }
 
-    /// Read a result written by [`store`](Self::store).
+    /// Read a result written by [`store`](Self::store) under the settings
+    /// fingerprint `settings`.
     ///
     /// # Errors
     ///
-    /// I/O or a file that is not such a result.
-    pub fn load(path: &Path) -> Result<Self> {
+    /// I/O, a file that is not such a result, or one that records other
+    /// settings, or none.
+    pub fn load_for(path: &Path, settings: &serde_json::Value) -> Result<Self> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let stored: StoredRun =
             serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        match &stored.settings {
+            None => bail!("{} records no settings", path.display()),
+            Some(s) if s != settings => bail!(
+                "{} was written by a run with other settings",
+                path.display()
+            ),
+            Some(_) => {}
+        }
         let mut run = stored.run;
         run.similarity_matrices = stored
             .similarity

@@ -223,8 +223,19 @@ fn merge_refuses_to_overwrite_its_inputs_and_keeps_the_base_metadata() {
         &adapter_bin,
     ]);
     assert_fails(&out, &["file of the adapter"]);
-    // A good merge keeps the base's __metadata__.
+    // A good merge keeps the base's __metadata__, and removes what a killed
+    // earlier merge of the same output left (but not a live writer's file).
     let merged = dir.join("merged.safetensors");
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let dead = dir.join(format!(".merged.safetensors.rlora-file-{dead_pid}-3"));
+    let live = dir.join(format!(
+        ".merged.safetensors.rlora-file-{}-4",
+        std::process::id()
+    ));
+    std::fs::write(&dead, vec![0u8; 4096]).unwrap();
+    std::fs::write(&live, b"in progress").unwrap();
     let out = cli(&[
         "merge",
         &adapter,
@@ -241,6 +252,8 @@ fn merge_refuses_to_overwrite_its_inputs_and_keeps_the_base_metadata() {
         meta.get("provenance").map(String::as_str),
         Some("base-model-v1")
     );
+    assert!(!dead.exists(), "a killed merge's temporary file was left");
+    assert!(live.exists(), "a live writer's temporary file was removed");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -13,6 +13,16 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// `options`, then `--out dir`, then `extra`, as owned arguments.
+fn with_out(options: &[&str], dir: &std::path::Path, extra: &[&str]) -> Vec<String> {
+    options
+        .iter()
+        .map(|s| s.to_string())
+        .chain(["--out".to_string(), dir.display().to_string()])
+        .chain(extra.iter().map(|s| s.to_string()))
+        .collect()
+}
+
 fn temp(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("burn-rlora-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -269,24 +279,22 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
 fn a_resumed_comparison_reads_finished_runs_back_and_refuses_other_settings() {
     let dir = temp("compare");
     let args = |extra: &[&str]| -> Vec<String> {
-        [
-            "--methods",
-            "lora,rlora",
-            "--seeds",
-            "1",
-            "--epochs",
-            "1",
-            "--data-scale",
-            "0.02",
-            "--plain",
-            "--resume",
-            "--out",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .chain([dir.display().to_string()])
-        .chain(extra.iter().map(|s| s.to_string()))
-        .collect()
+        with_out(
+            &[
+                "--methods",
+                "lora,rlora",
+                "--seeds",
+                "1",
+                "--epochs",
+                "1",
+                "--data-scale",
+                "0.02",
+                "--plain",
+                "--resume",
+            ],
+            &dir,
+            extra,
+        )
     };
     let first = args(&[]);
     let first: Vec<&str> = first.iter().map(String::as_str).collect();
@@ -485,5 +493,91 @@ fn a_paired_comparison_reports_intervals_and_the_similarity_trace() {
         .all(|l| l[1].is_null()));
     let svg = std::fs::read_to_string(dir.join("head_similarity_trace.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("hydralora"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_run_is_never_reported_finished_unless_it_stored_every_epoch() {
+    let dir = temp("never-lies");
+    let args = with_out(
+        &[
+            "--methods",
+            "rlora",
+            "--seeds",
+            "1",
+            "--epochs",
+            "2",
+            "--data-scale",
+            "0.02",
+            "--plain",
+            "--resume",
+        ],
+        &dir,
+        &[],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = dir.join("runs/rlora-seed0");
+    let checkpoints = run_dir.join("checkpoint");
+    let stdout = |out: &Output| String::from_utf8_lossy(&out.stdout).into_owned();
+
+    // A restart killed after its settings.json was gone, with the old
+    // result.json still there: that result is not read back as this run's.
+    std::fs::remove_file(run_dir.join("settings.json")).unwrap();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("has no settings.json") && !text.contains("finished before"),
+        "{text}"
+    );
+    assert!(run_dir.join("result.json").is_file());
+
+    // Epoch 2's checkpoint cannot be written (a directory holds its name):
+    // exit 1 naming the file, no result and no adapter, the last good
+    // checkpoint kept.
+    for name in ["model-2.mpk", "optim-2.mpk", "scheduler-2.mpk"] {
+        std::fs::remove_file(checkpoints.join(name)).unwrap();
+    }
+    std::fs::remove_file(run_dir.join("result.json")).unwrap();
+    std::fs::remove_dir_all(run_dir.join("adapter")).unwrap();
+    std::fs::create_dir(checkpoints.join("model-2.mpk")).unwrap();
+    let out = run(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("training was interrupted at epoch 2")
+            && err.contains("model-2.mpk")
+            && err.contains("no adapter was saved and no result written")
+            && err.contains("checkpoint of epoch 1")
+            && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(!run_dir.join("result.json").exists());
+    assert!(!run_dir.join("adapter").exists());
+    assert!(epoch_saved(&checkpoints, 1));
+
+    // With the fault gone, --resume trains epoch 2 from checkpoint 1.
+    std::fs::remove_dir(checkpoints.join("model-2.mpk")).unwrap();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("resuming after epoch 1"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(run_dir.join("result.json").is_file());
+
+    // Checkpoints that do not name this run are not resumed from.
+    std::fs::remove_file(run_dir.join("result.json")).unwrap();
+    std::fs::write(checkpoints.join("identity.json"), b"{\"run\": \"another\"}").unwrap();
+    let out = run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("not resuming from") && !text.contains("resuming after"),
+        "{text}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

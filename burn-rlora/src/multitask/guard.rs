@@ -1,13 +1,17 @@
 //! [`DivergenceGuard`]: stop a run at the first non-finite loss or gradient,
-//! before it reaches the weights or a checkpoint.
+//! before it reaches the weights or a checkpoint, and tell afterwards why a
+//! run stopped early ([`RunStopped`]).
 
 use std::fmt;
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use burn::train::checkpoint::{CheckpointingAction, CheckpointingStrategy, KeepLastNCheckpoints};
 use burn::train::metric::store::EventStoreClient;
 use burn::train::{Interrupter, LearningComponentsTypes, SupervisedTraining};
 use thiserror::Error;
+
+use super::CheckedMetricLogger;
 
 /// Where a non-finite value was seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +59,48 @@ impl fmt::Display for Divergence {
     }
 }
 
+/// The message with which burn-train's terminal dashboard stops a run when
+/// its user quits; [`DivergenceGuard::stop_by_user`] uses it too.
+pub const USER_STOP_MESSAGE: &str = "Stopping training from user input.";
+
+/// Why a run ended before training every epoch it was given, as
+/// [`DivergenceGuard::check`] reports it.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum RunStopped {
+    /// A non-finite loss or gradient.
+    #[error(transparent)]
+    Diverged(Divergence),
+    /// Something else stopped the run through the shared interrupter: a
+    /// checkpoint or metric-log write that failed (storage full, an I/O
+    /// error), or any other component of burn-train that stops a run on an
+    /// error. `reason` is its message, which names the file for the writers
+    /// of this crate.
+    #[error("training was interrupted at epoch {epoch}: {reason}")]
+    Interrupted {
+        /// The epoch being trained, validated or checkpointed when it stopped.
+        epoch: usize,
+        /// What stopped it.
+        reason: String,
+    },
+    /// The user stopped the run (the dashboard's quit, or
+    /// [`DivergenceGuard::stop_by_user`]).
+    #[error("training was stopped by the user at epoch {epoch}")]
+    ByUser {
+        /// The epoch being trained when it stopped.
+        epoch: usize,
+    },
+}
+
+impl RunStopped {
+    /// The epoch at which the run stopped.
+    pub fn epoch(&self) -> usize {
+        match self {
+            Self::Diverged(d) => d.epoch,
+            Self::Interrupted { epoch, .. } | Self::ByUser { epoch } => *epoch,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct GuardState {
     epoch: usize,
@@ -78,8 +124,12 @@ struct GuardState {
 /// validation loss (weights blown up by the epoch's last update) trips it too.
 ///
 /// burn-train cannot return an error from a step: after `launch`, call
-/// [`check`](Self::check) (or [`divergence`](Self::divergence)) for the
-/// typed [`Divergence`].
+/// [`check`](Self::check). It reports a divergence, and also **any other
+/// stop** through the same interrupter: burn-train stops a run, and returns
+/// from `launch` as if it had finished, when a checkpoint cannot be written
+/// (storage full, an I/O error); so does this crate's
+/// [`CheckedMetricLogger`](super::CheckedMetricLogger) when a metric log
+/// cannot be written. A run for which `check` is `Ok` trained every epoch.
 ///
 /// **Cost.** Each training step reads two scalars back to the host (the loss
 /// and the sum of `|gradient|` over the trainable parameters, one reduction per
@@ -160,22 +210,60 @@ impl DivergenceGuard {
         self.lock().divergence.clone()
     }
 
-    /// `Err` with the first divergence seen, if any.
+    /// `Ok` when nothing stopped the run early; call it after `launch`.
     ///
     /// # Errors
     ///
-    /// The [`Divergence`] that stopped the run.
-    pub fn check(&self) -> Result<(), Divergence> {
-        self.divergence().map_or(Ok(()), Err)
+    /// [`RunStopped::Diverged`] with the first divergence seen;
+    /// [`RunStopped::ByUser`] when the interrupter was stopped with the user's
+    /// message ([`USER_STOP_MESSAGE`]); [`RunStopped::Interrupted`] for any
+    /// other stop, with its message ("reason unknown" when it gave none).
+    pub fn check(&self) -> Result<(), RunStopped> {
+        if let Some(d) = self.divergence() {
+            return Err(RunStopped::Diverged(d));
+        }
+        if !self.interrupter.should_stop() {
+            return Ok(());
+        }
+        let epoch = self.lock().epoch;
+        Err(match self.interrupter.get_message() {
+            Some(m) if m == USER_STOP_MESSAGE => RunStopped::ByUser { epoch },
+            Some(reason) => RunStopped::Interrupted { epoch, reason },
+            None => RunStopped::Interrupted {
+                epoch,
+                reason: "reason unknown".into(),
+            },
+        })
     }
 
-    /// Wire the guard into `training`: its interrupter, and a checkpointing
+    /// Stop the run as its user would (from a Ctrl-C handler, say):
+    /// [`check`](Self::check) then reports [`RunStopped::ByUser`].
+    pub fn stop_by_user(&self) {
+        self.interrupter.stop(Some(USER_STOP_MESSAGE));
+    }
+
+    /// Stop the run because of `reason` (a failed write, a lost worker):
+    /// [`check`](Self::check) then reports [`RunStopped::Interrupted`] with
+    /// it, unless the run had diverged or been stopped before.
+    pub fn interrupt(&self, reason: &str) {
+        if !self.interrupter.should_stop() {
+            self.interrupter.stop(Some(reason));
+        }
+    }
+
+    /// Wire the guard into `training`: its interrupter, a checkpointing
     /// strategy that keeps the last `keep_last` epochs
-    /// ([`KeepLastNCheckpoints`]) and stops saving and deleting once the guard
-    /// has tripped. Replaces any interrupter or checkpointing strategy set before.
+    /// ([`KeepLastNCheckpoints`]) and stops saving and deleting once the run
+    /// is stopping, and a [`CheckedMetricLogger`] writing burn-train's metric
+    /// logs under `artifact_dir` (the directory given to
+    /// `SupervisedTraining::new`), whose write errors stop the run instead of
+    /// aborting the process (burn-train's default file logger is then not
+    /// registered). Replaces any interrupter or checkpointing strategy set
+    /// before.
     pub fn attach<LC: LearningComponentsTypes>(
         &self,
         training: SupervisedTraining<LC>,
+        artifact_dir: impl AsRef<Path>,
         keep_last: usize,
     ) -> SupervisedTraining<LC> {
         training
@@ -183,6 +271,13 @@ impl DivergenceGuard {
             .with_checkpointing_strategy(
                 self.checkpointing(KeepLastNCheckpoints::new(keep_last.max(1))),
             )
+            .with_metric_logger(self.metric_logger(artifact_dir))
+    }
+
+    /// A [`CheckedMetricLogger`] under `artifact_dir` that stops the run
+    /// through this guard's interrupter when it cannot write.
+    pub fn metric_logger(&self, artifact_dir: impl AsRef<Path>) -> CheckedMetricLogger {
+        CheckedMetricLogger::new(artifact_dir, self.interrupter())
     }
 
     /// `strategy`, silenced once the guard has tripped.
@@ -235,8 +330,9 @@ impl DivergenceGuard {
 }
 
 /// A checkpointing strategy that does nothing (no save, no delete) once its
-/// [`DivergenceGuard`] has tripped, so that a diverging epoch can neither
-/// write a checkpoint nor push the last good one out.
+/// [`DivergenceGuard`] has tripped or the run is stopping for any other
+/// reason, so that a diverging or interrupted epoch can neither write a
+/// checkpoint nor push the last good one out.
 pub struct GuardedCheckpointing<S> {
     guard: DivergenceGuard,
     inner: S,
@@ -248,7 +344,7 @@ impl<S: CheckpointingStrategy> CheckpointingStrategy for GuardedCheckpointing<S>
         epoch: usize,
         store: &EventStoreClient,
     ) -> Vec<CheckpointingAction> {
-        if self.guard.tripped() {
+        if self.guard.tripped() || self.guard.interrupter.should_stop() {
             return Vec::new();
         }
         self.inner.checkpointing(epoch, store)

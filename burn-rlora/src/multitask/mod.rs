@@ -21,7 +21,10 @@
 //!   they are not part of `train` itself; they are here rather than in the
 //!   example trainers because any multi-task run in a log wants them.
 //! * [`DivergenceGuard`] (in every classifier) stops a run at the first
-//!   non-finite loss or gradient, before it reaches the weights or a checkpoint.
+//!   non-finite loss or gradient, before it reaches the weights or a
+//!   checkpoint, and its `check` reports any early stop as a [`RunStopped`]:
+//!   a divergence, a checkpoint or metric log that could not be written
+//!   ([`CheckedMetricLogger`]), or the user's stop.
 //! * [`SeededEpochLoader`], [`AtomicMpkRecorder`] and
 //!   [`last_complete_checkpoint`] make a run resumable after a kill, to the
 //!   same weights bit for bit.
@@ -31,6 +34,7 @@ mod dataset;
 mod guard;
 mod heads;
 mod loader;
+mod logger;
 mod metrics;
 mod model;
 mod output;
@@ -43,9 +47,12 @@ mod task;
 
 pub use batcher::{Collate, DenseCollate, MultiTaskBatch, MultiTaskBatcher};
 pub use dataset::{DatasetError, MultiTaskDataset, MultiTaskDatasetBuilder};
-pub use guard::{Divergence, DivergenceGuard, GuardedCheckpointing, Phase};
+pub use guard::{
+    Divergence, DivergenceGuard, GuardedCheckpointing, Phase, RunStopped, USER_STOP_MESSAGE,
+};
 pub use heads::TaskHeads;
 pub use loader::{epoch_seed, SeededEpochLoader};
+pub use logger::CheckedMetricLogger;
 pub use metrics::{TaskAccuracyMetric, TaskLossMetric};
 pub use model::{
     BodyCollate, BodyOutput, InnerInput, MultiTaskBody, MultiTaskClassifier, TrainableBody,

@@ -1,15 +1,18 @@
 //! Checkpoints that survive a kill: [`AtomicMpkRecorder`] writes them
-//! atomically, [`last_complete_checkpoint`] finds the newest one that loads.
+//! atomically, [`last_complete_checkpoint`] finds the newest one that loads
+//! and fits the model.
 
 use std::fs;
 use std::io;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::record::{
     FileRecorder, NamedMpkBytesRecorder, PrecisionSettings, Record, Recorder, RecorderError,
 };
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use burn::train::{
     LearnerModelRecord, LearnerOptimizerRecord, LearnerSchedulerRecord, LearningComponentsTypes,
 };
@@ -73,7 +76,8 @@ impl<S: PrecisionSettings, B: Backend> FileRecorder<B> for AtomicMpkRecorder<S> 
 pub struct RejectedCheckpoint {
     /// Its epoch.
     pub epoch: usize,
-    /// Why: a file missing or unreadable.
+    /// Why: a file missing or unreadable, or a model record that does not
+    /// fit the model.
     pub reason: String,
 }
 
@@ -81,7 +85,7 @@ pub struct RejectedCheckpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResumePoint {
     /// The newest epoch whose model, optimizer and scheduler checkpoints all
-    /// load (`None`: start from scratch).
+    /// load and whose model record fits the model (`None`: start from scratch).
     pub epoch: Option<usize>,
     /// Newer checkpoints that were incomplete or corrupt, newest first.
     pub rejected: Vec<RejectedCheckpoint>,
@@ -116,17 +120,86 @@ fn try_load<B: Backend, R: Record<B>, S: PrecisionSettings>(
         .map_err(|e| format!("{name}-{epoch}.mpk: {e}"))
 }
 
+/// The float parameters of a module: dotted path and shape, in visiting order.
+struct ParamShapes {
+    path: Vec<String>,
+    shapes: Vec<(String, Vec<usize>)>,
+}
+
+impl ParamShapes {
+    fn of<B: Backend, M: Module<B>>(module: &M) -> Vec<(String, Vec<usize>)> {
+        let mut v = Self {
+            path: Vec::new(),
+            shapes: Vec::new(),
+        };
+        module.visit(&mut v);
+        v.shapes
+    }
+}
+
+impl<B: Backend> ModuleVisitor<B> for ParamShapes {
+    fn enter_module(&mut self, name: &str, _container_type: &str) {
+        self.path.push(name.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        self.shapes
+            .push((self.path.join("."), param.lazy_shape().dims::<D>().to_vec()));
+    }
+}
+
+/// Why `loaded` (the model with a checkpoint's record loaded) does not fit
+/// `expected` (the model's own parameters), if it does not.
+fn misfit(expected: &[(String, Vec<usize>)], loaded: &[(String, Vec<usize>)]) -> Option<String> {
+    for (i, (path, shape)) in expected.iter().enumerate() {
+        match loaded.get(i) {
+            None => return Some(format!("it has no parameter {path}")),
+            Some((p, s)) if p == path && s != shape => {
+                return Some(format!(
+                    "{path} is {s:?} in the checkpoint, {shape:?} in the model"
+                ))
+            }
+            Some((p, _)) if p != path => {
+                return Some(format!("it has {p} where the model has {path}"))
+            }
+            Some(_) => {}
+        }
+    }
+    (loaded.len() > expected.len()).then(|| {
+        format!(
+            "it has {} parameters, the model {}",
+            loaded.len(),
+            expected.len()
+        )
+    })
+}
+
 /// The newest epoch of `checkpoint_dir` (burn-train's `<artifact dir>/checkpoint`,
 /// written with [`AtomicMpkRecorder`] and settings `S`) from which burn-train
-/// can resume, at most `max_epoch`: its model, optimizer and scheduler records
-/// all exist and load. Newer epochs that fail (a kill between the three
-/// files, a damaged file) are listed in [`ResumePoint::rejected`] and skipped,
-/// so that `SupervisedTraining::checkpoint(epoch)`, which panics on a
-/// checkpoint it cannot load, is only given one that loads. Leftover
-/// temporary files are removed.
+/// can resume `model` (the training model about to be given to the
+/// `Learner`), at most `max_epoch`: its model, optimizer and scheduler
+/// records all exist and load, and the model record has the parameters of
+/// `model` with their shapes (a checkpoint of another method, rank, number of
+/// heads or model does not). Newer epochs that fail (a kill between the three
+/// files, a damaged file, a checkpoint that is not this model's) are listed
+/// in [`ResumePoint::rejected`] and skipped, so that
+/// `SupervisedTraining::checkpoint(epoch)`, which panics on a checkpoint it
+/// cannot load, is only given one that loads and fits. Leftover temporary
+/// files are removed.
+///
+/// The shapes are compared after loading the record into a copy of `model`,
+/// so a record with a tensor the model has no place for (an adapter where
+/// the model has a plain layer) is not seen; that the checkpoints belong to
+/// the same run (same settings and seed) is for the caller to record and
+/// check, for instance with a file written next to them.
 pub fn last_complete_checkpoint<LC, S>(
     checkpoint_dir: &Path,
     max_epoch: usize,
+    model: &LC::TrainingModel,
     device: &burn::tensor::Device<LC::Backend>,
 ) -> ResumePoint
 where
@@ -134,6 +207,7 @@ where
     S: PrecisionSettings,
 {
     crate::atomic::remove_leftovers_in(checkpoint_dir);
+    let expected = ParamShapes::of::<LC::Backend, _>(model);
     let mut point = ResumePoint::default();
     for epoch in checkpoint_epochs(checkpoint_dir) {
         if epoch > max_epoch || epoch == 0 {
@@ -145,7 +219,13 @@ where
             epoch,
             device,
         )
-        .and_then(|_| {
+        .and_then(|record| {
+            let loaded = ParamShapes::of::<LC::Backend, _>(&model.clone().load_record(record));
+            misfit(&expected, &loaded).map_or(Ok(()), |why| {
+                Err(format!("model-{epoch}.mpk does not fit the model: {why}"))
+            })
+        })
+        .and_then(|()| {
             try_load::<LC::Backend, LearnerOptimizerRecord<LC>, S>(
                 checkpoint_dir,
                 "optim",

@@ -688,14 +688,17 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
         .renderer(PlainRenderer::new());
     // Keep only the newest epoch: the diverging one must not push it out.
     let training: SupervisedTraining<PoisonComponents> = guard
-        .attach(training, 1)
+        .attach(training, &dir, 1)
         .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new())
         .num_epochs(5);
     let optim = AdamConfig::new().init();
     let lr = WarmupCosineLr::new(2e-2, 0.0, 1, 5 * ITERS_PER_EPOCH);
     let trained = training.launch(Learner::new(model, optim, lr)).model;
 
-    let divergence = guard.check().unwrap_err();
+    let divergence = match guard.check() {
+        Err(RunStopped::Diverged(d)) => d,
+        other => panic!("expected a divergence, got {other:?}"),
+    };
     assert_eq!(
         (divergence.phase, divergence.epoch, divergence.iteration),
         (Phase::Training, 3, 6),
@@ -745,7 +748,7 @@ fn seeded_run<Bk: Backend>(
         .renderer(PlainRenderer::new());
     let mut training = model
         .guard()
-        .attach(training, 2)
+        .attach(training, dir, 2)
         .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new())
         .num_epochs(epochs);
     if let Some(e) = resume {
@@ -810,6 +813,7 @@ fn a_resumed_run_ends_bit_identical_and_skips_a_damaged_checkpoint() {
         last_complete_checkpoint::<TinyComponents, FullPrecisionSettings>(
             dir,
             3,
+            &tiny_model_with_dropout::<AB>(&Default::default(), 0.2),
             &Default::default(),
         )
     };
@@ -889,4 +893,154 @@ fn the_seeded_loader_orders_each_epoch_by_seed_and_epoch_alone() {
     let mut order = loader.order(7);
     order.sort_unstable();
     assert_eq!(order, (0..2 * 192).collect::<Vec<_>>());
+}
+
+/// `epochs` epochs of the tiny model in `dir` with its guard attached and
+/// atomic checkpoints; the guard afterwards.
+fn guarded_run(dir: &std::path::Path, epochs: usize) -> DivergenceGuard {
+    let model = tiny_model::<AB>(&Default::default());
+    let (train, valid) = loaders(1);
+    let training = SupervisedTraining::new(dir, train, valid)
+        .metric_train_numeric(TaskLossMetric::overall())
+        .metric_valid_numeric(TaskLossMetric::overall())
+        .renderer(PlainRenderer::new());
+    let guard = model.guard().clone();
+    let training: Training = guard
+        .attach(training, dir, 2)
+        .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new())
+        .num_epochs(epochs);
+    training.launch(learner(model, epochs * ITERS_PER_EPOCH));
+    guard
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_as_interrupted() {
+    let _rng = common::rng_lock();
+    let dir = artifact_dir("unwritable-checkpoint");
+    let checkpoints = dir.join("checkpoint");
+    // A directory where epoch 2's model file goes: writing it fails.
+    std::fs::create_dir_all(checkpoints.join("model-2.mpk")).unwrap();
+    let guard = guarded_run(&dir, 4);
+    match guard.check() {
+        Err(RunStopped::Interrupted { epoch, reason }) => {
+            assert!(reason.contains("model-2.mpk"), "{reason}");
+            assert!((2..=4).contains(&epoch), "epoch {epoch}: {reason}");
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    // Epoch 1 is kept whole, and nothing after the failure was saved.
+    assert!(checkpoints.join("model-1.mpk").is_file());
+    assert!(!checkpoints.join("model-3.mpk").exists());
+    assert!(!checkpoints.join("model-4.mpk").exists());
+    let point = last_complete_checkpoint::<Components, FullPrecisionSettings>(
+        &checkpoints,
+        4,
+        &tiny_model::<AB>(&Default::default()),
+        &Default::default(),
+    );
+    assert_eq!(point.epoch, Some(1), "{point:?}");
+    assert_eq!(point.rejected[0].epoch, 2, "{point:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_metric_log_that_cannot_be_written_stops_the_run_instead_of_aborting() {
+    let _rng = common::rng_lock();
+    let dir = artifact_dir("unwritable-log");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The training split's log directory cannot be made: a file holds its name.
+    std::fs::write(dir.join("train"), b"not a directory").unwrap();
+    let guard = guarded_run(&dir, 3);
+    match guard.check() {
+        Err(RunStopped::Interrupted { epoch, reason }) => {
+            assert!(reason.contains("writing the metric log"), "{reason}");
+            assert!(reason.contains("Loss.log"), "{reason}");
+            assert!((1..=3).contains(&epoch), "epoch {epoch}: {reason}");
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_finished_run_checks_and_its_metric_logs_read_like_burn_trains() {
+    let _rng = common::rng_lock();
+    let dir = artifact_dir("checked-logs");
+    let guard = guarded_run(&dir, 1);
+    assert_eq!(guard.check(), Ok(()));
+    // One line per training iteration, each a numeric entry burn-train parses.
+    let log = std::fs::read_to_string(dir.join("train/epoch-1/Loss.log")).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), ITERS_PER_EPOCH, "{log}");
+    for line in lines {
+        assert!(NumericEntry::deserialize(line).is_ok(), "{line}");
+    }
+    assert!(dir.join("valid/epoch-1/Loss.log").is_file());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn check_tells_an_interruption_and_the_users_stop_apart() {
+    let guard = DivergenceGuard::new();
+    assert_eq!(guard.check(), Ok(()));
+    guard.interrupter().stop(None);
+    assert_eq!(
+        guard.check(),
+        Err(RunStopped::Interrupted {
+            epoch: 1,
+            reason: "reason unknown".into()
+        })
+    );
+
+    let guard = DivergenceGuard::new();
+    guard.starting_epoch(3);
+    guard.stop_by_user();
+    assert_eq!(guard.check(), Err(RunStopped::ByUser { epoch: 3 }));
+
+    // The first reason is kept.
+    let guard = DivergenceGuard::new();
+    guard.interrupt("storage full");
+    guard.interrupt("a later failure");
+    let stopped = guard.check().unwrap_err();
+    assert_eq!(stopped.epoch(), 1);
+    assert_eq!(
+        stopped.to_string(),
+        "training was interrupted at epoch 1: storage full"
+    );
+}
+
+#[test]
+fn a_checkpoint_of_another_model_is_rejected_not_resumed() {
+    let _rng = common::rng_lock();
+    let dir = artifact_dir("foreign-checkpoint");
+    guarded_run(&dir, 1).check().unwrap();
+    let checkpoints = dir.join("checkpoint");
+    let device = Default::default();
+    let scan = |model: &Model| {
+        last_complete_checkpoint::<Components, FullPrecisionSettings>(
+            &checkpoints,
+            1,
+            model,
+            &device,
+        )
+    };
+    assert_eq!(scan(&tiny_model::<AB>(&device)).epoch, Some(1));
+    for (config, what) in [
+        (RLoraConfig::r_lora(2, 4.0, 2), "two heads, not three"),
+        (RLoraConfig::r_lora(3, 4.0, 3), "rank 3, not 2"),
+    ] {
+        let base = LinearConfig::new(4, 8).init::<AB>(&device);
+        let layer = RLoraLinear::from_linear(base, &config).unwrap();
+        let other =
+            MultiTaskClassifier::new(TinyBody { layer }, TaskHeads::new(8, &[3, 2], &device));
+        let point = scan(&other);
+        assert_eq!(point.epoch, None, "{what}: {point:?}");
+        let reason = &point.rejected[0].reason;
+        assert!(
+            reason.contains("model-1.mpk does not fit the model"),
+            "{what}: {reason}"
+        );
+        assert!(reason.contains("layer.adapter"), "{what}: {reason}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
 }
