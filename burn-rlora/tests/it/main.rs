@@ -4,7 +4,8 @@
 //! Run one group with a filter, e.g. `cargo test -p burn-rlora --test it
 //! backends::`. The checkpoint tests use the crate's `testing` hooks, which
 //! the crate's dev-dependency on itself turns on; the `multitask` tests need
-//! the features `train` and `renderers`.
+//! the features `train` and `renderers`, the `cli` tests (of the
+//! `rlora-adapter` binary) the feature `cli`, which the dev-dependency turns on too.
 
 mod adapt;
 mod backends;
@@ -15,6 +16,8 @@ mod checkpoint_hostile;
 mod checkpoint_merge;
 mod checkpoint_reference;
 mod checkpoint_roundtrip;
+#[cfg(feature = "cli")]
+mod cli;
 mod common;
 mod layer;
 #[cfg(all(feature = "train", feature = "renderers"))]

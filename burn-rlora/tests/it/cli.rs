@@ -12,7 +12,7 @@ fn cli(args: &[&str]) -> Output {
 
 fn fixture(sub: &str) -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../burn-rlora/tests/fixtures/reference")
+        .join("tests/fixtures/reference")
         .join(sub)
         .display()
         .to_string()
@@ -102,7 +102,7 @@ fn errors_exit_non_zero_with_a_message() {
 
 fn hostile(case: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../burn-rlora/tests/fixtures/hostile")
+        .join("tests/fixtures/hostile")
         .join(case)
 }
 
