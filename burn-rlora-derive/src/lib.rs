@@ -29,26 +29,7 @@ pub fn derive_adapt(input: TokenStream) -> TokenStream {
 
 fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
     let name = &input.ident;
-    let fields = match &input.data {
-        Data::Struct(data) => match &data.fields {
-            Fields::Named(named) => &named.named,
-            _ => {
-                return Err(syn::Error::new_spanned(
-                    &input.ident,
-                    "#[derive(Adapt)] needs a struct with named fields (their names are the \
-                     paths that target names match)",
-                ))
-            }
-        },
-        _ => {
-            return Err(syn::Error::new_spanned(
-                &input.ident,
-                "#[derive(Adapt)] supports structs only; implement burn_rlora::Adapt by hand \
-                 for an enum",
-            ))
-        }
-    };
-
+    let fields = named_fields(&input)?;
     let type_params: Vec<&syn::Ident> = input
         .generics
         .params
@@ -59,52 +40,31 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         })
         .collect();
 
-    let mut generics = input.generics.clone();
     let mut map_exprs = Vec::new();
     let mut visit_stmts = Vec::new();
     let mut bounded = Vec::new();
     for field in fields {
         let ident = field.ident.as_ref().expect("named fields have names");
-        let key = ident.to_string();
         if skipped(field)? {
             map_exprs.push(quote! { #ident: #ident });
             continue;
         }
-        match bare_type_param(&field.ty, &type_params) {
-            Some(param) => {
-                if !bounded.contains(&param) {
-                    bounded.push(param);
-                }
-                map_exprs.push(quote! { #ident: __walk.field(#key, #ident)? });
-                visit_stmts.push(quote! { __walk.visit_field(#key, &self.#ident); });
-            }
-            None => {
-                map_exprs.push(quote! {
-                    #ident: {
-                        #[allow(unused_imports)]
-                        use ::burn_rlora::adapt::__private::{KeepField as _, MapField as _};
-                        (&mut ::burn_rlora::adapt::__private::Field::new(#ident))
-                            .map_field(__walk, #key)?
-                    }
-                });
-                visit_stmts.push(quote! {
-                    {
-                        #[allow(unused_imports)]
-                        use ::burn_rlora::adapt::__private::{SkipField as _, VisitField as _};
-                        (&::burn_rlora::adapt::__private::FieldRef(&self.#ident))
-                            .visit_field(__walk, #key);
-                    }
-                });
+        let param = bare_type_param(&field.ty, &type_params);
+        if let Some(param) = param {
+            if !bounded.contains(&param) {
+                bounded.push(param);
             }
         }
+        let (map, visit) = field_walk(ident, param.is_some());
+        map_exprs.push(map);
+        visit_stmts.push(visit);
     }
-    {
-        let where_clause = generics.make_where_clause();
-        for param in &bounded {
-            where_clause
-                .predicates
-                .push(syn::parse_quote!(#param: ::burn_rlora::Adapt));
-        }
+    let mut generics = input.generics.clone();
+    let where_clause = generics.make_where_clause();
+    for param in &bounded {
+        where_clause
+            .predicates
+            .push(syn::parse_quote!(#param: ::burn_rlora::Adapt));
     }
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let names = fields.iter().map(|f| f.ident.as_ref());
@@ -128,6 +88,59 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
             }
         }
     })
+}
+
+/// The named fields of the struct `input`; an error for anything else.
+fn named_fields(
+    input: &DeriveInput,
+) -> syn::Result<&syn::punctuated::Punctuated<syn::Field, syn::token::Comma>> {
+    match &input.data {
+        Data::Struct(data) => match &data.fields {
+            Fields::Named(named) => Ok(&named.named),
+            _ => Err(syn::Error::new_spanned(
+                &input.ident,
+                "#[derive(Adapt)] needs a struct with named fields (their names are the \
+                 paths that target names match)",
+            )),
+        },
+        _ => Err(syn::Error::new_spanned(
+            &input.ident,
+            "#[derive(Adapt)] supports structs only; implement burn_rlora::Adapt by hand \
+             for an enum",
+        )),
+    }
+}
+
+/// The field's expression in `map_layers` and its statement in
+/// `visit_layers`. A field of a bare type parameter goes through its
+/// `Adapt` bound; any other field through the walk's autoref dispatch, which
+/// walks it when its type implements `Adapt` and keeps it otherwise.
+fn field_walk(ident: &syn::Ident, bare_param: bool) -> (TokenStream2, TokenStream2) {
+    let key = ident.to_string();
+    if bare_param {
+        return (
+            quote! { #ident: __walk.field(#key, #ident)? },
+            quote! { __walk.visit_field(#key, &self.#ident); },
+        );
+    }
+    (
+        quote! {
+            #ident: {
+                #[allow(unused_imports)]
+                use ::burn_rlora::adapt::__private::{KeepField as _, MapField as _};
+                (&mut ::burn_rlora::adapt::__private::Field::new(#ident))
+                    .map_field(__walk, #key)?
+            }
+        },
+        quote! {
+            {
+                #[allow(unused_imports)]
+                use ::burn_rlora::adapt::__private::{SkipField as _, VisitField as _};
+                (&::burn_rlora::adapt::__private::FieldRef(&self.#ident))
+                    .visit_field(__walk, #key);
+            }
+        },
+    )
 }
 
 /// `#[adapt(skip)]`, or Burn's `#[module(skip)]` (a field that is not part of

@@ -1,5 +1,6 @@
 //! One run through burn-train's `Learner`, and its scoring on the test split.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,9 +21,10 @@ use burn::train::{
 };
 use burn_rlora::multitask::{
     checkpoint_epochs, last_complete_checkpoint, AtomicMpkRecorder, BodyCollate, Collate,
-    MultiTaskBatch, MultiTaskBatcher, MultiTaskBody, MultiTaskClassifier, MultiTaskDataset,
-    PlainRenderer, RecordingRenderer, ResumePoint, RunStopped, SeededEpochLoader,
-    TaskAccuracyMetric, TaskId, TaskLossMetric, TaskStats, TrainableBody, WarmupCosineLr,
+    DivergenceGuard, HistoryHandle, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody,
+    MultiTaskClassifier, MultiTaskDataset, PlainRenderer, RecordingRenderer, ResumePoint,
+    RunStopped, SeededEpochLoader, TaskAccuracyMetric, TaskId, TaskLossMetric, TaskStats,
+    TrainableBody, WarmupCosineLr,
 };
 
 use super::splits::Splits;
@@ -180,12 +182,7 @@ where
     X: Clone + Send + Sync + fmt::Debug + 'static,
     C: BodyCollate<B, X, E>,
 {
-    let RunSpec {
-        settings,
-        seed,
-        dir: artifact_dir,
-        devices,
-    } = run;
+    let settings = run.settings;
     let Splits { train, valid, test } = splits;
     if train.is_empty() {
         bail!("the training split is empty: an epoch would train on nothing");
@@ -194,137 +191,28 @@ where
     let steps_per_epoch = train.len().div_ceil(settings.batch_size);
     let steps = steps_per_epoch * settings.epochs;
     let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
-    let device = devices[0].clone();
+    let device = run.devices[0].clone();
 
-    // Resume from the newest checkpoint of this run that loads, or start afresh.
-    let checkpoint_dir = artifact_dir.join("checkpoint");
-    let identity_file = checkpoint_dir.join("identity.json");
-    let identity = checkpoint_identity(&artifact_dir, settings, seed);
-    let ours = std::fs::read_to_string(&identity_file).is_ok_and(|text| text == identity);
-    let resume = if settings.resume && ours {
-        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
-            &checkpoint_dir,
-            settings.epochs,
-            &model,
-            &device,
-        )
-    } else {
-        if settings.resume && !checkpoint_epochs(&checkpoint_dir).is_empty() {
-            println!(
-                "   not resuming from {}: {} does not name this run, so its checkpoints \
-                 may belong to another; starting afresh",
-                checkpoint_dir.display(),
-                identity_file.display()
-            );
-        }
-        remove_checkpoints(&checkpoint_dir)?;
-        burn_rlora::write_atomically(&identity_file, identity.as_bytes())?;
-        ResumePoint::default()
-    };
-    for rejected in &resume.rejected {
-        println!(
-            "   skipping the checkpoint of epoch {}: {}",
-            rejected.epoch, rejected.reason
-        );
-    }
-    let first_epoch = resume.epoch.map_or(1, |e| e + 1);
-    if let Some(e) = resume.epoch {
-        println!(
-            "   resuming after epoch {e} from {}",
-            checkpoint_dir.display()
-        );
-    }
+    let checkpoint_dir = run.dir.join("checkpoint");
+    let resume = resume_or_start_afresh(&run, &checkpoint_dir, &model, &device)?;
+    let first_epoch = first_epoch(resume.epoch);
     let guard = model.guard().clone();
     guard.starting_epoch(first_epoch);
 
-    let inner: Box<dyn MetricsRenderer> =
-        if settings.plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-            Box::new(PlainRenderer::new())
-        } else {
-            Box::new(burn::train::renderer::tui::TuiMetricsRendererWrapper::new(
-                Default::default(),
-                None,
-            ))
-        };
-    let (renderer, history) = RecordingRenderer::new(inner);
-
-    // Epoch e's order and dropout masks depend on (seed, e) alone.
-    let train_loader: Arc<dyn DataLoader<B, MultiTaskBatch<B, E::Input>>> = Arc::new(
-        SeededEpochLoader::new(
-            MultiTaskBatcher::new(collate.clone()),
-            train,
-            settings.batch_size,
-            seed,
-        )
-        .starting_epoch(first_epoch),
+    let (renderer, history) = RecordingRenderer::new(console_renderer(settings.plain));
+    let training = supervised_training::<B, E, X, C>(
+        &run,
+        collate.clone(),
+        (train, valid),
+        &guard,
+        renderer,
+        resume.epoch,
     );
-    let mut training = SupervisedTraining::new(
-        &artifact_dir,
-        train_loader,
-        loader::<B::InnerBackend, X, C>(collate.clone(), valid, settings.batch_size, None),
-    )
-    .metric_train_numeric(TaskLossMetric::overall())
-    .metric_valid_numeric(TaskLossMetric::overall())
-    .metric_train_numeric(TaskAccuracyMetric::overall())
-    .metric_valid_numeric(TaskAccuracyMetric::overall());
-    for (t, name) in names.iter().enumerate() {
-        training = training
-            .metric_valid_numeric(TaskLossMetric::task(TaskId(t), name))
-            .metric_valid_numeric(TaskAccuracyMetric::task(TaskId(t), name));
-    }
-    // The last two complete epochs are kept; a diverging epoch writes and deletes nothing.
-    let mut training = guard
-        .attach(training, &artifact_dir, 2)
-        .with_file_checkpointer(AtomicMpkRecorder::<CheckpointPrecision>::new())
-        .num_epochs(settings.epochs)
-        .renderer(renderer);
-    if let Some(e) = resume.epoch {
-        training = training.checkpoint(e);
-    }
-    if devices.len() > 1 {
-        training = training.with_training_strategy(
-            ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice).into(),
-        );
-    }
     let start = Instant::now();
     let template = model.clone();
-    let learner = Learner::new(model, AdamConfig::new().init(), lr);
-    let result = training.launch(learner);
+    let result = training.launch(Learner::new(model, AdamConfig::new().init(), lr));
     drop(result.renderer);
-    // Finished means: nothing stopped the run, and its last epoch is stored.
-    let scan = || {
-        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
-            &checkpoint_dir,
-            settings.epochs,
-            &template,
-            &device,
-        )
-    };
-    let stopped = match guard.check() {
-        Err(stopped) => Some((stopped, scan())),
-        Ok(()) => {
-            let point = scan();
-            (point.epoch != Some(settings.epochs)).then(|| {
-                let reason = point.rejected.first().map_or_else(
-                    || "its checkpoint was not written".to_string(),
-                    |r| r.reason.clone(),
-                );
-                let stopped = RunStopped::Interrupted {
-                    epoch: settings.epochs,
-                    reason: format!("the last epoch is not stored: {reason}"),
-                };
-                (stopped, point)
-            })
-        }
-    };
-    if let Some((stopped, point)) = stopped {
-        return Err(RunStoppedEarly {
-            stopped,
-            checkpoint_dir,
-            last_good_epoch: point.epoch,
-        }
-        .into());
-    }
+    check_finished(&guard, &checkpoint_dir, settings.epochs, &template, &device)?;
     let model = result.model;
     let train_seconds = start.elapsed().as_secs_f64();
 
@@ -335,24 +223,228 @@ where
         settings.batch_size.max(64),
         names.len(),
     );
-    let history = history.lock().map(|h| h.clone()).unwrap_or_default();
+    let (train_loss, valid_loss) = loss_curves(&history);
     Ok(Fitted {
         model,
         task_accuracy,
-        train_loss: history
-            .train_batches
-            .get("Loss")
-            .cloned()
-            .unwrap_or_default(),
-        valid_loss: history
-            .valid_epochs
-            .get("Loss")
-            .cloned()
-            .unwrap_or_default(),
+        train_loss,
+        valid_loss,
         train_seconds,
         steps_before: (first_epoch - 1) * steps_per_epoch,
         total_steps: steps,
     })
+}
+
+/// Where the run of `run.dir` starts: with `run.settings.resume` and
+/// checkpoints in `checkpoint_dir` that name this run, after the newest one
+/// that loads and fits `model` (the damaged and foreign ones skipped, said
+/// on the console); otherwise afresh, the old checkpoints removed and this
+/// run's identity written before any new one.
+fn resume_or_start_afresh<B, E>(
+    run: &RunSpec<'_, B>,
+    checkpoint_dir: &Path,
+    model: &MultiTaskClassifier<B, E>,
+    device: &B::Device,
+) -> Result<ResumePoint>
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+{
+    let settings = run.settings;
+    let identity_file = checkpoint_dir.join("identity.json");
+    let identity = checkpoint_identity(&run.dir, settings, run.seed);
+    let ours = std::fs::read_to_string(&identity_file).is_ok_and(|text| text == identity);
+    let resume = if settings.resume && ours {
+        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+            checkpoint_dir,
+            settings.epochs,
+            model,
+            device,
+        )
+    } else {
+        if settings.resume && !checkpoint_epochs(checkpoint_dir).is_empty() {
+            println!(
+                "   not resuming from {}: {} does not name this run, so its checkpoints \
+                 may belong to another; starting afresh",
+                checkpoint_dir.display(),
+                identity_file.display()
+            );
+        }
+        remove_checkpoints(checkpoint_dir)?;
+        burn_rlora::write_atomically(&identity_file, identity.as_bytes())?;
+        ResumePoint::default()
+    };
+    for rejected in &resume.rejected {
+        println!(
+            "   skipping the checkpoint of epoch {}: {}",
+            rejected.epoch, rejected.reason
+        );
+    }
+    if let Some(e) = resume.epoch {
+        println!(
+            "   resuming after epoch {e} from {}",
+            checkpoint_dir.display()
+        );
+    }
+    Ok(resume)
+}
+
+/// The first epoch a run trains when it resumes after `resume_epoch`.
+fn first_epoch(resume_epoch: Option<usize>) -> usize {
+    resume_epoch.map_or(1, |e| e + 1)
+}
+
+/// The console's metrics renderer: plain lines with `plain` or when stdout
+/// is not a terminal, burn-train's TUI otherwise.
+fn console_renderer(plain: bool) -> Box<dyn MetricsRenderer> {
+    if plain || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        Box::new(PlainRenderer::new())
+    } else {
+        Box::new(burn::train::renderer::tui::TuiMetricsRendererWrapper::new(
+            Default::default(),
+            None,
+        ))
+    }
+}
+
+/// burn-train's training of `run` on `train`, validated on `valid` (both
+/// stacked by `collate`): the overall and per-task metrics, `guard`'s
+/// interrupter, checked metric logs and checkpointing, atomic checkpoints,
+/// `renderer`, continuing after `resume_epoch` when there is one, on every
+/// device of `run`.
+fn supervised_training<B, E, X, C>(
+    run: &RunSpec<'_, B>,
+    collate: C,
+    (train, valid): (MultiTaskDataset<X>, MultiTaskDataset<X>),
+    guard: &DivergenceGuard,
+    renderer: RecordingRenderer,
+    resume_epoch: Option<usize>,
+) -> SupervisedTraining<Components<B, E>>
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+    X: Clone + Send + Sync + fmt::Debug + 'static,
+    C: BodyCollate<B, X, E>,
+{
+    let (settings, artifact_dir) = (run.settings, &run.dir);
+    let names = train.task_names();
+    // Epoch e's order and dropout masks depend on (seed, e) alone.
+    let train_loader: Arc<dyn DataLoader<B, MultiTaskBatch<B, E::Input>>> = Arc::new(
+        SeededEpochLoader::new(
+            MultiTaskBatcher::new(collate.clone()),
+            train,
+            settings.batch_size,
+            run.seed,
+        )
+        .starting_epoch(first_epoch(resume_epoch)),
+    );
+    let training = SupervisedTraining::new(
+        artifact_dir,
+        train_loader,
+        loader::<B::InnerBackend, X, C>(collate, valid, settings.batch_size, None),
+    );
+    let training = with_task_metrics(training, &names);
+    // The last two complete epochs are kept; a diverging epoch writes and deletes nothing.
+    let mut training = guard
+        .attach(training, artifact_dir, 2)
+        .with_file_checkpointer(AtomicMpkRecorder::<CheckpointPrecision>::new())
+        .num_epochs(settings.epochs)
+        .renderer(renderer);
+    if let Some(e) = resume_epoch {
+        training = training.checkpoint(e);
+    }
+    if run.devices.len() > 1 {
+        training = training.with_training_strategy(
+            ExecutionStrategy::MultiDevice(run.devices.clone(), MultiDeviceOptim::OptimMainDevice)
+                .into(),
+        );
+    }
+    training
+}
+
+/// `training` with the overall loss and accuracy on both splits and, on the
+/// validation split, the loss and accuracy of each task of `names`.
+fn with_task_metrics<B, E>(
+    training: SupervisedTraining<Components<B, E>>,
+    names: &[String],
+) -> SupervisedTraining<Components<B, E>>
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+{
+    let mut training = training
+        .metric_train_numeric(TaskLossMetric::overall())
+        .metric_valid_numeric(TaskLossMetric::overall())
+        .metric_train_numeric(TaskAccuracyMetric::overall())
+        .metric_valid_numeric(TaskAccuracyMetric::overall());
+    for (t, name) in names.iter().enumerate() {
+        training = training
+            .metric_valid_numeric(TaskLossMetric::task(TaskId(t), name))
+            .metric_valid_numeric(TaskAccuracyMetric::task(TaskId(t), name));
+    }
+    training
+}
+
+/// Whether the run finished: nothing stopped it (`guard`), and the
+/// checkpoint of its last epoch (`epochs`) is in `checkpoint_dir` and loads
+/// into `template`.
+///
+/// # Errors
+///
+/// [`RunStoppedEarly`], naming the newest complete checkpoint there.
+fn check_finished<B, E>(
+    guard: &DivergenceGuard,
+    checkpoint_dir: &Path,
+    epochs: usize,
+    template: &MultiTaskClassifier<B, E>,
+    device: &B::Device,
+) -> Result<(), RunStoppedEarly>
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+{
+    let scan = || {
+        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+            checkpoint_dir,
+            epochs,
+            template,
+            device,
+        )
+    };
+    let stopped = match guard.check() {
+        Err(stopped) => Some((stopped, scan())),
+        Ok(()) => {
+            let point = scan();
+            (point.epoch != Some(epochs)).then(|| {
+                let reason = point.rejected.first().map_or_else(
+                    || "its checkpoint was not written".to_string(),
+                    |r| r.reason.clone(),
+                );
+                let stopped = RunStopped::Interrupted {
+                    epoch: epochs,
+                    reason: format!("the last epoch is not stored: {reason}"),
+                };
+                (stopped, point)
+            })
+        }
+    };
+    match stopped {
+        Some((stopped, point)) => Err(RunStoppedEarly {
+            stopped,
+            checkpoint_dir: checkpoint_dir.to_path_buf(),
+            last_good_epoch: point.epoch,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The training loss per iteration and the validation loss per epoch that
+/// `history` recorded.
+fn loss_curves(history: &HistoryHandle) -> (Vec<f64>, Vec<f64>) {
+    let history = history.lock().map(|h| h.clone()).unwrap_or_default();
+    let loss =
+        |series: &BTreeMap<String, Vec<f64>>| series.get("Loss").cloned().unwrap_or_default();
+    (loss(&history.train_batches), loss(&history.valid_epochs))
 }
 
 /// Test accuracy per task, in percent: `model` scores `test` in batches of

@@ -277,6 +277,55 @@ fn module_tensors(
     module: &str,
     mut found: Found,
 ) -> Result<ModuleTensors, CheckpointError> {
+    let r = config.r;
+    check_head_count(config, module, &found)?;
+    let a = take(&mut found, module, TensorRole::A, [Some(r), None], true)?
+        .ok_or(CheckpointError::NoAdapters)?;
+    let d_in = a.shape[1];
+    let heads = take_heads(config, module, &mut found)?;
+    let d_out = heads.first().map(|h| h.shape[0]).ok_or_else(|| {
+        CheckpointError::mismatch(
+            "lora_nums",
+            "at least 1 head",
+            format!("{} heads", config.lora_nums),
+        )
+    })?;
+    let route = take_route(config, module, &mut found, d_in)?;
+    let compensation = take_compensation(config, module, &mut found, d_in, d_out)?;
+    check_optional_parts(
+        config,
+        module,
+        route.is_some(),
+        compensation.is_some(),
+        d_in,
+    )?;
+    let layer_config = match (&config.rlora, &compensation) {
+        (Some(rl), _) => rl.clone(),
+        (None, Some(_)) => config.rlora_config_with_compensation(),
+        (None, None) => config.rlora_config(),
+    };
+    layer_config.validate(d_in, d_out).map_err(|e| {
+        CheckpointError::mismatch(
+            format!("{module} (rlora config)"),
+            format!("a config valid for a {d_in}->{d_out} layer"),
+            e,
+        )
+    })?;
+    Ok(ModuleTensors {
+        a,
+        heads,
+        route,
+        compensation,
+    })
+}
+
+/// The module's heads are exactly `lora_B0..lora_B{lora_nums - 1}`: checked
+/// before anything is sized from `lora_nums`.
+fn check_head_count(
+    config: &AdapterConfig,
+    module: &str,
+    found: &Found,
+) -> Result<(), CheckpointError> {
     let (r, n) = (config.r, config.lora_nums);
     let heads_in_file = found
         .keys()
@@ -293,7 +342,6 @@ fn module_tensors(
         ));
     }
     if let Some(i) = (0..n).find(|i| !found.contains_key(&TensorRole::Head(*i))) {
-        // Checked before anything is sized from `lora_nums`.
         let d_out = found
             .iter()
             .find(|(k, _)| matches!(k, TensorRole::Head(_)))
@@ -307,103 +355,121 @@ fn module_tensors(
             ),
         });
     }
-    let a = take(&mut found, module, TensorRole::A, [Some(r), None], true)?
-        .ok_or(CheckpointError::NoAdapters)?;
-    let d_in = a.shape[1];
-    let mut heads = Vec::with_capacity(heads_in_file);
+    Ok(())
+}
+
+/// The `lora_nums` heads, each `[d_out, r]` with the first head's `d_out`.
+fn take_heads(
+    config: &AdapterConfig,
+    module: &str,
+    found: &mut Found,
+) -> Result<Vec<HostTensor>, CheckpointError> {
+    let mut heads = Vec::with_capacity(config.lora_nums);
     // Known from the first head on; every head must agree with it.
     let mut head_rows: Option<usize> = None;
-    for i in 0..n {
+    for i in 0..config.lora_nums {
         let head = take(
-            &mut found,
+            found,
             module,
             TensorRole::Head(i),
-            [head_rows, Some(r)],
+            [head_rows, Some(config.r)],
             true,
         )?
         .ok_or(CheckpointError::NoAdapters)?;
         head_rows = Some(head.shape[0]);
         heads.push(head);
     }
-    let d_out = head_rows.ok_or_else(|| {
-        CheckpointError::mismatch("lora_nums", "at least 1 head", format!("{n} heads"))
-    })?;
-    // A reference adapter with several heads always has a router; with one
-    // head its router is a constant 1 and is dropped.
-    let route_required = config.has_router().unwrap_or(n > 1);
-    let mut route = take(
-        &mut found,
+    Ok(heads)
+}
+
+/// Whether the config says the module has a router: a reference adapter
+/// with several heads always has one.
+fn route_required(config: &AdapterConfig) -> bool {
+    config.has_router().unwrap_or(config.lora_nums > 1)
+}
+
+/// The router `[lora_nums, d_in]`, if the module has one. A reference
+/// adapter's router of one head is a constant 1 and is dropped.
+fn take_route(
+    config: &AdapterConfig,
+    module: &str,
+    found: &mut Found,
+    d_in: usize,
+) -> Result<Option<HostTensor>, CheckpointError> {
+    let n = config.lora_nums;
+    let route = take(
+        found,
         module,
         TensorRole::Route,
         [Some(n), Some(d_in)],
-        route_required,
+        route_required(config),
     )?;
-    if config.is_reference() && n == 1 {
-        route = None;
-    }
-    let comp_required = config.has_compensation();
+    Ok(route.filter(|_| !(config.is_reference() && n == 1)))
+}
+
+/// The compensation pair (`rlora_A0` `[r, d_in]`, `rlora_B0` `[d_out, r]`),
+/// if the module has one; one without the other is an error.
+fn take_compensation(
+    config: &AdapterConfig,
+    module: &str,
+    found: &mut Found,
+    d_in: usize,
+    d_out: usize,
+) -> Result<Option<(HostTensor, HostTensor)>, CheckpointError> {
+    let (r, required) = (config.r, config.has_compensation());
     let a0 = take(
-        &mut found,
+        found,
         module,
         TensorRole::A0,
         [Some(r), Some(d_in)],
-        comp_required,
+        required,
     )?;
     let b0 = take(
-        &mut found,
+        found,
         module,
         TensorRole::B0,
         [Some(d_out), Some(r)],
-        comp_required || a0.is_some(),
+        required || a0.is_some(),
     )?;
-    let compensation = match (a0, b0) {
-        (Some(a0), Some(b0)) => Some((a0, b0)),
-        (None, Some(_)) => {
-            return Err(CheckpointError::MissingKey {
-                key: TensorRole::A0.key(module),
-                expected: format!("[{r}, {d_in}] (rlora_B0 is present)"),
-            })
-        }
-        _ => None,
-    };
-    if config.rlora.is_some() {
-        if route.is_some() && !route_required {
-            return Err(unexpected(
-                module,
-                TensorRole::Route,
-                "no router (uniform weights)",
-                [n, d_in],
-            ));
-        }
-        if compensation.is_some() && !comp_required {
-            return Err(unexpected(
-                module,
-                TensorRole::A0,
-                "no compensation pair (zero-initialized heads)",
-                [r, d_in],
-            ));
-        }
+    match (a0, b0) {
+        (Some(a0), Some(b0)) => Ok(Some((a0, b0))),
+        (None, Some(_)) => Err(CheckpointError::MissingKey {
+            key: TensorRole::A0.key(module),
+            expected: format!("[{r}, {d_in}] (rlora_B0 is present)"),
+        }),
+        _ => Ok(None),
     }
-    let layer_config = match (&config.rlora, &compensation) {
-        (Some(rl), _) => rl.clone(),
-        (None, Some(_)) => config.rlora_config_with_compensation(),
-        (None, None) => config.rlora_config(),
-    };
-    {
-        layer_config.validate(d_in, d_out).map_err(|e| {
-            CheckpointError::mismatch(
-                format!("{module} (rlora config)"),
-                format!("a config valid for a {d_in}->{d_out} layer"),
-                e,
-            )
-        })?;
+}
+
+/// With an explicit `rlora` config, a router or compensation pair the config
+/// does not have is an error (not silently used).
+fn check_optional_parts(
+    config: &AdapterConfig,
+    module: &str,
+    has_route: bool,
+    has_compensation: bool,
+    d_in: usize,
+) -> Result<(), CheckpointError> {
+    if config.rlora.is_none() {
+        return Ok(());
     }
-    Ok(ModuleTensors {
-        a,
-        heads,
-        route,
-        compensation,
-    })
+    if has_route && !route_required(config) {
+        return Err(unexpected(
+            module,
+            TensorRole::Route,
+            "no router (uniform weights)",
+            [config.lora_nums, d_in],
+        ));
+    }
+    if has_compensation && !config.has_compensation() {
+        return Err(unexpected(
+            module,
+            TensorRole::A0,
+            "no compensation pair (zero-initialized heads)",
+            [config.r, d_in],
+        ));
+    }
+    Ok(())
 }
 
 fn unexpected(
@@ -472,39 +538,7 @@ pub fn apply_adapter<M: Adapt>(
     let mut to_load = BTreeMap::new();
     let mut report_modules = Vec::new();
     for ((slot, name), path) in slots.iter().zip(&names).zip(&paths) {
-        let (d_in, d_out, r, n) = (slot.d_in, slot.d_out, slot.rank, slot.heads);
-        let Some(tensors) = file.modules.get(name) else {
-            return Err(CheckpointError::MissingKey {
-                key: TensorRole::A.key(name),
-                expected: format!("[{r}, {d_in}] for the model's layer '{path}'"),
-            });
-        };
-        check_against_layer(name, tensors, (d_in, d_out, r, n))?;
-        let optional = [
-            OptionalPart {
-                role: TensorRole::Route,
-                in_model: slot.has_route,
-                in_file: tensors.route.is_some(),
-                shape: [n, d_in],
-                why_needed: format!("the model's layer '{path}' has a router"),
-                why_unused: "the model's layer has no router",
-            },
-            OptionalPart {
-                role: TensorRole::A0,
-                in_model: slot.has_compensation,
-                in_file: tensors.compensation.is_some(),
-                shape: [r, d_in],
-                why_needed: format!(
-                    "the model's layer '{path}' has a compensation pair; a reference adapter \
-                     has none: build the model with the file's rlora_config(), or use \
-                     load_reference with the initial adapter"
-                ),
-                why_unused: "the model's layer has no compensation pair",
-            },
-        ];
-        for part in optional {
-            part.check(name, options.strict, &mut warnings)?;
-        }
+        let tensors = module_for_layer(file, slot, name, path, options.strict, &mut warnings)?;
         to_load.insert(path.clone(), tensors);
         report_modules.push((path.clone(), name.clone()));
     }
@@ -527,6 +561,53 @@ pub fn apply_adapter<M: Adapt>(
             warnings,
         },
     ))
+}
+
+/// The file's tensors of module `name` for the model's layer `slot` at
+/// `path`, checked against the layer's shapes and parts (router,
+/// compensation pair); lenient findings go to `warnings`.
+fn module_for_layer<'f>(
+    file: &'f AdapterFile,
+    slot: &super::model::Slot,
+    name: &str,
+    path: &str,
+    strict: bool,
+    warnings: &mut Vec<String>,
+) -> Result<&'f ModuleTensors, CheckpointError> {
+    let (d_in, d_out, r, n) = (slot.d_in, slot.d_out, slot.rank, slot.heads);
+    let Some(tensors) = file.modules.get(name) else {
+        return Err(CheckpointError::MissingKey {
+            key: TensorRole::A.key(name),
+            expected: format!("[{r}, {d_in}] for the model's layer '{path}'"),
+        });
+    };
+    check_against_layer(name, tensors, (d_in, d_out, r, n))?;
+    let optional = [
+        OptionalPart {
+            role: TensorRole::Route,
+            in_model: slot.has_route,
+            in_file: tensors.route.is_some(),
+            shape: [n, d_in],
+            why_needed: format!("the model's layer '{path}' has a router"),
+            why_unused: "the model's layer has no router",
+        },
+        OptionalPart {
+            role: TensorRole::A0,
+            in_model: slot.has_compensation,
+            in_file: tensors.compensation.is_some(),
+            shape: [r, d_in],
+            why_needed: format!(
+                "the model's layer '{path}' has a compensation pair; a reference adapter \
+                 has none: build the model with the file's rlora_config(), or use \
+                 load_reference with the initial adapter"
+            ),
+            why_unused: "the model's layer has no compensation pair",
+        },
+    ];
+    for part in optional {
+        part.check(name, strict, warnings)?;
+    }
+    Ok(tensors)
 }
 
 /// A tensor group that a layer may or may not have (the router, the

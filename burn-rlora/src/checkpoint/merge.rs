@@ -218,6 +218,46 @@ pub fn merge_into<B: Backend, M: Module<B> + Adapt, P: Module<B>>(
     Ok(plain)
 }
 
+/// The base tensor `key` of `st` plus module `m`'s delta (times `scaling`),
+/// in the base tensor's dtype: its dtype, shape and bytes.
+fn merged_weight(
+    st: &SafeTensors<'_>,
+    key: &str,
+    m: &ModuleTensors,
+    scaling: f64,
+) -> Result<(safetensors::Dtype, Vec<usize>, Vec<u8>), CheckpointError> {
+    let (d_in, d_out) = m.dims();
+    let view = st.tensor(key).map_err(|_| CheckpointError::MissingKey {
+        key: key.to_string(),
+        expected: format!("{:?} in the base model", [d_out, d_in]),
+    })?;
+    if view.shape() != [d_out, d_in] {
+        return Err(CheckpointError::ShapeMismatch {
+            key: key.to_string(),
+            expected: vec![d_out, d_in],
+            found: view.shape().to_vec(),
+        });
+    }
+    let Some(dtype) = burn_dtype(view.dtype()) else {
+        return Err(CheckpointError::UnsupportedDtype {
+            key: key.to_string(),
+            found: format!("{:?}", view.dtype()),
+        });
+    };
+    let w = TensorData::from_bytes_vec(view.data().to_vec(), vec![d_out, d_in], dtype);
+    let delta = weight_delta(m, scaling);
+    let merged: Vec<f64> = w
+        .iter::<f64>()
+        .zip(&delta.data)
+        .map(|(w, d)| w + d)
+        .collect();
+    let bytes = TensorData::new(merged, vec![d_out, d_in])
+        .convert_dtype(dtype)
+        .as_bytes()
+        .to_vec();
+    Ok((view.dtype(), vec![d_out, d_in], bytes))
+}
+
 /// Merge an adapter file into a base model's safetensors file, in PyTorch
 /// names and layout: for every adapted module `m`, `<m>.weight` `[out, in]`
 /// (after removing `strip_prefix` from the adapter's module name) gets
@@ -263,36 +303,8 @@ pub fn merge_safetensors(
                 ),
             });
         }
-        let view = st.tensor(&key).map_err(|_| CheckpointError::MissingKey {
-            key: key.clone(),
-            expected: format!("{:?} in the base model", [m.dims().1, m.dims().0]),
-        })?;
-        let (d_in, d_out) = m.dims();
-        if view.shape() != [d_out, d_in] {
-            return Err(CheckpointError::ShapeMismatch {
-                key,
-                expected: vec![d_out, d_in],
-                found: view.shape().to_vec(),
-            });
-        }
-        let Some(dtype) = burn_dtype(view.dtype()) else {
-            return Err(CheckpointError::UnsupportedDtype {
-                key,
-                found: format!("{:?}", view.dtype()),
-            });
-        };
-        let w = TensorData::from_bytes_vec(view.data().to_vec(), vec![d_out, d_in], dtype);
-        let delta = weight_delta(m, config.scaling());
-        let merged: Vec<f64> = w
-            .iter::<f64>()
-            .zip(&delta.data)
-            .map(|(w, d)| w + d)
-            .collect();
-        let bytes = TensorData::new(merged, vec![d_out, d_in])
-            .convert_dtype(dtype)
-            .as_bytes()
-            .to_vec();
-        replaced.insert(key, (view.dtype(), vec![d_out, d_in], bytes));
+        let merged = merged_weight(&st, &key, m, config.scaling())?;
+        replaced.insert(key, merged);
     }
     let mut all: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, view) in st.tensors() {
