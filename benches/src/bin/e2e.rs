@@ -30,8 +30,8 @@ use burn_rlora_benches::{interleave, keep_freed_memory};
 use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss, RunSpec, TrainSettings};
 use burn_rlora_examples::minilm::{
     build_classifier, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
-    BertInput, BertModel, MiniLmMethod, MiniLmPaths, MiniLmTokenizer, PreparedTask, SplitSettings,
-    PAD_ID,
+    BertInput, BertModel, MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask,
+    SplitSettings, PAD_ID,
 };
 use clap::Parser;
 use serde_json::{json, Value};
@@ -409,7 +409,13 @@ fn learner<B: AutodiffBackend>(
             dir: dir.join(m.name()),
             devices: vec![device.clone()],
         };
-        let r = run_minilm::<B>(&tasks, data_dir, m, args.seq, run)?;
+        let source = MiniLmSource {
+            data_dir: data_dir.clone(),
+            max_len: args.seq,
+            // The Learner's epoch computes as the first of --ops says.
+            host_kernels: args.ops.first().is_some_and(|o| o == "host"),
+        };
+        let r = run_minilm::<B>(&tasks, &source, m, run)?;
         // Upper bound: every batch padded to `seq` (its longest sequence
         // reaches `seq` on this data).
         let tps = (train_rows * args.seq) as f64 / r.train_seconds;

@@ -25,7 +25,7 @@ use burn_rlora_examples::compare::{
 };
 use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
-    MiniLmMethod, MiniLmPaths, MiniLmTokenizer, PreparedTask, SplitSettings,
+    MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask, SplitSettings,
 };
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
 use burn_rlora_examples::report;
@@ -63,6 +63,12 @@ struct Args {
     /// 64 keeps a CPU run short, 128 is the tokenizer's usual setting; 3 to 512).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(3..=512))]
     max_len: u64,
+    /// Compute GELU and the dropout masks with the encoder's host kernels
+    /// (flex and ndarray only; elsewhere Burn's own ops run anyway). They
+    /// take about 0.6x the training step's time on flex, and draw other
+    /// dropout masks than Burn's own ops.
+    #[arg(long)]
+    host_kernels: bool,
     #[command(flatten)]
     common: CompareArgs,
 }
@@ -82,8 +88,7 @@ const DEFAULTS: CompareDefaults = CompareDefaults {
 /// MiniLM's runs on the prepared tasks.
 struct MiniLm {
     tasks: Vec<PreparedTask>,
-    data_dir: PathBuf,
-    max_len: usize,
+    source: MiniLmSource,
 }
 
 impl RunTrainer for MiniLm {
@@ -94,7 +99,7 @@ impl RunTrainer for MiniLm {
         method: MiniLmMethod,
         run: RunSpec<'_, B>,
     ) -> Result<RunResult> {
-        run_minilm::<B>(&self.tasks, &self.data_dir, method, self.max_len, run)
+        run_minilm::<B>(&self.tasks, &self.source, method, run)
     }
 }
 
@@ -203,14 +208,18 @@ fn run() -> Result<()> {
         serde_json::json!({
             "backend": backend.to_string(),
             "max_len": max_len,
+            "host_kernels": args.host_kernels,
             "split": split,
         }),
     );
     let job = Comparison {
         trainer: MiniLm {
             tasks,
-            data_dir,
-            max_len,
+            source: MiniLmSource {
+                data_dir,
+                max_len,
+                host_kernels: args.host_kernels,
+            },
         },
         methods,
         seeds,

@@ -225,7 +225,7 @@ impl BertConfig {
                 dropout: hidden_dropout(),
             },
             encoder: BertEncoder { layer },
-            host_ops: true,
+            host_ops: false,
             max_position_embeddings: self.max_position_embeddings,
             vocab_size: self.vocab_size,
             type_vocab_size: self.type_vocab_size,

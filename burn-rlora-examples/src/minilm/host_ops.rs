@@ -7,10 +7,14 @@
 //! * dropout masks from a small fast generator (xoshiro256++), four bytes per
 //!   element compared with `keep · 2^32`, instead of one ChaCha `f32` draw per element.
 //!
-//! Both are used only where the tensors live in host memory (flex and
-//! ndarray, with or without autodiff: [`host_ops_apply`]); on a GPU backend the
-//! encoder keeps Burn's own `gelu` and `Dropout`. The generator is seeded
+//! They are opt-in (`BertModel::with_host_ops(true)`, the trainer's
+//! `--host-kernels`), and even then used only where the tensors live in host
+//! memory (flex and ndarray, with or without autodiff, told by type:
+//! [`host_ops_apply`]); elsewhere the encoder keeps Burn's own `gelu` and
+//! `Dropout`. The generator is seeded
 //! from the backend's random numbers, so a run stays reproducible under `B::seed`.
+
+use std::any::TypeId;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, Tensor, TensorData};
@@ -20,20 +24,29 @@ use rand::{RngCore, SeedableRng};
 /// Work below this many elements stays on the calling thread.
 const PARALLEL_MIN: usize = 1 << 16;
 
-/// True when `B`'s tensors live in host memory, so that the host kernels of
-/// this module are cheaper than the backend's: flex and ndarray, with or
-/// without autodiff.
-pub fn host_ops_apply<B: Backend>(device: &B::Device) -> bool {
-    is_host_backend(&B::name(device))
+/// True when `B` is one of the backends whose tensors live in host memory,
+/// so that the host kernels of this module are cheaper than the backend's:
+/// flex and ndarray (f32), with or without autodiff, told by type (the
+/// backend types compiled into this crate), not by name.
+pub fn host_ops_apply<B: Backend>(_device: &B::Device) -> bool {
+    host_backends().contains(&TypeId::of::<B>())
 }
 
-/// True for the names `flex`, `ndarray`, `autodiff<flex>` and `autodiff<ndarray>`.
-fn is_host_backend(name: &str) -> bool {
-    let inner = name
-        .strip_prefix("autodiff<")
-        .and_then(|n| n.strip_suffix('>'))
-        .unwrap_or(name);
-    matches!(inner, "flex" | "ndarray")
+/// The types of the host-memory backends compiled in.
+fn host_backends() -> Vec<TypeId> {
+    #[allow(unused_mut)]
+    let mut types = Vec::new();
+    #[cfg(feature = "flex")]
+    types.extend([
+        TypeId::of::<burn::backend::Flex>(),
+        TypeId::of::<burn::backend::Autodiff<burn::backend::Flex>>(),
+    ]);
+    #[cfg(feature = "ndarray")]
+    types.extend([
+        TypeId::of::<burn::backend::NdArray>(),
+        TypeId::of::<burn::backend::Autodiff<burn::backend::NdArray>>(),
+    ]);
+    types
 }
 
 /// `e^x` in f32 with a relative error of a few units in the last place, in
@@ -506,15 +519,16 @@ mod tests {
             &Default::default()
         ));
         #[cfg(feature = "ndarray")]
-        assert!(host_ops_apply::<burn::backend::NdArray>(&Default::default()));
-        for name in [
-            "cuda",
-            "autodiff<cuda>",
-            "wgpu",
-            "autodiff<fusion<flex>>",
-            "flexible",
-        ] {
-            assert!(!is_host_backend(name), "{name}");
+        {
+            type N = burn::backend::NdArray;
+            assert!(host_ops_apply::<N>(&Default::default()));
+            assert!(host_ops_apply::<burn::backend::Autodiff<N>>(
+                &Default::default()
+            ));
+            // Another element type is not the f32 backend the kernels are for.
+            assert!(!host_ops_apply::<burn::backend::NdArray<f64>>(
+                &Default::default()
+            ));
         }
     }
 }

@@ -49,8 +49,8 @@ pub use targets::{EncoderAdapterConfig, TargetModule};
 pub use tokenize::{MiniLmTokenizer, Padding, TokenizedBatch, DEFAULT_MAX_LEN};
 pub use train::{
     adapted_shapes, build_classifier, minilm_adapter, prepare_tasks, run_minilm,
-    stratified_subsample, tokenize_all, MiniLmMethod, PreparedTask, SplitSettings, TokenCollate,
-    PAD_ID,
+    stratified_subsample, tokenize_all, MiniLmMethod, MiniLmSource, PreparedTask, SplitSettings,
+    TokenCollate, PAD_ID,
 };
 
 /// The data directory: `$BURN_RLORA_DATA` if set, else `data/` at the repository root.

@@ -6,7 +6,7 @@
 //! `Learner` ([`run_minilm`]).
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
@@ -344,9 +344,20 @@ pub fn build_classifier<B: Backend>(
     ))
 }
 
+/// Where a MiniLM run finds its model, and how it computes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MiniLmSource {
+    /// The data directory written by `scripts/fetch-data.sh`.
+    pub data_dir: PathBuf,
+    /// Longest token sequence, the CLS and SEP markers included.
+    pub max_len: usize,
+    /// Compute GELU and the dropout masks with the host kernels of
+    /// [`host_ops`](super::host_ops) (flex and ndarray only; off by default).
+    pub host_kernels: bool,
+}
+
 /// Train `method` as `run` says on the prepared `tasks` (the pretrained
-/// encoder loaded from `data_dir`, sequences of at most `max_len` tokens)
-/// and score it on the test splits.
+/// encoder loaded as `source` says) and score it on the test splits.
 ///
 /// 10% of each task's training examples validate after every epoch; the test
 /// split is scored once at the end. Head similarity is reported per adapted
@@ -358,15 +369,16 @@ pub fn build_classifier<B: Backend>(
 /// Loading the model, building the adapters or the datasets.
 pub fn run_minilm<B: AutodiffBackend>(
     tasks: &[PreparedTask],
-    data_dir: &Path,
+    source: &MiniLmSource,
     method: MiniLmMethod,
-    max_len: usize,
     run: RunSpec<'_, B>,
 ) -> Result<RunResult> {
     let (start, device) = run.begin();
     let settings = run.settings;
+    let data_dir = source.data_dir.as_path();
     let (rank, mut model) =
-        build_classifier::<B>(data_dir, method, settings, max_len, tasks, &device)?;
+        build_classifier::<B>(data_dir, method, settings, source.max_len, tasks, &device)?;
+    model.body = model.body.with_host_ops(source.host_kernels);
     // The probe has no adapters, so no head similarity to trace.
     let trace = if method == MiniLmMethod::Probe {
         SimilarityTrace::default()

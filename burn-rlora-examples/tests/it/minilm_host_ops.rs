@@ -30,6 +30,8 @@ fn adapted(dropout: f64, device: &burn::backend::flex::FlexDevice) -> BertModel<
     config.hidden_dropout_prob = dropout;
     config.attention_probs_dropout_prob = dropout;
     let model = config.init::<AD>(device).unwrap();
+    assert!(!model.host_ops(), "the host kernels are opt-in");
+    let model = model.with_host_ops(true);
     let _ = model.forward(&batch(device));
     model
         .adapt(&EncoderAdapterConfig::new(
