@@ -12,6 +12,7 @@ pub mod distributed;
 pub mod minilm;
 pub mod options;
 pub mod report;
+pub mod smollm;
 pub mod stats;
 pub mod synthetic;
 pub mod trace;

@@ -14,3 +14,4 @@ mod minilm_train;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod multitask_cli;
+mod smollm_model;

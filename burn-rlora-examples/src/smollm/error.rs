@@ -1,0 +1,58 @@
+//! What can go wrong building, loading or running the decoder.
+
+use thiserror::Error;
+
+/// An error of the decoder: its configuration, its weights or its input.
+#[derive(Debug, Error)]
+pub enum DecoderError {
+    /// The configuration cannot describe a Llama decoder.
+    #[error("invalid decoder configuration: {0}")]
+    InvalidConfig(String),
+    /// A tensor the decoder needs is not in the weights.
+    #[error("{file}: no tensor {name:?}")]
+    MissingTensor {
+        /// The weights' file.
+        file: String,
+        /// The tensor's name in that file.
+        name: String,
+    },
+    /// A tensor of the weights has another shape than the configuration says.
+    #[error("{file}: tensor {name:?} has shape {found:?}, the configuration needs {expected:?}")]
+    TensorShape {
+        /// The weights' file.
+        file: String,
+        /// The tensor's name in that file.
+        name: String,
+        /// The shape the configuration needs (row-major, outermost first).
+        expected: Vec<usize>,
+        /// The shape in the file (row-major, outermost first).
+        found: Vec<usize>,
+    },
+    /// A tensor of the weights holds a NaN or an infinity.
+    #[error("{file}: tensor {name:?} holds a value that is not finite")]
+    NonFinite {
+        /// The weights' file.
+        file: String,
+        /// The tensor's name in that file.
+        name: String,
+    },
+    /// A token id is not below the vocabulary's size.
+    #[error("token id {id} is out of the vocabulary ({vocab_size} tokens)")]
+    TokenOutOfRange {
+        /// The offending id.
+        id: u32,
+        /// The vocabulary's size.
+        vocab_size: usize,
+    },
+    /// The input is longer than the positions the model was built for.
+    #[error("{needed} positions needed, the model has {max}")]
+    TooLong {
+        /// Positions the call would reach.
+        needed: usize,
+        /// The model's `max_position_embeddings`.
+        max: usize,
+    },
+    /// The input or the cache has a shape the call cannot use.
+    #[error("{0}")]
+    Shape(String),
+}

@@ -1,0 +1,20 @@
+//! SmolLM2-135M-Instruct, a decoder LLM of the Llama architecture, read from
+//! its GGUF file: the tokenizer, the decoder as Burn modules with adaptable
+//! projections, and generation with a KV cache.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod load;
+pub mod model;
+pub mod rope;
+
+pub use cache::KvCache;
+pub use config::LlamaConfig;
+pub use error::DecoderError;
+pub use generate::{generate, Generated, GenerationConfig, Sampling, StopReason};
+pub use load::{load_llama, HostTensor, WeightSource};
+pub use model::{
+    LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
+};

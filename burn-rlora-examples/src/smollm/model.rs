@@ -1,0 +1,331 @@
+//! The Llama decoder as Burn modules: embeddings, RMSNorm, RoPE,
+//! grouped-query causal attention, SwiGLU feed-forward, tied output head.
+//!
+//! Module and field names follow Hugging Face's `LlamaForCausalLM`
+//! (`model.layers.N.self_attn.q_proj`, `model.layers.N.mlp.gate_proj`, ...),
+//! so PEFT's target names (`q_proj`, `k_proj`, `v_proj`, `o_proj`,
+//! `gate_proj`, `up_proj`, `down_proj`) select the same projections through
+//! [`AdaptConfig`](burn_rlora::AdaptConfig), and saved adapters carry PEFT's
+//! tensor names under the prefix `base_model.model.`.
+
+use burn::module::Module;
+use burn::nn::{Embedding, RmsNorm};
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use burn_rlora::{Adapt, RLoraLinear};
+
+use super::cache::KvCache;
+use super::error::DecoderError;
+use super::rope::RopeTables;
+
+/// RoPE's settings, shared by every block.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RopeSettings {
+    /// RoPE's base.
+    pub theta: f64,
+    /// Width of one attention head.
+    pub head_dim: usize,
+    /// Positions the model was trained for.
+    pub max_positions: usize,
+}
+
+/// Grouped-query self-attention with a causal mask.
+#[derive(Module, Adapt, Debug)]
+pub struct LlamaAttention<B: Backend> {
+    /// Queries, `[hidden, heads * head_dim]`.
+    pub q_proj: RLoraLinear<B>,
+    /// Keys, `[hidden, kv_heads * head_dim]`.
+    pub k_proj: RLoraLinear<B>,
+    /// Values, `[hidden, kv_heads * head_dim]`.
+    pub v_proj: RLoraLinear<B>,
+    /// Output, `[heads * head_dim, hidden]`.
+    pub o_proj: RLoraLinear<B>,
+    /// Query heads.
+    #[module(skip)]
+    pub heads: usize,
+    /// Key and value heads; each serves `heads / kv_heads` query heads.
+    #[module(skip)]
+    pub kv_heads: usize,
+    /// Width of one head.
+    #[module(skip)]
+    pub head_dim: usize,
+}
+
+/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Adapt, Debug)]
+pub struct LlamaMlp<B: Backend> {
+    /// Gate projection, `[hidden, intermediate]`.
+    pub gate_proj: RLoraLinear<B>,
+    /// Up projection, `[hidden, intermediate]`.
+    pub up_proj: RLoraLinear<B>,
+    /// Down projection, `[intermediate, hidden]`.
+    pub down_proj: RLoraLinear<B>,
+}
+
+/// One pre-norm decoder block.
+#[derive(Module, Adapt, Debug)]
+pub struct LlamaDecoderLayer<B: Backend> {
+    /// Self-attention.
+    pub self_attn: LlamaAttention<B>,
+    /// Feed-forward block.
+    pub mlp: LlamaMlp<B>,
+    /// RMSNorm before the attention.
+    pub input_layernorm: RmsNorm<B>,
+    /// RMSNorm before the feed-forward block.
+    pub post_attention_layernorm: RmsNorm<B>,
+}
+
+/// The decoder without its output head.
+#[derive(Module, Adapt, Debug)]
+pub struct LlamaModel<B: Backend> {
+    /// Token embeddings, `[vocab, hidden]`; also the output head when tied.
+    pub embed_tokens: Embedding<B>,
+    /// The blocks.
+    pub layers: Vec<LlamaDecoderLayer<B>>,
+    /// The final RMSNorm.
+    pub norm: RmsNorm<B>,
+    /// RoPE's settings.
+    #[module(skip)]
+    pub rope: RopeSettings,
+}
+
+/// A Llama decoder with its language-modelling head.
+#[derive(Module, Adapt, Debug)]
+pub struct LlamaForCausalLM<B: Backend> {
+    /// The decoder.
+    pub model: LlamaModel<B>,
+    /// The output head, `[hidden, vocab]`; `None` when it is the token
+    /// embedding (tied, as in SmolLM2).
+    pub lm_head: Option<RLoraLinear<B>>,
+}
+
+impl<B: Backend> LlamaAttention<B> {
+    /// Attention of `x` (`[batch, len, hidden]`) over the cached positions and
+    /// its own, causally; appends its keys and values to `slot` when given.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        mask: Option<&Tensor<B, 5>>,
+        slot: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let [b, s, _] = x.dims();
+        let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let split = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+        let q = rope.apply(split(self.q_proj.forward(x.clone()), h));
+        let mut k = rope.apply(split(self.k_proj.forward(x.clone()), kv));
+        let mut v = split(self.v_proj.forward(x), kv);
+        if let Some(slot) = slot {
+            if let Some((pk, pv)) = slot.take() {
+                k = Tensor::cat(vec![pk, k], 2);
+                v = Tensor::cat(vec![pv, v], 2);
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
+        let total = k.dims()[2];
+        // Query head `g * rep + r` reads key/value head `g`: group the
+        // queries instead of repeating the keys and values.
+        let rep = h / kv;
+        let q = q
+            .mul_scalar(1.0 / (hd as f64).sqrt())
+            .reshape([b, kv, rep * s, hd]);
+        let scores = q.matmul(k.swap_dims(2, 3)).reshape([b, kv, rep, s, total]);
+        let scores = match mask {
+            Some(mask) => scores + mask.clone(),
+            None => scores,
+        };
+        let probs = softmax(scores, 4).reshape([b, kv, rep * s, total]);
+        let out = probs.matmul(v).reshape([b, h, s, hd]).swap_dims(1, 2);
+        self.o_proj.forward(out.reshape([b, s, h * hd]))
+    }
+}
+
+impl<B: Backend> LlamaMlp<B> {
+    /// `down(silu(gate(x)) * up(x))`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+impl<B: Backend> LlamaDecoderLayer<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        rope: &RopeTables<B>,
+        mask: Option<&Tensor<B, 5>>,
+        slot: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+    ) -> Tensor<B, 3> {
+        let attn =
+            self.self_attn
+                .forward(self.input_layernorm.forward(x.clone()), rope, mask, slot);
+        let x = x + attn;
+        let ff = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        x + ff
+    }
+}
+
+/// The additive causal mask of `len` new positions after `past` cached
+/// ones, `[1, 1, 1, len, past + len]`: 0 where a query may look, -inf after it.
+fn causal_mask<B: Backend>(past: usize, len: usize, device: &B::Device) -> Tensor<B, 5> {
+    let total = past + len;
+    let mut values = vec![0.0f32; len * total];
+    for i in 0..len {
+        for j in past + i + 1..total {
+            values[i * total + j] = f32::NEG_INFINITY;
+        }
+    }
+    Tensor::from_data(TensorData::new(values, [1, 1, 1, len, total]), device)
+}
+
+impl<B: Backend> LlamaModel<B> {
+    /// The final hidden states (after the last RMSNorm), `[batch, len, hidden]`,
+    /// of `tokens` (`[batch, len]`) following the positions in `cache`, if any,
+    /// which then holds these positions too.
+    ///
+    /// Rows share positions: pad a batch on the right (a causal model's
+    /// earlier positions never see the padding).
+    ///
+    /// # Errors
+    ///
+    /// [`DecoderError::Shape`] for a cache of another model or an empty
+    /// input, [`DecoderError::TooLong`] past `max_position_embeddings`.
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        mut cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>, DecoderError> {
+        let [_, len] = tokens.dims();
+        let past = cache.as_ref().map_or(0, |c| c.len);
+        self.check_input(len, past, cache.as_deref())?;
+        let device = tokens.device();
+        let rope = RopeTables::new(past, len, self.rope.head_dim, self.rope.theta, &device);
+        let mask = (len > 1).then(|| causal_mask::<B>(past, len, &device));
+        let mut x = self.embed_tokens.forward(tokens);
+        for (i, layer) in self.layers.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            x = layer.forward(x, &rope, mask.as_ref(), slot);
+        }
+        if let Some(cache) = cache {
+            cache.len += len;
+        }
+        Ok(self.norm.forward(x))
+    }
+
+    fn check_input(
+        &self,
+        len: usize,
+        past: usize,
+        cache: Option<&KvCache<B>>,
+    ) -> Result<(), DecoderError> {
+        if len == 0 {
+            return Err(DecoderError::Shape("the input has no positions".into()));
+        }
+        if let Some(c) = cache {
+            if c.layers.len() != self.layers.len() {
+                return Err(DecoderError::Shape(format!(
+                    "the cache is for {} blocks, the model has {}",
+                    c.layers.len(),
+                    self.layers.len()
+                )));
+            }
+        }
+        if past + len > self.rope.max_positions {
+            return Err(DecoderError::TooLong {
+                needed: past + len,
+                max: self.rope.max_positions,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl<B: Backend> LlamaForCausalLM<B> {
+    /// Logits over the vocabulary at every position, `[batch, len, vocab]`.
+    ///
+    /// The output head is most of a small model's work at long inputs: when
+    /// only some positions need logits, call [`hidden`](Self::hidden) and
+    /// [`head`](Self::head) on those rows.
+    ///
+    /// # Errors
+    ///
+    /// As [`LlamaModel::forward`].
+    pub fn forward(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>, DecoderError> {
+        let hidden = self.hidden(tokens, cache)?;
+        let [b, s, d] = hidden.dims();
+        let logits = self.head(hidden.reshape([b * s, d]));
+        let vocab = logits.dims()[1];
+        Ok(logits.reshape([b, s, vocab]))
+    }
+
+    /// The final hidden states, as [`LlamaModel::forward`].
+    ///
+    /// # Errors
+    ///
+    /// As [`LlamaModel::forward`].
+    pub fn hidden(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        cache: Option<&mut KvCache<B>>,
+    ) -> Result<Tensor<B, 3>, DecoderError> {
+        self.model.forward(tokens, cache)
+    }
+
+    /// The output head on rows of final hidden states, `[n, hidden]` to
+    /// `[n, vocab]`.
+    pub fn head(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+        }
+    }
+
+    /// An empty [`KvCache`] for this model.
+    pub fn new_cache(&self) -> KvCache<B> {
+        KvCache::new(self.model.layers.len())
+    }
+
+    /// Tokens in the vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        self.model.embed_tokens.weight.dims()[0]
+    }
+
+    /// `ids` (rows of equal length) as the `[batch, len]` input of
+    /// [`forward`](Self::forward), on `device`.
+    ///
+    /// # Errors
+    ///
+    /// [`DecoderError::TokenOutOfRange`] for an id past the vocabulary,
+    /// [`DecoderError::Shape`] for no rows, empty rows or rows of different lengths.
+    pub fn tokens(
+        &self,
+        ids: &[Vec<u32>],
+        device: &B::Device,
+    ) -> Result<Tensor<B, 2, Int>, DecoderError> {
+        let len = ids.first().map_or(0, Vec::len);
+        if len == 0 || ids.iter().any(|r| r.len() != len) {
+            return Err(DecoderError::Shape(
+                "token rows must be non-empty and of one length".into(),
+            ));
+        }
+        let vocab_size = self.vocab_size();
+        let mut flat = Vec::with_capacity(ids.len() * len);
+        for &id in ids.iter().flatten() {
+            if id as usize >= vocab_size {
+                return Err(DecoderError::TokenOutOfRange { id, vocab_size });
+            }
+            flat.push(i64::from(id));
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(flat, [ids.len(), len]),
+            device,
+        ))
+    }
+}

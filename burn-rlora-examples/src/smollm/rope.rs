@@ -1,0 +1,116 @@
+//! Rotary position embeddings in Llama's "rotate half" convention.
+//!
+//! Dimension `i` of a head and dimension `i + head_dim / 2` form one pair,
+//! rotated by the angle `position * theta^(-2i / head_dim)`. That is the
+//! layout of the Hugging Face checkpoints; GGUF files store the query and
+//! key projections with their rows reordered for pairs of neighbours, which
+//! the loader undoes ([`unpermute_rows`]).
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+/// The cosines and sines of a run of positions, `[1, 1, len, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct RopeTables<B: Backend> {
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+}
+
+impl<B: Backend> RopeTables<B> {
+    /// The tables of positions `start..start + len` for heads of `head_dim`
+    /// (even) and RoPE base `theta`, computed as the reference does in f32.
+    pub fn new(start: usize, len: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
+        let half = head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
+            .collect();
+        let mut cos = Vec::with_capacity(len * head_dim);
+        let mut sin = Vec::with_capacity(len * head_dim);
+        for p in start..start + len {
+            let angles: Vec<f32> = inv_freq.iter().map(|f| p as f32 * f).collect();
+            for _ in 0..2 {
+                cos.extend(angles.iter().map(|&a| f64::from(a).cos() as f32));
+                sin.extend(angles.iter().map(|&a| f64::from(a).sin() as f32));
+            }
+        }
+        let table = |v: Vec<f32>| {
+            Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, len, head_dim]), device)
+        };
+        Self {
+            cos: table(cos),
+            sin: table(sin),
+        }
+    }
+
+    /// `x` (`[batch, heads, len, head_dim]`) with every position rotated.
+    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+        let [b, h, s, d] = x.dims();
+        let half = d / 2;
+        let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
+        let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}
+
+/// The rows of a query or key projection stored for rotating neighbouring
+/// pairs (GGUF's layout), put back in the "rotate half" order.
+///
+/// `rows` is row-major `[heads * head_dim, cols]`. Within each head, stored
+/// row `2i + j` (`j` in {0, 1}) becomes row `j * head_dim / 2 + i`.
+pub fn unpermute_rows(rows: &[f32], heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+    let half = head_dim / 2;
+    let mut out = vec![0.0; rows.len()];
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let from = (h * head_dim + 2 * i + j) * cols;
+                let to = (h * head_dim + j * half + i) * cols;
+                out[to..to + cols].copy_from_slice(&rows[from..from + cols]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+
+    #[test]
+    fn rotates_each_pair_by_its_angle() {
+        let device = Default::default();
+        // One head of 4: pairs (0, 2) and (1, 3); theta 100: frequencies 1 and 0.1.
+        let tables = RopeTables::<NdArray>::new(3, 1, 4, 100.0, &device);
+        let x = Tensor::<NdArray, 4>::from_data([[[[1.0f32, 2.0, 3.0, 4.0]]]], &device);
+        let got = tables.apply(x).into_data().to_vec::<f32>().unwrap();
+        let (a0, a1) = (3.0f64, 0.3f64);
+        let want = [
+            1.0 * a0.cos() - 3.0 * a0.sin(),
+            2.0 * a1.cos() - 4.0 * a1.sin(),
+            3.0 * a0.cos() + 1.0 * a0.sin(),
+            4.0 * a1.cos() + 2.0 * a1.sin(),
+        ];
+        for (g, w) in got.iter().zip(want) {
+            assert!((f64::from(*g) - w).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn position_zero_is_the_identity() {
+        let device = Default::default();
+        let tables = RopeTables::<NdArray>::new(0, 1, 4, 1e4, &device);
+        let x = Tensor::<NdArray, 4>::from_data([[[[1.0f32, -2.0, 3.0, 0.5]]]], &device);
+        let got = tables.apply(x).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(got, [1.0, -2.0, 3.0, 0.5]);
+    }
+
+    #[test]
+    fn unpermute_undoes_the_neighbour_layout() {
+        // Two heads of 4, one column: stored rows per head are (a0 b0 a1 b1).
+        let stored = [0.0, 10.0, 1.0, 11.0, 2.0, 12.0, 3.0, 13.0];
+        let rows = unpermute_rows(&stored, 2, 4, 1);
+        assert_eq!(rows, [0.0, 1.0, 10.0, 11.0, 2.0, 3.0, 12.0, 13.0]);
+    }
+}

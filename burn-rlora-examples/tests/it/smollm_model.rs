@@ -1,0 +1,423 @@
+//! The Llama decoder on a tiny configuration: the KV cache, causality,
+//! grouped-query attention, loading from GGUF-layout tensors, adaptation by
+//! PEFT's target names, generation, and its errors.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use burn::backend::NdArray;
+use burn::tensor::{Tensor, Tolerance};
+use burn_rlora::adapt::adapted_paths;
+use burn_rlora::{AdaptConfig, RLoraConfig, TargetModules};
+use burn_rlora_examples::smollm::{
+    generate, load_llama, DecoderError, GenerationConfig, HostTensor, LlamaConfig,
+    LlamaForCausalLM, Sampling, StopReason, WeightSource,
+};
+
+type B = NdArray;
+
+fn tiny() -> LlamaConfig {
+    LlamaConfig::new(50, 16, 24, 2, 4, 2, 32).with_rope_theta(500.0)
+}
+
+fn model(config: &LlamaConfig) -> LlamaForCausalLM<B> {
+    config.init::<B>(&Default::default()).unwrap()
+}
+
+const IDS: [u32; 9] = [3, 17, 42, 8, 8, 0, 49, 21, 5];
+
+fn logits(m: &LlamaForCausalLM<B>, ids: &[u32]) -> Tensor<B, 3> {
+    let tokens = m.tokens(&[ids.to_vec()], &Default::default()).unwrap();
+    m.forward(tokens, None).unwrap()
+}
+
+fn row(t: Tensor<B, 3>, p: usize) -> Vec<f32> {
+    let [_, _, v] = t.dims();
+    t.slice([0..1, p..p + 1, 0..v])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap()
+}
+
+fn assert_close(a: &[f32], b: &[f32], tol: f32) {
+    assert_eq!(a.len(), b.len());
+    let worst = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max);
+    assert!(worst <= tol, "max |difference| {worst} > {tol}");
+}
+
+#[test]
+fn the_cache_gives_the_logits_of_one_pass() {
+    let m = model(&tiny());
+    let full = logits(&m, &IDS);
+    let device = Default::default();
+    let mut cache = m.new_cache();
+    let prefill = m.forward(
+        m.tokens(&[IDS[..4].to_vec()], &device).unwrap(),
+        Some(&mut cache),
+    );
+    let prefill = prefill.unwrap();
+    for p in 0..4 {
+        assert_close(&row(prefill.clone(), p), &row(full.clone(), p), 1e-5);
+    }
+    for (p, &id) in IDS.iter().enumerate().skip(4) {
+        let step = m.forward(m.tokens(&[vec![id]], &device).unwrap(), Some(&mut cache));
+        assert_close(&row(step.unwrap(), 0), &row(full.clone(), p), 1e-5);
+    }
+    assert_eq!(cache.len(), IDS.len());
+}
+
+#[test]
+fn a_later_token_leaves_earlier_logits_unchanged() {
+    let m = model(&tiny());
+    let mut other = IDS;
+    other[6] = 1;
+    let (a, b) = (logits(&m, &IDS), logits(&m, &other));
+    for p in 0..6 {
+        assert_eq!(row(a.clone(), p), row(b.clone(), p));
+    }
+    assert_ne!(row(a, 6), row(b, 6));
+}
+
+/// The tensors of `m` under their GGUF names and in GGUF's layout: `[out, in]`
+/// rows, query and key rows of each head in neighbour-pair order.
+struct Layout(HashMap<String, HostTensor>);
+
+impl WeightSource for Layout {
+    fn file(&self) -> String {
+        "test.gguf".into()
+    }
+    fn tensor(&mut self, name: &str) -> Result<Option<HostTensor>, DecoderError> {
+        Ok(self.0.get(name).cloned())
+    }
+}
+
+/// Row `j * half + i` of each head to row `2i + j` (what GGUF's converter does).
+fn permute(rows: &[f32], heads: usize, head_dim: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; rows.len()];
+    let half = head_dim / 2;
+    for h in 0..heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let from = (h * head_dim + j * half + i) * cols;
+                let to = (h * head_dim + 2 * i + j) * cols;
+                out[to..to + cols].copy_from_slice(&rows[from..from + cols]);
+            }
+        }
+    }
+    out
+}
+
+fn host(shape: Vec<usize>, values: Vec<f32>) -> HostTensor {
+    HostTensor { shape, values }
+}
+
+fn gguf_layout(m: &LlamaForCausalLM<B>, c: &LlamaConfig) -> Layout {
+    let mut map = HashMap::new();
+    let values = |t: Tensor<B, 2>| t.into_data().to_vec::<f32>().unwrap();
+    let mut put = |name: String, t: Tensor<B, 2>, rope: Option<usize>| {
+        let [d_in, d_out] = t.dims();
+        let mut rows = values(t.transpose());
+        if let Some(heads) = rope {
+            rows = permute(&rows, heads, c.head_dim(), d_in);
+        }
+        map.insert(name, host(vec![d_out, d_in], rows));
+    };
+    for (n, l) in m.model.layers.iter().enumerate() {
+        let a = &l.self_attn;
+        put(
+            format!("blk.{n}.attn_q.weight"),
+            a.q_proj.weight.val(),
+            Some(c.num_attention_heads),
+        );
+        put(
+            format!("blk.{n}.attn_k.weight"),
+            a.k_proj.weight.val(),
+            Some(c.num_key_value_heads),
+        );
+        put(
+            format!("blk.{n}.attn_v.weight"),
+            a.v_proj.weight.val(),
+            None,
+        );
+        put(
+            format!("blk.{n}.attn_output.weight"),
+            a.o_proj.weight.val(),
+            None,
+        );
+        put(
+            format!("blk.{n}.ffn_gate.weight"),
+            l.mlp.gate_proj.weight.val(),
+            None,
+        );
+        put(
+            format!("blk.{n}.ffn_up.weight"),
+            l.mlp.up_proj.weight.val(),
+            None,
+        );
+        put(
+            format!("blk.{n}.ffn_down.weight"),
+            l.mlp.down_proj.weight.val(),
+            None,
+        );
+    }
+    let norm = |t: Tensor<B, 1>| host(t.dims().to_vec(), t.into_data().to_vec::<f32>().unwrap());
+    for (n, l) in m.model.layers.iter().enumerate() {
+        map.insert(
+            format!("blk.{n}.attn_norm.weight"),
+            norm(l.input_layernorm.gamma.val()),
+        );
+        map.insert(
+            format!("blk.{n}.ffn_norm.weight"),
+            norm(l.post_attention_layernorm.gamma.val()),
+        );
+    }
+    map.insert("output_norm.weight".into(), norm(m.model.norm.gamma.val()));
+    let e = m.model.embed_tokens.weight.val();
+    map.insert(
+        "token_embd.weight".into(),
+        host(e.dims().to_vec(), values(e)),
+    );
+    Layout(map)
+}
+
+#[test]
+fn loads_tensors_in_gguf_layout() {
+    let c = tiny();
+    let m = model(&c);
+    let mut source = gguf_layout(&m, &c);
+    let loaded: LlamaForCausalLM<B> = load_llama(&c, &mut source, &Default::default()).unwrap();
+    logits(&loaded, &IDS)
+        .into_data()
+        .assert_eq(&logits(&m, &IDS).into_data(), true);
+}
+
+#[test]
+fn loading_names_the_missing_misshapen_or_non_finite_tensor() {
+    let c = tiny();
+    let m = model(&c);
+    let load = |source: &mut Layout| load_llama::<B>(&c, source, &Default::default());
+    let mut source = gguf_layout(&m, &c);
+    source.0.remove("blk.1.ffn_up.weight");
+    let err = load(&mut source).unwrap_err();
+    assert!(
+        matches!(&err, DecoderError::MissingTensor { name, .. } if name == "blk.1.ffn_up.weight"),
+        "{err}"
+    );
+    let mut source = gguf_layout(&m, &c);
+    source.0.get_mut("blk.0.attn_k.weight").unwrap().shape = vec![16, 8];
+    let err = load(&mut source).unwrap_err();
+    assert!(
+        matches!(&err, DecoderError::TensorShape { name, expected, .. } if name == "blk.0.attn_k.weight" && expected == &[8, 16]),
+        "{err}"
+    );
+    let mut source = gguf_layout(&m, &c);
+    source.0.get_mut("output_norm.weight").unwrap().values[3] = f32::NAN;
+    let err = load(&mut source).unwrap_err();
+    assert!(
+        matches!(&err, DecoderError::NonFinite { name, .. } if name == "output_norm.weight"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("test.gguf"), "{err}");
+}
+
+#[test]
+fn grouped_queries_read_their_group_s_keys_and_values() {
+    // The same model with every key/value head repeated for its query heads
+    // (4 kv heads) computes what the grouped one (2 kv heads) does.
+    let grouped_config = tiny();
+    let grouped = model(&grouped_config);
+    let mut source = gguf_layout(&grouped, &grouped_config);
+    let full_config = LlamaConfig {
+        num_key_value_heads: 4,
+        ..tiny()
+    };
+    let hd = grouped_config.head_dim();
+    for n in 0..2 {
+        for p in ["attn_k", "attn_v"] {
+            let HostTensor {
+                shape,
+                values: rows,
+            } = source.0[&format!("blk.{n}.{p}.weight")].clone();
+            let cols = shape[1];
+            let mut repeated = Vec::new();
+            for h in 0..4 {
+                let g = h / 2;
+                repeated.extend_from_slice(&rows[g * hd * cols..(g + 1) * hd * cols]);
+            }
+            source.0.insert(
+                format!("blk.{n}.{p}.weight"),
+                host(vec![4 * hd, cols], repeated),
+            );
+        }
+    }
+    let full: LlamaForCausalLM<B> =
+        load_llama(&full_config, &mut source, &Default::default()).unwrap();
+    logits(&full, &IDS).into_data().assert_approx_eq::<f32>(
+        &logits(&grouped, &IDS).into_data(),
+        Tolerance::absolute(1e-5),
+    );
+}
+
+#[test]
+fn peft_names_adapt_the_feed_forward_and_start_as_the_base() {
+    let m = model(&tiny());
+    let before = logits(&m, &IDS);
+    let config = AdaptConfig::new(
+        RLoraConfig::r_lora(4, 32.0, 5),
+        TargetModules::names(["gate_proj", "up_proj", "down_proj"]),
+    );
+    let (adapted, paths) = config.adapt_listed(m).unwrap();
+    let want: Vec<String> = (0..2)
+        .flat_map(|n| {
+            ["gate_proj", "up_proj", "down_proj"].map(|p| format!("model.layers.{n}.mlp.{p}"))
+        })
+        .collect();
+    assert_eq!(paths, want);
+    assert_eq!(adapted_paths(&adapted), want);
+    logits(&adapted, &IDS)
+        .into_data()
+        .assert_approx_eq::<f32>(&before.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    let all = AdaptConfig::new(
+        RLoraConfig::lora(2, 4.0),
+        TargetModules::names(["q_proj", "k_proj", "v_proj", "o_proj"]),
+    );
+    let (_, paths) = all.adapt_listed(model(&tiny())).unwrap();
+    assert_eq!(paths.len(), 8);
+    assert_eq!(paths[1], "model.layers.0.self_attn.k_proj");
+}
+
+#[test]
+fn greedy_generation_is_the_argmax_of_each_full_pass() {
+    let m = model(&tiny());
+    let config = GenerationConfig::greedy(6, vec![]);
+    let mut streamed = Vec::new();
+    let out = generate(&m, &IDS[..3], &config, |t| {
+        streamed.push(t);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(out.stop, StopReason::Budget);
+    assert_eq!(out.tokens, streamed);
+    let mut ids = IDS[..3].to_vec();
+    for &t in &out.tokens {
+        let last = row(logits(&m, &ids), ids.len() - 1);
+        assert_eq!(burn_rlora_examples::smollm::generate::argmax(&last), t);
+        ids.push(t);
+    }
+}
+
+#[test]
+fn generation_stops_at_a_stop_token_the_caller_or_the_context() {
+    let m = model(&tiny());
+    let first = generate(&m, &IDS, &GenerationConfig::greedy(1, vec![]), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap()
+    .tokens[0];
+    let out = generate(&m, &IDS, &GenerationConfig::greedy(10, vec![first]), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!((out.tokens, out.stop), (vec![first], StopReason::StopToken));
+    let out = generate(&m, &IDS, &GenerationConfig::greedy(10, vec![]), |_| {
+        ControlFlow::Break(())
+    })
+    .unwrap();
+    assert_eq!((out.tokens.len(), out.stop), (1, StopReason::Caller));
+    let long = [1u32; 30];
+    let out = generate(&m, &long, &GenerationConfig::greedy(10, vec![]), |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!((out.tokens.len(), out.stop), (3, StopReason::ContextFull));
+}
+
+#[test]
+fn the_same_seed_samples_the_same_tokens() {
+    let m = model(&tiny());
+    let run = |seed| {
+        let config = GenerationConfig {
+            max_new_tokens: 20,
+            sampling: Sampling::Sample {
+                // The drawn tiny model is sure of itself: flatten its logits.
+                temperature: 50.0,
+                top_p: 0.95,
+                seed,
+            },
+            stop_tokens: vec![],
+        };
+        generate(&m, &IDS[..2], &config, |_| ControlFlow::Continue(()))
+            .unwrap()
+            .tokens
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
+
+#[test]
+fn bad_configurations_and_inputs_are_errors() {
+    let device = Default::default();
+    for c in [
+        LlamaConfig {
+            num_attention_heads: 3,
+            ..tiny()
+        },
+        LlamaConfig {
+            num_key_value_heads: 3,
+            ..tiny()
+        },
+        LlamaConfig::new(50, 12, 24, 2, 4, 2, 32),
+        LlamaConfig {
+            num_hidden_layers: 0,
+            ..tiny()
+        },
+        tiny().with_rms_norm_eps(0.0),
+    ] {
+        assert!(
+            matches!(c.init::<B>(&device), Err(DecoderError::InvalidConfig(_))),
+            "{c:?}"
+        );
+    }
+    let m = model(&tiny());
+    assert!(matches!(
+        m.tokens(&[vec![50]], &device),
+        Err(DecoderError::TokenOutOfRange {
+            id: 50,
+            vocab_size: 50
+        })
+    ));
+    assert!(matches!(
+        m.tokens(&[vec![1, 2], vec![3]], &device),
+        Err(DecoderError::Shape(_))
+    ));
+    assert!(matches!(
+        m.tokens(&[], &device),
+        Err(DecoderError::Shape(_))
+    ));
+    let long = m.tokens(&[vec![1; 33]], &device).unwrap();
+    assert!(matches!(
+        m.forward(long, None),
+        Err(DecoderError::TooLong {
+            needed: 33,
+            max: 32
+        })
+    ));
+    let mut other = model(&LlamaConfig {
+        num_hidden_layers: 3,
+        ..tiny()
+    })
+    .new_cache();
+    let t = m.tokens(&[vec![1]], &device).unwrap();
+    assert!(matches!(
+        m.forward(t, Some(&mut other)),
+        Err(DecoderError::Shape(_))
+    ));
+    let empty = generate(&m, &[], &GenerationConfig::greedy(3, vec![]), |_| {
+        ControlFlow::Continue(())
+    });
+    assert!(matches!(empty, Err(DecoderError::Shape(_))));
+}
