@@ -9,6 +9,7 @@ pub mod generate;
 pub mod load;
 pub mod model;
 pub mod rope;
+pub mod tokenizer;
 
 pub use cache::KvCache;
 pub use config::LlamaConfig;
@@ -17,4 +18,7 @@ pub use generate::{generate, Generated, GenerationConfig, Sampling, StopReason};
 pub use load::{load_llama, HostTensor, WeightSource};
 pub use model::{
     LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
+};
+pub use tokenizer::{
+    ChatFormat, ChatTurn, SmolTokenizer, StreamDecoder, TokenizerError, TokenizerSpec,
 };

@@ -15,3 +15,4 @@ mod minilm_train;
 mod mpi;
 mod multitask_cli;
 mod smollm_model;
+mod smollm_tokenizer;
