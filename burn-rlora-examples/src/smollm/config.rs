@@ -223,7 +223,9 @@ pub(super) trait Parts<B: Backend> {
     fn head(&mut self, config: &LlamaConfig) -> Result<RLoraLinear<B>, DecoderError>;
 }
 
-/// Parts with freshly drawn weights, as Burn's configs initialize them.
+/// Parts with freshly drawn weights, as Burn's configs initialize them, but
+/// drawn at once rather than lazily: clones of the model share one set of
+/// values (a lazy parameter draws anew in every clone).
 struct DrawnParts<'a, B: Backend> {
     device: &'a B::Device,
 }
@@ -237,10 +239,11 @@ impl<B: Backend> Parts<B> for DrawnParts<'_, B> {
         d_in: usize,
         d_out: usize,
     ) -> Result<RLoraLinear<B>, DecoderError> {
-        Ok(LinearConfig::new(d_in, d_out)
+        let linear = LinearConfig::new(d_in, d_out)
             .with_bias(false)
-            .init(self.device)
-            .into())
+            .init(self.device);
+        let _drawn = linear.weight.val();
+        Ok(linear.into())
     }
 
     fn norm(
@@ -248,13 +251,17 @@ impl<B: Backend> Parts<B> for DrawnParts<'_, B> {
         c: &LlamaConfig,
         _: Option<(usize, NormAt)>,
     ) -> Result<RmsNorm<B>, DecoderError> {
-        Ok(RmsNormConfig::new(c.hidden_size)
+        let norm = RmsNormConfig::new(c.hidden_size)
             .with_epsilon(c.rms_norm_eps)
-            .init(self.device))
+            .init(self.device);
+        let _drawn = norm.gamma.val();
+        Ok(norm)
     }
 
     fn embedding(&mut self, c: &LlamaConfig) -> Result<Embedding<B>, DecoderError> {
-        Ok(EmbeddingConfig::new(c.vocab_size, c.hidden_size).init(self.device))
+        let embedding = EmbeddingConfig::new(c.vocab_size, c.hidden_size).init(self.device);
+        let _drawn = embedding.weight.val();
+        Ok(embedding)
     }
 
     fn head(&mut self, c: &LlamaConfig) -> Result<RLoraLinear<B>, DecoderError> {

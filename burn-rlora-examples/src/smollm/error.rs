@@ -55,4 +55,20 @@ pub enum DecoderError {
     /// The input or the cache has a shape the call cannot use.
     #[error("{0}")]
     Shape(String),
+    /// The GGUF file could not be read.
+    #[error(transparent)]
+    Gguf(#[from] burn_rlora_gguf::GgufError),
+    /// A metadata value of the GGUF file cannot describe this model.
+    #[error("{file}: metadata {key:?}: {reason}")]
+    Metadata {
+        /// The GGUF file.
+        file: String,
+        /// The metadata key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The tokenizer could not be built or used.
+    #[error(transparent)]
+    Tokenizer(#[from] super::tokenizer::TokenizerError),
 }

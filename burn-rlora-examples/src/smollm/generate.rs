@@ -123,7 +123,7 @@ pub fn generate<B: Backend>(
         Sampling::Sample { seed, .. } => Some(StdRng::seed_from_u64(seed)),
         Sampling::Greedy => None,
     };
-    let mut input = model.tokens(&[prompt.to_vec()], &device)?;
+    let mut input = model.tokens(&[prompt], &device)?;
     let mut tokens = Vec::new();
     let stop = loop {
         if tokens.len() == config.max_new_tokens {
@@ -149,7 +149,7 @@ pub fn generate<B: Backend>(
         if cache.len() >= max {
             break StopReason::ContextFull;
         }
-        input = model.tokens(&[vec![next]], &device)?;
+        input = model.tokens(&[[next]], &device)?;
     };
     Ok(Generated { tokens, stop })
 }

@@ -2,19 +2,25 @@
 //! its GGUF file: the tokenizer, the decoder as Burn modules with adaptable
 //! projections, and generation with a KV cache.
 
+pub mod adapter;
 pub mod cache;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod load;
 pub mod model;
 pub mod rope;
 pub mod tokenizer;
 
+pub use adapter::{
+    load_decoder_adapter, peft_naming, save_decoder_adapter, AdapterLoadError, PEFT_PREFIX,
+};
 pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use error::DecoderError;
 pub use generate::{generate, Generated, GenerationConfig, Sampling, StopReason};
+pub use gguf::{llama_config, smollm2_path, tokenizer_spec, SmolLm, SMOLLM2_FILE};
 pub use load::{load_llama, HostTensor, WeightSource};
 pub use model::{
     LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,

@@ -304,20 +304,20 @@ impl<B: Backend> LlamaForCausalLM<B> {
     ///
     /// [`DecoderError::TokenOutOfRange`] for an id past the vocabulary,
     /// [`DecoderError::Shape`] for no rows, empty rows or rows of different lengths.
-    pub fn tokens(
+    pub fn tokens<R: AsRef<[u32]>>(
         &self,
-        ids: &[Vec<u32>],
+        ids: &[R],
         device: &B::Device,
     ) -> Result<Tensor<B, 2, Int>, DecoderError> {
-        let len = ids.first().map_or(0, Vec::len);
-        if len == 0 || ids.iter().any(|r| r.len() != len) {
+        let len = ids.first().map_or(0, |r| r.as_ref().len());
+        if len == 0 || ids.iter().any(|r| r.as_ref().len() != len) {
             return Err(DecoderError::Shape(
                 "token rows must be non-empty and of one length".into(),
             ));
         }
         let vocab_size = self.vocab_size();
         let mut flat = Vec::with_capacity(ids.len() * len);
-        for &id in ids.iter().flatten() {
+        for &id in ids.iter().flat_map(|r| r.as_ref()) {
             if id as usize >= vocab_size {
                 return Err(DecoderError::TokenOutOfRange { id, vocab_size });
             }

@@ -14,5 +14,7 @@ mod minilm_train;
 #[cfg(feature = "mpi")]
 mod mpi;
 mod multitask_cli;
+mod smollm_chat;
 mod smollm_model;
+mod smollm_parity;
 mod smollm_tokenizer;

@@ -395,7 +395,7 @@ fn bad_configurations_and_inputs_are_errors() {
         Err(DecoderError::Shape(_))
     ));
     assert!(matches!(
-        m.tokens(&[], &device),
+        m.tokens::<Vec<u32>>(&[], &device),
         Err(DecoderError::Shape(_))
     ));
     let long = m.tokens(&[vec![1; 33]], &device).unwrap();
@@ -420,4 +420,141 @@ fn bad_configurations_and_inputs_are_errors() {
         ControlFlow::Continue(())
     });
     assert!(matches!(empty, Err(DecoderError::Shape(_))));
+}
+
+mod adapters {
+    use super::*;
+    use burn::backend::Autodiff;
+    use burn::module::AutodiffModule;
+    use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+    use burn_rlora::checkpoint::{read_config, CheckpointError, TENSORS_FILE};
+    use burn_rlora_examples::smollm::{
+        load_decoder_adapter, save_decoder_adapter, AdapterLoadError, PEFT_PREFIX,
+    };
+
+    type AD = Autodiff<B>;
+
+    fn adapter_config() -> RLoraConfig {
+        RLoraConfig::r_lora(2, 8.0, 3).with_dropout(0.0)
+    }
+
+    fn adapted(m: LlamaForCausalLM<AD>) -> LlamaForCausalLM<AD> {
+        AdaptConfig::new(
+            adapter_config(),
+            TargetModules::names(["gate_proj", "up_proj", "down_proj"]),
+        )
+        .adapt(m)
+        .unwrap()
+    }
+
+    /// `m` after one Adam step that raises the logit of token 7 everywhere.
+    fn trained(m: LlamaForCausalLM<AD>) -> LlamaForCausalLM<AD> {
+        let device = Default::default();
+        let tokens = m.tokens(&[IDS.to_vec()], &device).unwrap();
+        let logits = m.forward(tokens, None).unwrap();
+        let loss = logits.slice([0..1, 0..IDS.len(), 7..8]).mean().neg();
+        let grads = GradientsParams::from_grads(loss.backward(), &m);
+        AdamConfig::new().init().step(0.05, m, grads)
+    }
+
+    fn tensor_names(dir: &std::path::Path) -> Vec<String> {
+        let bytes = std::fs::read(dir.join(TENSORS_FILE)).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_saved_adapter_has_peft_names_and_loads_back_on_the_plain_model() {
+        let config = tiny();
+        let base = config.init::<AD>(&Default::default()).unwrap();
+        let plain = base.clone().valid();
+        let model = trained(adapted(base)).valid();
+        let dir = tempdir("saved");
+        save_decoder_adapter(&model, &dir, &adapter_config(), "tiny").unwrap();
+        let names = tensor_names(&dir);
+        assert!(
+            names.contains(&format!(
+                "{PEFT_PREFIX}model.layers.1.mlp.down_proj.lora_A.weight"
+            )),
+            "{names:?}"
+        );
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("base_model.model.model.layers.")),
+            "{names:?}"
+        );
+        assert_eq!(read_config(&dir).unwrap().target_module_paths.len(), 6);
+
+        let (loaded, _) = load_decoder_adapter(plain.clone(), &dir).unwrap();
+        assert_eq!(adapted_paths(&loaded).len(), 6);
+        let (got, want, base) = (
+            logits(&loaded, &IDS),
+            logits(&model, &IDS),
+            logits(&plain, &IDS),
+        );
+        got.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&want.into_data(), Tolerance::absolute(1e-6));
+        assert_ne!(
+            row(got, 3),
+            row(base, 3),
+            "the trained adapter changes the output"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_fresh_adapter_answers_as_the_base() {
+        let base = tiny().init::<AD>(&Default::default()).unwrap();
+        let plain = base.clone().valid();
+        let dir = tempdir("fresh");
+        save_decoder_adapter(&adapted(base).valid(), &dir, &adapter_config(), "tiny").unwrap();
+        let (loaded, _) = load_decoder_adapter(plain.clone(), &dir).unwrap();
+        let config = GenerationConfig::greedy(8, vec![]);
+        let answer = |m: &LlamaForCausalLM<B>| {
+            generate(m, &IDS[..4], &config, |_| ControlFlow::Continue(()))
+                .unwrap()
+                .tokens
+        };
+        assert_eq!(answer(&loaded), answer(&plain));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_adapter_for_another_shape_is_refused() {
+        let base = tiny().init::<AD>(&Default::default()).unwrap();
+        let dir = tempdir("other");
+        save_decoder_adapter(&adapted(base).valid(), &dir, &adapter_config(), "tiny").unwrap();
+        let wider = LlamaConfig {
+            intermediate_size: 32,
+            ..tiny()
+        };
+        let err = load_decoder_adapter(model(&wider), &dir).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                AdapterLoadError::Checkpoint(CheckpointError::ShapeMismatch { .. })
+            ),
+            "{err}"
+        );
+        let missing = load_decoder_adapter(model(&tiny()), dir.join("nowhere")).unwrap_err();
+        assert!(
+            matches!(
+                missing,
+                AdapterLoadError::Checkpoint(CheckpointError::Io { .. })
+            ),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn tempdir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("smollm-adapter-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
 }

@@ -4,17 +4,15 @@
 //! tabs, runs of spaces, line breaks, code, numbers, control tokens, the empty
 //! string...) with llama.cpp's ids for them, and conversations with their chat
 //! template rendering and ids; `scripts/smollm-tokenizer-fixture.py` wrote it.
-//! The tokenizer is built from `data/smollm2/tokenizer-spec.json`, the GGUF
-//! file's `tokenizer.*` metadata that the same script dumps (see
-//! [`spec_from_test_vocab`]). Without that file the tests are skipped, unless
-//! `BURN_RLORA_REQUIRE_DATA` is set.
+//! The tokenizer is built from the `tokenizer.*` metadata of the GGUF file in
+//! `data/smollm2/` (`bash scripts/fetch-data.sh`). Without that file the
+//! tests are skipped, unless `BURN_RLORA_REQUIRE_DATA` is set.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use burn_rlora_examples::minilm::default_data_dir;
-use burn_rlora_examples::smollm::{ChatTurn, SmolTokenizer, TokenizerSpec};
+use burn_rlora_examples::smollm::{tokenizer_spec, ChatTurn, SmolTokenizer, TokenizerSpec};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -45,42 +43,17 @@ fn fixture() -> Fixture {
     serde_json::from_str(&text).expect("the fixture parses")
 }
 
-/// Where the vocabulary dump lies: `smollm2/tokenizer-spec.json` in the data
-/// directory.
-fn test_vocab_path() -> PathBuf {
-    default_data_dir()
-        .join("smollm2")
-        .join("tokenizer-spec.json")
-}
-
-/// The GGUF file's tokenizer metadata, or `None` (after saying why the test is
-/// skipped) when it has not been dumped; with `BURN_RLORA_REQUIRE_DATA` set a
-/// missing dump fails the test.
-///
-/// Read from the JSON dump of `scripts/smollm-tokenizer-fixture.py` for now;
-/// to be read from the GGUF file itself once the project's GGUF reader can.
-fn spec_from_test_vocab(test: &str) -> Option<TokenizerSpec> {
-    let path = test_vocab_path();
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(e) => {
-            let problem = format!(
-                "{}: {e}: run `python3 scripts/smollm-tokenizer-fixture.py` (see its header)",
-                path.display()
-            );
-            if std::env::var_os("BURN_RLORA_REQUIRE_DATA").is_some() {
-                panic!("{test}: BURN_RLORA_REQUIRE_DATA is set but the data is missing: {problem}");
-            }
-            // Written to stderr directly so that the harness does not capture it.
-            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {problem}");
-            return None;
-        }
-    };
-    Some(serde_json::from_str(&text).expect("the vocabulary dump parses as a TokenizerSpec"))
+/// The GGUF file's tokenizer metadata, read with the project's GGUF reader,
+/// or `None` (after saying why the test is skipped) when the model has not
+/// been fetched; with `BURN_RLORA_REQUIRE_DATA` set that fails the test.
+fn spec_from_gguf(test: &str) -> Option<TokenizerSpec> {
+    let path = crate::common::smollm2_or_skip(test)?;
+    let file = burn_rlora_gguf::GgufFile::open(&path).expect("the GGUF file opens");
+    Some(tokenizer_spec(&file).expect("the tokenizer metadata reads"))
 }
 
 fn real_tokenizer(test: &str) -> Option<SmolTokenizer> {
-    let spec = spec_from_test_vocab(test)?;
+    let spec = spec_from_gguf(test)?;
     let start = Instant::now();
     let tok = SmolTokenizer::from_spec(spec).expect("the real spec builds");
     let _ = writeln!(

@@ -26,3 +26,21 @@ pub fn fetched_data_or_skip(test: &str) -> Option<PathBuf> {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {problem}");
     None
 }
+
+/// The SmolLM2 GGUF file when `scripts/fetch-data.sh` has fetched it;
+/// otherwise as [`fetched_data_or_skip`].
+pub fn smollm2_or_skip(test: &str) -> Option<PathBuf> {
+    let path = burn_rlora_examples::smollm::smollm2_path(&default_data_dir());
+    if path.is_file() {
+        return Some(path);
+    }
+    let problem = format!(
+        "{} not found: run `bash scripts/fetch-data.sh`",
+        path.display()
+    );
+    if std::env::var_os("BURN_RLORA_REQUIRE_DATA").is_some() {
+        panic!("{test}: BURN_RLORA_REQUIRE_DATA is set but the data is missing: {problem}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {problem}");
+    None
+}
