@@ -3,6 +3,7 @@
 //! projections, and generation with a KV cache.
 
 pub mod adapter;
+pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod error;
@@ -16,6 +17,7 @@ pub mod tokenizer;
 pub use adapter::{
     load_decoder_adapter, peft_naming, save_decoder_adapter, AdapterLoadError, PEFT_PREFIX,
 };
+pub use batch::{answer_loss, answer_nll, AnswerBatch, AnswerSequence};
 pub use cache::KvCache;
 pub use config::LlamaConfig;
 pub use error::DecoderError;

@@ -558,3 +558,58 @@ mod adapters {
         dir
     }
 }
+
+#[test]
+fn the_answer_loss_is_the_full_pass_s_at_the_answer_positions() {
+    use burn_rlora_examples::smollm::{answer_nll, AnswerBatch, AnswerSequence};
+    let m = model(&tiny());
+    let device = Default::default();
+    let seqs = [
+        AnswerSequence {
+            ids: IDS.to_vec(),
+            answer_start: 6,
+            task: 0,
+        },
+        AnswerSequence {
+            ids: IDS[..5].to_vec(),
+            answer_start: 2,
+            task: 1,
+        },
+    ];
+    let batch = AnswerBatch::<B>::new(&seqs, 0, &device).unwrap();
+    assert_eq!(batch.rows, [0, 0, 0, 1, 1, 1]);
+    assert_eq!(batch.tasks, [0, 1]);
+    let nll = answer_nll(&m, &batch)
+        .unwrap()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
+    let mut want = Vec::new();
+    for s in &seqs {
+        let full = logits(&m, &s.ids);
+        for p in s.answer_start - 1..s.ids.len() - 1 {
+            let r = row(full.clone(), p);
+            let lse = r.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+            want.push((lse - r[s.ids[p + 1] as usize] as f64) as f32);
+        }
+    }
+    assert_close(&nll, &want, 1e-4);
+    for bad in [
+        vec![AnswerSequence {
+            ids: vec![1, 2],
+            answer_start: 0,
+            task: 0,
+        }],
+        vec![AnswerSequence {
+            ids: vec![1, 2],
+            answer_start: 2,
+            task: 0,
+        }],
+        vec![],
+    ] {
+        assert!(matches!(
+            AnswerBatch::<B>::new(&bad, 0, &device),
+            Err(DecoderError::Shape(_))
+        ));
+    }
+}
