@@ -94,7 +94,7 @@ pub enum GgufErrorKind {
         kind: &'static str,
     },
     /// The first four bytes are not `GGUF`.
-    #[error("not a GGUF file: the magic is {found:?}, expected \"GGUF\"")]
+    #[error("not a GGUF file: the magic is \"{}\", expected \"GGUF\"", found.escape_ascii())]
     BadMagic {
         /// The first four bytes (fewer if the file is shorter).
         found: Vec<u8>,

@@ -17,7 +17,12 @@ fn bad_magic_and_versions() {
     assert!(matches!(refused(b"GGU"), K::BadMagic { found } if found == b"GGU"));
     let mut b = sample();
     b.magic = *b"GGML";
-    assert!(matches!(refused(&b.build()), K::BadMagic { found } if found == b"GGML"));
+    let err = refused(&b.build());
+    assert!(matches!(&err, K::BadMagic { found } if found == b"GGML"));
+    assert_eq!(
+        err.to_string(),
+        r#"not a GGUF file: the magic is "GGML", expected "GGUF""#
+    );
     // Version 1 (u32 counts), a future version, and a big-endian version 3.
     for version in [0, 1, 4, 0x0300_0000] {
         let mut b = sample();

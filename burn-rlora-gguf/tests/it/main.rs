@@ -7,3 +7,4 @@ mod dequant;
 mod hostile;
 mod real_file;
 mod roundtrip;
+mod seeds;

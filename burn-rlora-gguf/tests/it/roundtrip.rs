@@ -187,6 +187,18 @@ fn every_supported_tensor_type_round_trips() {
 }
 
 #[test]
+fn a_file_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<burn_rlora_gguf::GgufFile>();
+    let file = accepted(&sample().build());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| assert_eq!(file.read_f32("a").unwrap().1[7], 8.0));
+        }
+    });
+}
+
+#[test]
 fn the_sample_reads_back() {
     let file = accepted(&sample().build());
     assert_eq!(file.version(), 3);
