@@ -12,6 +12,8 @@ pub mod gguf;
 pub mod load;
 pub mod model;
 pub mod rope;
+pub mod tasks;
+pub mod text_metrics;
 pub mod tokenizer;
 
 pub use adapter::{
@@ -27,6 +29,11 @@ pub use load::{load_llama, HostTensor, WeightSource};
 pub use model::{
     LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
 };
+pub use tasks::{
+    encode_example, encode_prompt, instruction_tasks, EncodedExample, InstructionEncoder,
+    InstructionExample, InstructionSplit, InstructionTask, TaskError, TaskKind,
+};
+pub use text_metrics::{chrf, exact_match, rouge_l, RougeScore};
 pub use tokenizer::{
     ChatFormat, ChatTurn, SmolTokenizer, StreamDecoder, TokenizerError, TokenizerSpec,
 };

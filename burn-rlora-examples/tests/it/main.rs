@@ -17,4 +17,5 @@ mod multitask_cli;
 mod smollm_chat;
 mod smollm_model;
 mod smollm_parity;
+mod smollm_tasks;
 mod smollm_tokenizer;
