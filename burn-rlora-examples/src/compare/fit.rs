@@ -17,12 +17,13 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::metric::ItemLazy;
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{
-    ExecutionStrategy, Learner, LearningComponentsMarker, MultiDeviceOptim, SupervisedTraining,
+    ExecutionStrategy, InferenceStep, Learner, LearningComponentsMarker, MultiDeviceOptim,
+    SupervisedTraining, TrainStep,
 };
 use burn_rlora::multitask::{
     checkpoint_epochs, last_complete_checkpoint, AtomicMpkRecorder, BodyCollate, Collate,
-    DivergenceGuard, HistoryHandle, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody,
-    MultiTaskClassifier, MultiTaskDataset, PlainRenderer, RecordingRenderer, ResumePoint,
+    DivergenceGuard, HistoryHandle, InnerInput, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody,
+    MultiTaskClassifier, MultiTaskDataset, MultiTaskOutput, PlainRenderer, RecordingRenderer, ResumePoint,
     RunStopped, SeededEpochLoader, TaskAccuracyMetric, TaskId, TaskLossMetric, TaskStats,
     TrainableBody, WarmupCosineLr,
 };
@@ -73,13 +74,65 @@ pub struct Fitted<M> {
 /// The trained (inner-backend) model of a [`MultiTaskClassifier`] over `E`.
 pub type InnerClassifier<B, E> = <MultiTaskClassifier<B, E> as AutodiffModule<B>>::InnerModule;
 
-/// The Learner's components in [`fit_and_test`].
-pub type Components<B, E> = LearningComponentsMarker<
-    B,
-    WarmupCosineLr,
-    MultiTaskClassifier<B, E>,
-    OptimizerAdaptor<Adam, MultiTaskClassifier<B, E>, B>,
->;
+/// A model that [`fit`] trains through burn-train's `Learner`: its steps
+/// take multi-task batches and report per-task outputs, its inner
+/// (inference) module validates, and a [`DivergenceGuard`] watches both.
+///
+/// [`MultiTaskClassifier`] over any [`TrainableBody`] is one; so is the
+/// decoder LLM's answer-only model of the SmolLM example.
+pub trait MultiTaskModel<B: AutodiffBackend>:
+    TrainStep<Input = MultiTaskBatch<B, Self::TrainInput>, Output = MultiTaskOutput<B>>
+    + AutodiffModule<
+        B,
+        InnerModule: InferenceStep<
+            Input = MultiTaskBatch<B::InnerBackend, Self::ValidInput>,
+            Output = MultiTaskOutput<B::InnerBackend>,
+        >,
+    > + fmt::Display
+    + 'static
+{
+    /// What a training batch carries besides targets and tasks.
+    type TrainInput: Clone + Send + fmt::Debug + 'static;
+    /// What a validation batch carries besides targets and tasks.
+    type ValidInput: Clone + Send + fmt::Debug + 'static;
+
+    /// The guard watching the model's steps (shared by its clones).
+    fn divergence_guard(&self) -> &DivergenceGuard;
+}
+
+impl<B: AutodiffBackend, E: TrainableBody<B>> MultiTaskModel<B> for MultiTaskClassifier<B, E> {
+    type TrainInput = E::Input;
+    type ValidInput = InnerInput<B, E>;
+
+    fn divergence_guard(&self) -> &DivergenceGuard {
+        self.guard()
+    }
+}
+
+/// A [`Collate`] that stacks items' inputs `X` for model `M` on both of a
+/// `Learner`'s backends. Every such collate that is `Clone + 'static` is one.
+pub trait ModelCollate<B: AutodiffBackend, X, M: MultiTaskModel<B>>:
+    Collate<B, X, Output = M::TrainInput>
+    + Collate<B::InnerBackend, X, Output = M::ValidInput>
+    + Clone
+    + 'static
+{
+}
+
+impl<B, X, M, C> ModelCollate<B, X, M> for C
+where
+    B: AutodiffBackend,
+    M: MultiTaskModel<B>,
+    C: Collate<B, X, Output = M::TrainInput>
+        + Collate<B::InnerBackend, X, Output = M::ValidInput>
+        + Clone
+        + 'static,
+{
+}
+
+/// The Learner's components in [`fit`] for model `M`.
+pub type Components<B, M> =
+    LearningComponentsMarker<B, WarmupCosineLr, M, OptimizerAdaptor<Adam, M, B>>;
 
 /// The checkpoints' precision: full, so that a resumed run continues exactly.
 pub type CheckpointPrecision = FullPrecisionSettings;
@@ -150,9 +203,37 @@ fn remove_checkpoints(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Train `model` on `splits.train` with burn-train's `Learner` (Adam, 3%
-/// warm-up and cosine decay, per-task metrics), then score `splits.test`
-/// task by task. `collate` stacks the inputs of `X` for both backends.
+/// Train `model` on `splits.train` as [`fit`] does, then score `splits.test`
+/// task by task ([`test_accuracy`]). `collate` stacks the inputs of `X` for
+/// both backends.
+///
+/// # Errors
+///
+/// As [`fit`].
+pub fn fit_and_test<B, E, X, C>(
+    model: MultiTaskClassifier<B, E>,
+    collate: C,
+    splits: Splits<X>,
+    run: RunSpec<'_, B>,
+) -> Result<Fitted<InnerClassifier<B, E>>>
+where
+    B: AutodiffBackend,
+    E: TrainableBody<B>,
+    X: Clone + Send + Sync + fmt::Debug + 'static,
+    C: BodyCollate<B, X, E>,
+{
+    let Splits { train, valid, test } = splits;
+    let tasks = train.task_names().len();
+    let batch_size = run.settings.batch_size.max(64);
+    let mut fitted = fit(model, collate.clone(), (train, valid), run)?;
+    fitted.task_accuracy = test_accuracy(&fitted.model, collate, test, batch_size, tasks);
+    Ok(fitted)
+}
+
+/// Train `model` on `train` with burn-train's `Learner` (Adam, 3% warm-up
+/// and cosine decay, per-task metrics), validating on `valid` after every
+/// epoch; `collate` stacks the inputs of `X` for both backends. The returned
+/// [`Fitted::task_accuracy`] is empty: scoring is the caller's.
 ///
 /// With `run.settings.resume`, training continues from the newest checkpoint
 /// of `run.dir` that loads and fits the model (skipping damaged and foreign
@@ -170,24 +251,22 @@ fn remove_checkpoints(dir: &Path) -> Result<()> {
 /// An empty training split, an I/O error preparing the checkpoint directory,
 /// and [`RunStoppedEarly`] when anything stopped the run before that (the
 /// weights are then not returned).
-pub fn fit_and_test<B, E, X, C>(
-    model: MultiTaskClassifier<B, E>,
+pub fn fit<B, M, X, C>(
+    model: M,
     collate: C,
-    splits: Splits<X>,
+    (train, valid): (MultiTaskDataset<X>, MultiTaskDataset<X>),
     run: RunSpec<'_, B>,
-) -> Result<Fitted<InnerClassifier<B, E>>>
+) -> Result<Fitted<M::InnerModule>>
 where
     B: AutodiffBackend,
-    E: TrainableBody<B>,
+    M: MultiTaskModel<B>,
     X: Clone + Send + Sync + fmt::Debug + 'static,
-    C: BodyCollate<B, X, E>,
+    C: ModelCollate<B, X, M>,
 {
     let settings = run.settings;
-    let Splits { train, valid, test } = splits;
     if train.is_empty() {
         bail!("the training split is empty: an epoch would train on nothing");
     }
-    let names = train.task_names();
     let steps_per_epoch = train.len().div_ceil(settings.batch_size);
     let steps = steps_per_epoch * settings.epochs;
     let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
@@ -196,13 +275,13 @@ where
     let checkpoint_dir = run.dir.join("checkpoint");
     let resume = resume_or_start_afresh(&run, &checkpoint_dir, &model, &device)?;
     let first_epoch = first_epoch(resume.epoch);
-    let guard = model.guard().clone();
+    let guard = model.divergence_guard().clone();
     guard.starting_epoch(first_epoch);
 
     let (renderer, history) = RecordingRenderer::new(console_renderer(settings.plain));
-    let training = supervised_training::<B, E, X, C>(
+    let training = supervised_training::<B, M, X, C>(
         &run,
-        collate.clone(),
+        collate,
         (train, valid),
         &guard,
         renderer,
@@ -213,23 +292,13 @@ where
     let result = training.launch(Learner::new(model, AdamConfig::new().init(), lr));
     drop(result.renderer);
     check_finished(&guard, &checkpoint_dir, settings.epochs, &template, &device)?;
-    let model = result.model;
-    let train_seconds = start.elapsed().as_secs_f64();
-
-    let task_accuracy = test_accuracy(
-        &model,
-        collate,
-        test,
-        settings.batch_size.max(64),
-        names.len(),
-    );
     let (train_loss, valid_loss) = loss_curves(&history);
     Ok(Fitted {
-        model,
-        task_accuracy,
+        model: result.model,
+        task_accuracy: Vec::new(),
         train_loss,
         valid_loss,
-        train_seconds,
+        train_seconds: start.elapsed().as_secs_f64(),
         steps_before: (first_epoch - 1) * steps_per_epoch,
         total_steps: steps,
     })
@@ -240,22 +309,22 @@ where
 /// that loads and fits `model` (the damaged and foreign ones skipped, said
 /// on the console); otherwise afresh, the old checkpoints removed and this
 /// run's identity written before any new one.
-fn resume_or_start_afresh<B, E>(
+fn resume_or_start_afresh<B, M>(
     run: &RunSpec<'_, B>,
     checkpoint_dir: &Path,
-    model: &MultiTaskClassifier<B, E>,
+    model: &M,
     device: &B::Device,
 ) -> Result<ResumePoint>
 where
     B: AutodiffBackend,
-    E: TrainableBody<B>,
+    M: MultiTaskModel<B>,
 {
     let settings = run.settings;
     let identity_file = checkpoint_dir.join("identity.json");
     let identity = checkpoint_identity(&run.dir, settings, run.seed);
     let ours = std::fs::read_to_string(&identity_file).is_ok_and(|text| text == identity);
     let resume = if settings.resume && ours {
-        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+        last_complete_checkpoint::<Components<B, M>, CheckpointPrecision>(
             checkpoint_dir,
             settings.epochs,
             model,
@@ -312,24 +381,24 @@ fn console_renderer(plain: bool) -> Box<dyn MetricsRenderer> {
 /// interrupter, checked metric logs and checkpointing, atomic checkpoints,
 /// `renderer`, continuing after `resume_epoch` when there is one, on every
 /// device of `run`.
-fn supervised_training<B, E, X, C>(
+fn supervised_training<B, M, X, C>(
     run: &RunSpec<'_, B>,
     collate: C,
     (train, valid): (MultiTaskDataset<X>, MultiTaskDataset<X>),
     guard: &DivergenceGuard,
     renderer: RecordingRenderer,
     resume_epoch: Option<usize>,
-) -> SupervisedTraining<Components<B, E>>
+) -> SupervisedTraining<Components<B, M>>
 where
     B: AutodiffBackend,
-    E: TrainableBody<B>,
+    M: MultiTaskModel<B>,
     X: Clone + Send + Sync + fmt::Debug + 'static,
-    C: BodyCollate<B, X, E>,
+    C: ModelCollate<B, X, M>,
 {
     let (settings, artifact_dir) = (run.settings, &run.dir);
     let names = train.task_names();
     // Epoch e's order and dropout masks depend on (seed, e) alone.
-    let train_loader: Arc<dyn DataLoader<B, MultiTaskBatch<B, E::Input>>> = Arc::new(
+    let train_loader: Arc<dyn DataLoader<B, MultiTaskBatch<B, M::TrainInput>>> = Arc::new(
         SeededEpochLoader::new(
             MultiTaskBatcher::new(collate.clone()),
             train,
@@ -364,13 +433,13 @@ where
 
 /// `training` with the overall loss and accuracy on both splits and, on the
 /// validation split, the loss and accuracy of each task of `names`.
-fn with_task_metrics<B, E>(
-    training: SupervisedTraining<Components<B, E>>,
+fn with_task_metrics<B, M>(
+    training: SupervisedTraining<Components<B, M>>,
     names: &[String],
-) -> SupervisedTraining<Components<B, E>>
+) -> SupervisedTraining<Components<B, M>>
 where
     B: AutodiffBackend,
-    E: TrainableBody<B>,
+    M: MultiTaskModel<B>,
 {
     let mut training = training
         .metric_train_numeric(TaskLossMetric::overall())
@@ -392,19 +461,19 @@ where
 /// # Errors
 ///
 /// [`RunStoppedEarly`], naming the newest complete checkpoint there.
-fn check_finished<B, E>(
+fn check_finished<B, M>(
     guard: &DivergenceGuard,
     checkpoint_dir: &Path,
     epochs: usize,
-    template: &MultiTaskClassifier<B, E>,
+    template: &M,
     device: &B::Device,
 ) -> Result<(), RunStoppedEarly>
 where
     B: AutodiffBackend,
-    E: TrainableBody<B>,
+    M: MultiTaskModel<B>,
 {
     let scan = || {
-        last_complete_checkpoint::<Components<B, E>, CheckpointPrecision>(
+        last_complete_checkpoint::<Components<B, M>, CheckpointPrecision>(
             checkpoint_dir,
             epochs,
             template,

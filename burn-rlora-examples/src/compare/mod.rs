@@ -28,8 +28,8 @@ pub(crate) mod result;
 pub(crate) mod splits;
 
 pub use fit::{
-    fit_and_test, test_accuracy, CheckpointPrecision, Components, Fitted, InnerClassifier,
-    RunStoppedEarly,
+    fit, fit_and_test, test_accuracy, CheckpointPrecision, Components, Fitted, InnerClassifier,
+    ModelCollate, MultiTaskModel, RunStoppedEarly,
 };
 pub use parse::{
     parse_dropout, parse_fraction, parse_non_negative, parse_positive, parse_sampling, seed_range,

@@ -230,14 +230,32 @@ where
     /// or a gradient is not finite, or the guard tripped before.
     fn step(&self, batch: Self::Input) -> TrainOutput<Self::Output> {
         let output = self.forward_loss(batch);
-        let grads = GradientsParams::from_grads(output.loss.backward(), self);
-        let loss = output.loss.clone().inner();
-        let values = if self.guard.checks_gradients() {
+        let loss = output.loss.clone();
+        self.guard.train_output(self, loss, output)
+    }
+}
+
+impl DivergenceGuard {
+    /// The `TrainOutput` of one training step of `model` with `loss`:
+    /// `loss`'s gradients when it and (if [`checks_gradients`](Self::checks_gradients))
+    /// every gradient are finite and the guard has not tripped, none (so no
+    /// update) otherwise. `item` is what the step reports to the metrics.
+    ///
+    /// This is the guarded step of [`MultiTaskClassifier`]; a model of its
+    /// own that implements `TrainStep` calls it the same way.
+    pub fn train_output<B, M, O>(&self, model: &M, loss: Tensor<B, 1>, item: O) -> TrainOutput<O>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+    {
+        let grads = GradientsParams::from_grads(loss.backward(), model);
+        let loss = loss.inner();
+        let values = if self.checks_gradients() {
             let mut sum = GradAbsSum {
                 grads: &grads,
                 total: None,
             };
-            self.visit(&mut sum);
+            model.visit(&mut sum);
             match sum.total {
                 Some(total) => host_values(Tensor::cat(vec![loss.reshape([1]), total], 0)),
                 None => host_values(loss),
@@ -247,17 +265,21 @@ where
         };
         let loss = values.first().copied().unwrap_or(f64::NAN);
         let grad_sum = values.get(1).copied();
-        if self.guard.observe(Phase::Training, loss, grad_sum) {
-            TrainOutput {
-                grads,
-                item: output,
-            }
-        } else {
-            TrainOutput {
-                grads: GradientsParams::new(),
-                item: output,
-            }
-        }
+        let grads = match self.observe(Phase::Training, loss, grad_sum) {
+            true => grads,
+            false => GradientsParams::new(),
+        };
+        TrainOutput { grads, item }
+    }
+
+    /// Watch a validation step's `loss` (a non-finite one trips the guard).
+    pub fn observe_validation<B: Backend>(&self, loss: Tensor<B, 1>) {
+        let loss = host_values(loss);
+        self.observe(
+            Phase::Validation,
+            loss.first().copied().unwrap_or(f64::NAN),
+            None,
+        );
     }
 }
 
@@ -294,12 +316,7 @@ impl<B: Backend, E: MultiTaskBody<B>> InferenceStep for MultiTaskClassifier<B, E
     /// Forward and loss; a non-finite loss trips the guard.
     fn step(&self, batch: Self::Input) -> Self::Output {
         let output = self.forward_loss(batch);
-        let loss = host_values(output.loss.clone());
-        self.guard.observe(
-            Phase::Validation,
-            loss.first().copied().unwrap_or(f64::NAN),
-            None,
-        );
+        self.guard.observe_validation(output.loss.clone());
         output
     }
 }
