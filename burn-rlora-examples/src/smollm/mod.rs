@@ -7,6 +7,8 @@ pub mod batch;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod evaluate;
+pub mod experiment;
 pub mod generate;
 pub mod gguf;
 pub mod load;
@@ -15,6 +17,7 @@ pub mod rope;
 pub mod tasks;
 pub mod text_metrics;
 pub mod tokenizer;
+pub mod train;
 
 pub use adapter::{
     load_decoder_adapter, peft_naming, save_decoder_adapter, AdapterLoadError, PEFT_PREFIX,
@@ -29,6 +32,7 @@ pub use load::{load_llama, HostTensor, WeightSource};
 pub use model::{
     LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
 };
+pub use train::{AnswerCollate, MultiTaskLm};
 pub use tasks::{
     encode_example, encode_prompt, instruction_tasks, EncodedExample, InstructionEncoder,
     InstructionExample, InstructionSplit, InstructionTask, TaskError, TaskKind,
