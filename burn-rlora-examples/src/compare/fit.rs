@@ -23,9 +23,9 @@ use burn::train::{
 use burn_rlora::multitask::{
     checkpoint_epochs, last_complete_checkpoint, AtomicMpkRecorder, BodyCollate, Collate,
     DivergenceGuard, HistoryHandle, InnerInput, MultiTaskBatch, MultiTaskBatcher, MultiTaskBody,
-    MultiTaskClassifier, MultiTaskDataset, MultiTaskOutput, PlainRenderer, RecordingRenderer, ResumePoint,
-    RunStopped, SeededEpochLoader, TaskAccuracyMetric, TaskId, TaskLossMetric, TaskStats,
-    TrainableBody, WarmupCosineLr,
+    MultiTaskClassifier, MultiTaskDataset, MultiTaskOutput, PlainRenderer, RecordingRenderer,
+    ResumePoint, RunStopped, SeededEpochLoader, TaskAccuracyMetric, TaskId, TaskLossMetric,
+    TaskStats, TrainableBody, WarmupCosineLr,
 };
 
 use super::splits::Splits;

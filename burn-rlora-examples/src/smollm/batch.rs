@@ -103,7 +103,9 @@ pub fn answer_nll<B: Backend>(
 ) -> Result<Tensor<B, 1>, DecoderError> {
     let hidden = model.hidden(batch.tokens.clone(), None)?;
     let [b, s, d] = hidden.dims();
-    let rows = hidden.reshape([b * s, d]).select(0, batch.positions.clone());
+    let rows = hidden
+        .reshape([b * s, d])
+        .select(0, batch.positions.clone());
     let logits = model.head(rows);
     let log_probs = burn::tensor::activation::log_softmax(logits, 1);
     let n = batch.rows.len();

@@ -32,7 +32,6 @@ pub use load::{load_llama, HostTensor, WeightSource};
 pub use model::{
     LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
 };
-pub use train::{AnswerCollate, MultiTaskLm};
 pub use tasks::{
     encode_example, encode_prompt, instruction_tasks, EncodedExample, InstructionEncoder,
     InstructionExample, InstructionSplit, InstructionTask, TaskError, TaskKind,
@@ -41,3 +40,4 @@ pub use text_metrics::{chrf, exact_match, rouge_l, RougeScore};
 pub use tokenizer::{
     ChatFormat, ChatTurn, SmolTokenizer, StreamDecoder, TokenizerError, TokenizerSpec,
 };
+pub use train::{AnswerCollate, MultiTaskLm};
