@@ -54,10 +54,10 @@ struct Args {
     model: Option<PathBuf>,
     /// Training examples per task at most (a large number uses all; at least 2).
     /// 10% of them validate.
-    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(2..))]
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..))]
     train_per_task: u64,
     /// Test examples per task at most (a large number uses all).
-    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     test_per_task: u64,
     /// Share of each task held out for testing, before subsampling; in (0, 1).
     #[arg(long, default_value_t = 0.2, value_parser = parse_fraction)]

@@ -19,3 +19,4 @@ mod smollm_model;
 mod smollm_parity;
 mod smollm_tasks;
 mod smollm_tokenizer;
+mod smollm_train;
