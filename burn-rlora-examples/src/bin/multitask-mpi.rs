@@ -30,18 +30,21 @@ use anyhow::{bail, Context, Result};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
-use burn::optim::AdamConfig;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig};
 use burn::record::FullPrecisionSettings;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::train::renderer::MetricsRenderer;
-use burn::train::{ExecutionStrategy, Learner, SupervisedTraining, TrainingStrategy};
+use burn::train::{
+    ExecutionStrategy, Learner, LearningComponentsMarker, SupervisedTraining, TrainingStrategy,
+};
 use burn_rlora::method::Method;
 use burn_rlora::multitask::{
-    AtomicMpkRecorder, DenseCollate, MultiTaskBatch, MultiTaskBatcher, MultiTaskClassifier,
-    PlainRenderer, RecordingRenderer, TaskAccuracyMetric, TaskHeads, TaskItem, TaskLossMetric,
-    WarmupCosineLr,
+    AtomicMpkRecorder, DenseCollate, HistoryHandle, MultiTaskBatch, MultiTaskBatcher,
+    MultiTaskClassifier, MultiTaskDataset, PlainRenderer, RecordingRenderer, TaskAccuracyMetric,
+    TaskHeads, TaskItem, TaskLossMetric, WarmupCosineLr,
 };
-use burn_rlora::ParamCount;
+use burn_rlora::{ParamCount, RLoraConfig};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::compare::{
     method_config, parse_sampling, test_accuracy, Splits, TrainSettings,
@@ -164,6 +167,7 @@ fn main() {
     std::process::exit(code);
 }
 
+/// The exit status of `result`, printing its error.
 fn report_error(result: Result<()>) -> i32 {
     match result {
         Ok(()) => 0,
@@ -174,6 +178,8 @@ fn report_error(result: Result<()>) -> i32 {
     }
 }
 
+/// Check the options, prepare rank 0's output directory and run the job on
+/// the chosen backend.
 fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -> Result<()> {
     let method: Method = args.method.parse()?;
     let backend = BackendName::resolve(args.backend.as_deref())?;
@@ -186,21 +192,7 @@ fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -
             args.data_scale
         );
     }
-    let settings = TrainSettings {
-        rank: args.rank,
-        heads: args.heads,
-        alpha: args.alpha,
-        dropout: args.dropout,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        lr: args.lr,
-        balance: args.balance,
-        sampling: parse_sampling(&args.sampling).map_err(anyhow::Error::msg)?,
-        devices: 1,
-        trace_every: 0,
-        plain: true,
-        resume: false,
-    };
+    let settings = train_settings(args)?;
     method_config(method, &settings)
         .1
         .validate(D_HIDDEN, D_HIDDEN)?;
@@ -218,6 +210,27 @@ fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -
     run_on(backend, 1, job)?
 }
 
+/// The training settings of the options: one device per process, plain
+/// console output, no head-similarity trace, no resume.
+fn train_settings(args: &Args) -> Result<TrainSettings> {
+    Ok(TrainSettings {
+        rank: args.rank,
+        heads: args.heads,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        balance: args.balance,
+        sampling: parse_sampling(&args.sampling).map_err(anyhow::Error::msg)?,
+        devices: 1,
+        trace_every: 0,
+        plain: true,
+        resume: false,
+    })
+}
+
+/// The run on one backend: the checked options and this process's exchange.
 struct Job<X> {
     args: Args,
     method: Method,
@@ -229,6 +242,19 @@ struct Job<X> {
 
 type Batch<B> = MultiTaskBatch<B, burn::tensor::Tensor<B, 2>>;
 
+/// The trained model: the adapted synthetic body under one head per task.
+type Classifier<B> = MultiTaskClassifier<B, SyntheticBody<B>>;
+
+/// The Learner's components: the classifier, Adam and the warm-up cosine
+/// learning rate.
+type Components<B> = LearningComponentsMarker<
+    B,
+    WarmupCosineLr,
+    Classifier<B>,
+    OptimizerAdaptor<Adam, Classifier<B>, B>,
+>;
+
+/// A loader of `data` in batches of `batch_size`, shuffled under `shuffle`'s seed if any.
 fn loader<B: Backend, I, T>(
     batcher: T,
     data: impl Dataset<I> + 'static,
@@ -246,53 +272,156 @@ where
     }
 }
 
-impl<X: Exchange + 'static> BackendJob for Job<X> {
-    type Output = Result<()>;
+/// Scalars of the two base layers that full fine-tuning would train instead
+/// of the adapters: the weight and the bias of each.
+const BASE_PARAMS: usize = D_IN * D_HIDDEN + D_HIDDEN + D_HIDDEN * D_HIDDEN + D_HIDDEN;
+/// Tensors of the two base layers: the weight and the bias of each.
+const BASE_TENSORS: usize = 4;
+/// Tensors of one task head: its weight and its bias.
+const TENSORS_PER_HEAD: usize = 2;
+/// The figures that close a gradient buffer after the presence flags: the
+/// rank's example count and its loss times that count (see
+/// `burn_rlora_examples::distributed::flat`).
+const STEP_FIGURES: usize = 2;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<()> {
-        let Job {
-            args,
-            method,
-            backend,
-            settings,
-            exchange,
-            data_ranks,
-        } = self;
-        let (rank, simulated) = (exchange.rank(), args.simulate_ranks.is_some());
-        let device = devices[0].clone();
-        // Each rank its own random stream (dropout); the weights come from rank 0.
-        B::seed(&device, args.seed.wrapping_add(rank as u64));
-        let bench = Benchmark::generate(args.data_seed, args.data_scale)?;
-        let (_, config) = method_config(method, &settings);
-        let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
-        let model = MultiTaskClassifier::new(
-            SyntheticBody::<B>::new(&bench.base, &config, &device)?,
-            TaskHeads::new(D_HIDDEN, &classes, &device),
-        )
-        .with_balance_coef(settings.balance);
+/// Bytes one rank would send per step to fully fine-tune the same layers,
+/// in the layout of the adapter's gradient buffer ([`GradLayout`]), all `f32`:
+/// every trainable value (the base layers' [`BASE_PARAMS`] and the task
+/// heads' `head_params`), one presence flag per trainable tensor (the
+/// [`BASE_TENSORS`] and [`TENSORS_PER_HEAD`] for each of `num_tasks` heads),
+/// then the [`STEP_FIGURES`].
+fn full_finetune_bytes_per_step(head_params: usize, num_tasks: usize) -> usize {
+    let values = BASE_PARAMS + head_params;
+    let flags = BASE_TENSORS + TENSORS_PER_HEAD * num_tasks;
+    (values + flags + STEP_FIGURES) * std::mem::size_of::<f32>()
+}
 
-        // Identical starts: every rank takes rank 0's weights, frozen ones included.
-        let model =
-            broadcast_from_root::<B, _, _>(model, exchange.as_ref()).map_err(anyhow::Error::msg)?;
+/// The sizes rank 0 prints and reports.
+struct Sizes {
+    /// Trainable and total parameters.
+    count: ParamCount,
+    /// Bytes a rank sends per step with the adapter.
+    bytes_per_step: usize,
+    /// The same with full fine-tuning of the adapted layers.
+    full_bytes: usize,
+}
 
-        let layout = GradLayout::of::<B, _>(&model);
-        let mask = trainable_mask::<B, _>(&model);
-        let count = ParamCount::of(&model);
+impl Sizes {
+    /// The sizes of `model`, which has `num_tasks` task heads.
+    fn of<B: AutodiffBackend>(model: &Classifier<B>, num_tasks: usize) -> Self {
+        let count = ParamCount::of(model);
         let adapter: usize = model
             .body
             .adapted()
             .iter()
             .map(|(_, l)| l.num_adapter_params())
             .sum();
-        // Full fine-tuning of the same layers: the two base layers' weights
-        // and biases instead of the adapters, the same task heads; one flag
-        // per tensor and the two figures, as the adapter's buffer has.
+        // Full fine-tuning trains the same task heads as the adapter does.
         let heads = count.trainable - adapter;
-        let base = D_IN * D_HIDDEN + D_HIDDEN + D_HIDDEN * D_HIDDEN + D_HIDDEN;
-        let full_bytes = (base + heads + 4 + 2 * classes.len() + 2) * std::mem::size_of::<f32>();
+        Sizes {
+            count,
+            bytes_per_step: GradLayout::of::<B, _>(model).bytes_per_step(),
+            full_bytes: full_finetune_bytes_per_step(heads, num_tasks),
+        }
+    }
+}
 
+/// This rank's loaders.
+struct Loaders<B: AutodiffBackend> {
+    train: Arc<dyn DataLoader<B, Batch<B>>>,
+    valid: Arc<dyn DataLoader<B::InnerBackend, Batch<B::InnerBackend>>>,
+}
+
+/// What the run scores and reports besides the model.
+struct Plan {
+    /// Scored task by task after training.
+    test: MultiTaskDataset<Vec<f32>>,
+    task_names: Vec<String>,
+    /// Training examples of each rank's shard.
+    per_rank: usize,
+    /// Optimizer steps of the whole run.
+    steps: usize,
+}
+
+/// A finished run, with the records of its losses.
+struct Trained<B: AutodiffBackend> {
+    model: Classifier<B::InnerBackend>,
+    /// The global loss of every step (data-parallel runs).
+    losses: LossLog,
+    /// The renderer's record (the loss of every step when simulated).
+    history: HistoryHandle,
+    train_seconds: f64,
+}
+
+impl<X: Exchange + 'static> BackendJob for Job<X> {
+    type Output = Result<()>;
+
+    /// Build the same model on every rank, train this rank's shard together
+    /// with the other ranks, then dump the weights, score, save and report
+    /// as the options say.
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Result<()> {
+        let rank = self.exchange.rank();
+        let device = devices[0].clone();
+        let (model, config, bench) = self.identical_model::<B>(&device)?;
+        let mask = trainable_mask::<B, _>(&model);
+        let sizes = Sizes::of(&model, bench.tasks.len());
+        let (loaders, plan) = self.rank_data::<B>(&bench)?;
+        let artifact_dir = artifact_dir(&self.args.out, rank);
+        if rank == 0 {
+            self.print_plan(&plan, &sizes);
+        }
+        let trained = self.train(model, loaders, plan.steps, &device, &artifact_dir)?;
+        if self.args.dump_params {
+            let values = masked_values::<B::InnerBackend, _>(&trained.model, &mask)
+                .map_err(anyhow::Error::msg)?;
+            dump_params(&self.args.out, rank, &values)?;
+        }
+        if rank != 0 {
+            std::fs::remove_dir_all(&artifact_dir).ok();
+            return Ok(());
+        }
+        self.finish(trained, config, plan, &sizes)
+    }
+}
+
+impl<X: Exchange + 'static> Job<X> {
+    /// Whether one process trains on the combined batches of all ranks.
+    fn simulated(&self) -> bool {
+        self.args.simulate_ranks.is_some()
+    }
+
+    /// Seed this rank's random stream, generate the data, build the model
+    /// and give it rank 0's weights, so that every rank starts alike.
+    fn identical_model<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<(Classifier<B>, RLoraConfig, Benchmark)> {
+        // Each rank its own random stream (dropout); the weights come from rank 0.
+        B::seed(
+            device,
+            self.args.seed.wrapping_add(self.exchange.rank() as u64),
+        );
+        let bench = Benchmark::generate(self.args.data_seed, self.args.data_scale)?;
+        let (_, config) = method_config(self.method, &self.settings);
+        let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
+        let model = MultiTaskClassifier::new(
+            SyntheticBody::<B>::new(&bench.base, &config, device)?,
+            TaskHeads::new(D_HIDDEN, &classes, device),
+        )
+        .with_balance_coef(self.settings.balance);
+        // Identical starts: every rank takes rank 0's weights, frozen ones included.
+        let model = broadcast_from_root::<B, _, _>(model, self.exchange.as_ref())
+            .map_err(anyhow::Error::msg)?;
+        Ok((model, config, bench))
+    }
+
+    /// Split the data, shard the training set over the ranks and build this
+    /// rank's loaders (of every shard, step by step, when simulated).
+    fn rank_data<B: AutodiffBackend>(&self, bench: &Benchmark) -> Result<(Loaders<B>, Plan)> {
+        let (args, data_ranks) = (&self.args, self.data_ranks);
         // 10% of each task's training examples validate, as in `multitask`.
-        let Splits { train, valid, test } = Splits::of(&bench.tasks, settings.sampling, args.seed)?;
+        let Splits { train, valid, test } =
+            Splits::of(&bench.tasks, self.settings.sampling, args.seed)?;
         let train = Arc::new(train);
         let task_names = train.task_names();
         let shards = (0..data_ranks)
@@ -300,9 +429,8 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
             .collect::<Result<Vec<_>, _>>()?;
         let per_rank = shards[0].len();
         let steps = per_rank.div_ceil(args.batch_size) * args.epochs;
-        let lr = WarmupCosineLr::new(args.lr, 0.0, (steps * 3).div_ceil(100), steps);
         let batcher = MultiTaskBatcher::new(DenseCollate);
-        let train_loader: Arc<dyn DataLoader<B, Batch<B>>> = if simulated {
+        let train_loader: Arc<dyn DataLoader<B, Batch<B>>> = if self.simulated() {
             loader::<B, Vec<TaskItem<Vec<f32>>>, _>(
                 GroupBatcher(batcher.clone()),
                 GroupedDataset::new(train, shards),
@@ -312,7 +440,7 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         } else {
             let shard = shards
                 .into_iter()
-                .nth(rank)
+                .nth(self.exchange.rank())
                 .context("no shard for this rank")?;
             loader::<B, TaskItem<Vec<f32>>, _>(
                 batcher.clone(),
@@ -327,29 +455,64 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
             args.batch_size,
             None,
         );
+        let loaders = Loaders {
+            train: train_loader,
+            valid: valid_loader,
+        };
+        let plan = Plan {
+            test,
+            task_names,
+            per_rank,
+            steps,
+        };
+        Ok((loaders, plan))
+    }
 
-        // Rank 0 owns the console, the checkpoints and the report; the other
-        // ranks keep burn-train's logs in a directory of their own.
-        let artifact_dir = if rank == 0 {
-            args.out.clone()
-        } else {
-            std::env::temp_dir().join(format!("burn-rlora-rank{rank}-{}", std::process::id()))
-        };
-        let inner: Box<dyn MetricsRenderer> = if rank == 0 {
-            Box::new(PlainRenderer::new())
-        } else {
-            Box::new(SilentRenderer)
-        };
-        let (renderer, history) = RecordingRenderer::new(inner);
+    /// Rank 0's line about the run: ranks, examples and steps per rank,
+    /// parameters and the bytes a step sends.
+    fn print_plan(&self, plan: &Plan, sizes: &Sizes) {
+        println!(
+            "{} rank(s){}, {} examples and {} steps of batch {} per rank; \
+             {} trainable of {} parameters; {} bytes per step (full fine-tuning of the same layers: {})",
+            self.data_ranks,
+            if self.simulated() { " simulated in one process" } else { "" },
+            plan.per_rank,
+            plan.steps,
+            self.args.batch_size,
+            sizes.count.trainable,
+            sizes.count.total,
+            sizes.bytes_per_step,
+            sizes.full_bytes,
+        );
+    }
+
+    /// Train `model` for `steps` steps through burn-train's Learner, with the
+    /// model's guard attached and the metrics, logs and checkpoints (rank 0
+    /// only for validation and checkpoints) under `artifact_dir`.
+    ///
+    /// # Errors
+    ///
+    /// When the guard stopped the run (a diverged loss, a failed log write).
+    fn train<B: AutodiffBackend>(
+        &self,
+        model: Classifier<B>,
+        loaders: Loaders<B>,
+        steps: usize,
+        device: &B::Device,
+        artifact_dir: &Path,
+    ) -> Result<Trained<B>> {
+        let rank = self.exchange.rank();
+        let lr = WarmupCosineLr::new(self.args.lr, 0.0, (steps * 3).div_ceil(100), steps);
+        let (renderer, history) = RecordingRenderer::new(console(rank));
         // The guard's interrupter and checked metric logs: a failed write
         // stops the run and `check` below reports it.
         let guard = model.guard().clone();
-        let training = SupervisedTraining::new(&artifact_dir, train_loader, valid_loader);
+        let training = SupervisedTraining::new(artifact_dir, loaders.train, loaders.valid);
         let mut training = guard
-            .attach(training, &artifact_dir, 2)
+            .attach(training, artifact_dir, 2)
             .metric_train_numeric(TaskLossMetric::overall())
             .metric_train_numeric(TaskAccuracyMetric::overall())
-            .num_epochs(args.epochs)
+            .num_epochs(self.args.epochs)
             .renderer(renderer);
         if rank == 0 {
             training = training
@@ -358,71 +521,73 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
                 .with_file_checkpointer(AtomicMpkRecorder::<FullPrecisionSettings>::new());
         }
         let losses = LossLog::default();
-        let strategy: TrainingStrategy<_> = if simulated {
-            ExecutionStrategy::SingleDevice(device.clone()).into()
-        } else {
-            let mut dp =
-                DataParallel::<B, X>::new(device.clone(), exchange.clone(), losses.clone());
-            if let Some(k) = args.exit_after_steps {
-                let stop = args.exit_rank;
-                dp = dp.with_step_hook(move |r, done| {
-                    if r == stop && done == k {
-                        eprintln!("rank {r}: exiting after {done} steps (--exit-after-steps)");
-                        std::process::exit(3);
-                    }
-                });
-            }
-            TrainingStrategy::Custom(Arc::new(dp))
-        };
-        training = training.with_training_strategy(strategy);
-        if rank == 0 {
-            println!(
-                "{} rank(s){}, {} examples and {} steps of batch {} per rank; \
-                 {} trainable of {} parameters; {} bytes per step (full fine-tuning of the same layers: {})",
-                data_ranks,
-                if simulated { " simulated in one process" } else { "" },
-                per_rank,
-                steps,
-                args.batch_size,
-                count.trainable,
-                count.total,
-                layout.bytes_per_step(),
-                full_bytes,
-            );
-        }
+        training = training.with_training_strategy(self.strategy(device, &losses));
         let start = Instant::now();
         let result = training.launch(Learner::new(model, AdamConfig::new().init(), lr));
         drop(result.renderer);
         if let Err(stopped) = guard.check() {
             bail!("rank {rank}: {stopped}; no adapter was saved and no report written");
         }
-        let model = result.model;
-        let train_seconds = start.elapsed().as_secs_f64();
+        Ok(Trained {
+            model: result.model,
+            losses,
+            history,
+            train_seconds: start.elapsed().as_secs_f64(),
+        })
+    }
 
-        if args.dump_params {
-            let values =
-                masked_values::<B::InnerBackend, _>(&model, &mask).map_err(anyhow::Error::msg)?;
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            std::fs::create_dir_all(&args.out)?;
-            let path = args.out.join(format!("params-rank{rank}.f32"));
-            burn_rlora::write_atomically(&path, &bytes)?;
+    /// One device when simulated; else [`DataParallel`] over the exchange,
+    /// recording the global loss of every step into `losses` (and stopping
+    /// `--exit-rank` with status 3 after `--exit-after-steps` steps).
+    fn strategy<B: AutodiffBackend>(
+        &self,
+        device: &B::Device,
+        losses: &LossLog,
+    ) -> TrainingStrategy<Components<B>> {
+        if self.simulated() {
+            return ExecutionStrategy::SingleDevice(device.clone()).into();
         }
-        if rank != 0 {
-            std::fs::remove_dir_all(&artifact_dir).ok();
-            return Ok(());
+        let mut dp =
+            DataParallel::<B, X>::new(device.clone(), self.exchange.clone(), losses.clone());
+        if let Some(k) = self.args.exit_after_steps {
+            let stop = self.args.exit_rank;
+            dp = dp.with_step_hook(move |r, done| {
+                if r == stop && done == k {
+                    eprintln!("rank {r}: exiting after {done} steps (--exit-after-steps)");
+                    std::process::exit(3);
+                }
+            });
         }
+        TrainingStrategy::Custom(Arc::new(dp))
+    }
 
-        let loss_per_step = if simulated {
-            let history = history.lock().map(|h| h.clone()).unwrap_or_default();
+    /// Rank 0's end of the run: print and keep the test accuracy of every
+    /// task, save the trained adapter to `<out>/adapter` and write the report.
+    fn finish<B: AutodiffBackend>(
+        &self,
+        trained: Trained<B>,
+        config: RLoraConfig,
+        plan: Plan,
+        sizes: &Sizes,
+    ) -> Result<()> {
+        let (args, data_ranks) = (&self.args, self.data_ranks);
+        let loss_per_step = if self.simulated() {
+            let history = trained
+                .history
+                .lock()
+                .map(|h| h.clone())
+                .unwrap_or_default();
             history
                 .train_batches
                 .get("Loss")
                 .cloned()
                 .unwrap_or_default()
         } else {
-            losses.values()
+            trained.losses.values()
         };
-        let task_accuracy = test_accuracy(&model, DenseCollate, test, 256, task_names.len());
+        let model = trained.model;
+        let task_names = plan.task_names;
+        let task_accuracy = test_accuracy(&model, DenseCollate, plan.test, 256, task_names.len());
         for (name, acc) in task_names.iter().zip(&task_accuracy) {
             println!("test accuracy {name}: {acc:.2}%");
         }
@@ -433,25 +598,54 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         )
         .context("saving the trained adapter")?;
         let report = Report {
-            method: method.name().to_string(),
-            backend: backend.to_string(),
+            method: self.method.name().to_string(),
+            backend: self.backend.to_string(),
             ranks: data_ranks,
-            simulated,
+            simulated: self.simulated(),
             batch_per_rank: args.batch_size,
             global_batch: args.batch_size * data_ranks,
-            steps,
-            examples_per_rank: per_rank,
-            trainable_params: count.trainable,
-            total_params: count.total,
-            bytes_per_step: layout.bytes_per_step(),
-            full_finetune_bytes_per_step: full_bytes,
+            steps: plan.steps,
+            examples_per_rank: plan.per_rank,
+            trainable_params: sizes.count.trainable,
+            total_params: sizes.count.total,
+            bytes_per_step: sizes.bytes_per_step,
+            full_finetune_bytes_per_step: sizes.full_bytes,
             loss_per_step,
             task_names,
             task_accuracy,
-            train_seconds,
+            train_seconds: trained.train_seconds,
         };
         write_report(&args.out, &report)
     }
+}
+
+/// Where burn-train writes this rank's logs and checkpoints: `out` for rank 0,
+/// a directory of its own under the temporary directory for the others.
+fn artifact_dir(out: &Path, rank: usize) -> PathBuf {
+    if rank == 0 {
+        out.to_path_buf()
+    } else {
+        std::env::temp_dir().join(format!("burn-rlora-rank{rank}-{}", std::process::id()))
+    }
+}
+
+/// The metrics renderer: rank 0 owns the console, the other ranks print nothing.
+fn console(rank: usize) -> Box<dyn MetricsRenderer> {
+    if rank == 0 {
+        Box::new(PlainRenderer::new())
+    } else {
+        Box::new(SilentRenderer)
+    }
+}
+
+/// Write this rank's final trainable weights to `<out>/params-rank<r>.f32`
+/// (little-endian `f32`, module order).
+fn dump_params(out: &Path, rank: usize, values: &[f32]) -> Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::create_dir_all(out)?;
+    let path = out.join(format!("params-rank{rank}.f32"));
+    burn_rlora::write_atomically(&path, &bytes)?;
+    Ok(())
 }
 
 fn write_report(out: &Path, report: &Report) -> Result<()> {
