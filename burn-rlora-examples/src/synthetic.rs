@@ -319,128 +319,233 @@ impl Benchmark {
                 "the data scale must be above 0 and at most {MAX_DATA_SCALE}, got {scale}"
             );
         }
+        // One stream, drawn in this order: the base, the changes, the
+        // read-outs, then each task's inputs.
         let mut rng = StdRng::seed_from_u64(data_seed);
-        let (d_in, d_h) = (D_IN, D_HIDDEN);
-        let w1 = normal(&mut rng, d_in * d_h, (2.0 / d_in as f64).sqrt());
-        let b1 = normal(&mut rng, d_h, 0.1);
-        let w2 = normal(&mut rng, d_h * d_h, (2.0 / d_h as f64).sqrt());
-        let b2 = normal(&mut rng, d_h, 0.1);
-        // Changes with the same magnitude as the base weights' low-rank structure.
-        let draw_change = |rng: &mut StdRng| -> Change {
-            [
-                normal(rng, d_in * TASK_RANK, 0.6 / (d_in as f64).sqrt()),
-                normal(rng, d_h * TASK_RANK, 1.0),
-                normal(rng, d_h * TASK_RANK, 0.6 / (d_h as f64).sqrt()),
-                normal(rng, d_h * TASK_RANK, 1.0),
-            ]
-        };
-        let changes: Vec<Change> = match setting {
-            Setting::Clusters => (0..3).map(|_| draw_change(&mut rng)).collect(),
-            // One input side per layer for all tasks; each task its own output side.
-            Setting::Conflict | Setting::ConflictCued => {
-                let shared = draw_change(&mut rng);
-                (0..4)
-                    .map(|_| {
-                        let own = draw_change(&mut rng);
-                        [
-                            shared[0].clone(),
-                            own[1].clone(),
-                            shared[2].clone(),
-                            own[3].clone(),
-                        ]
-                    })
-                    .collect()
-            }
-            Setting::Agree => vec![draw_change(&mut rng); 4],
-        };
-        let specs = setting.tasks();
-        // Clusters: three read-outs (pos and neg share one); else one per task.
-        let readout_classes: Vec<usize> = match setting {
-            Setting::Clusters => vec![4, 5, 2],
-            _ => specs.iter().map(|spec| spec.classes).collect(),
-        };
-        let readouts: Vec<Vec<f64>> = readout_classes
-            .iter()
-            .map(|&c| normal(&mut rng, d_h * c, 1.0))
-            .collect();
-
-        let tasks = specs
+        let base = DrawnBase::draw(&mut rng);
+        let changes = draw_changes(setting, &mut rng);
+        let readouts = draw_readouts(setting, &mut rng);
+        let tasks = setting
+            .tasks()
             .iter()
             .enumerate()
             .map(|(t, spec)| {
-                let [u1, v1, u2, v2] = &changes[spec.change];
-                let tw1 = low_rank_add(&w1, u1, v1, d_in, d_h, spec.sign);
-                let tw2 = low_rank_add(&w2, u2, v2, d_h, d_h, spec.sign);
-                let readout = &readouts[spec.readout];
-                // The mean of x: a random direction per task (clusters), the
-                // task's cue, or nothing.
-                let mu: Vec<f64> = match setting {
-                    Setting::Clusters => {
-                        let dir = normal(&mut rng, d_in, 1.0);
-                        let norm = dir.iter().map(|v| v * v).sum::<f64>().sqrt();
-                        dir.into_iter().map(|v| 1.5 * v / norm).collect()
-                    }
-                    _ => vec![0.0; d_in],
-                };
-                let n_train = ((spec.train as f64 * scale).round() as usize).max(1);
-                let n = n_train + TEST_PER_TASK;
-                let xs: Vec<Vec<f64>> = (0..n)
-                    .map(|_| {
-                        let mut x: Vec<f64> = mu
-                            .iter()
-                            .map(|m| m + rng.sample::<f64, _>(StandardNormal))
-                            .collect();
-                        if setting.cued() {
-                            // The cue replaces the last coordinates: exactly
-                            // one-hot, the same for every example of the task.
-                            for (k, v) in x[d_in - CUE_DIMS..].iter_mut().enumerate() {
-                                *v = if k == t { CUE } else { 0.0 };
-                            }
-                        }
-                        x
-                    })
-                    .collect();
-                let logits: Vec<Vec<f64>> = xs
-                    .iter()
-                    .map(|x| {
-                        let h = layer(&layer(x, &tw1, &b1, d_h), &tw2, &b2, d_h);
-                        (0..spec.classes)
-                            .map(|c| (0..d_h).map(|k| h[k] * readout[k * spec.classes + c]).sum())
-                            .collect()
-                    })
-                    .collect();
-                let means: Vec<f64> = (0..spec.classes)
-                    .map(|c| logits.iter().map(|l| l[c]).sum::<f64>() / n as f64)
-                    .collect();
-                let examples: Vec<(Vec<f32>, usize)> = xs
-                    .into_iter()
-                    .zip(&logits)
-                    .map(|(x, l)| {
-                        let label = (0..spec.classes)
-                            .max_by(|&a, &b| (l[a] - means[a]).total_cmp(&(l[b] - means[b])))
-                            .unwrap_or(0);
-                        (x.into_iter().map(|v| v as f32).collect(), label)
-                    })
-                    .collect();
-                let (train, test) = examples.split_at(n_train);
-                TaskData {
-                    name: spec.name.to_string(),
-                    num_classes: spec.classes,
-                    train: train.to_vec(),
-                    test: test.to_vec(),
-                }
+                let teacher = Teacher::new(&base, &changes[spec.change], spec, &readouts);
+                draw_task(setting, t, spec, &teacher, scale, &mut rng)
             })
             .collect();
-        let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
         Ok(Benchmark {
-            base: BaseWeights {
-                w1: to32(w1),
-                b1: to32(b1),
-                w2: to32(w2),
-                b2: to32(b2),
-            },
+            base: base.into_f32(),
             tasks,
         })
+    }
+}
+
+/// The base network as drawn, in `f64`: the teachers are built on it, the
+/// student gets it as [`BaseWeights`].
+struct DrawnBase {
+    w1: Vec<f64>,
+    b1: Vec<f64>,
+    w2: Vec<f64>,
+    b2: Vec<f64>,
+}
+
+impl DrawnBase {
+    /// Draw Kaiming-style weights (`N(0, 2 / d_in)`) and small biases
+    /// (`N(0, 0.1²)`) for both layers, in the order `W1, b1, W2, b2`.
+    fn draw(rng: &mut StdRng) -> Self {
+        let (d_in, d_h) = (D_IN, D_HIDDEN);
+        DrawnBase {
+            w1: normal(rng, d_in * d_h, (2.0 / d_in as f64).sqrt()),
+            b1: normal(rng, d_h, 0.1),
+            w2: normal(rng, d_h * d_h, (2.0 / d_h as f64).sqrt()),
+            b2: normal(rng, d_h, 0.1),
+        }
+    }
+
+    /// The frozen weights the student starts from, rounded to `f32`.
+    fn into_f32(self) -> BaseWeights {
+        let to32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect();
+        BaseWeights {
+            w1: to32(self.w1),
+            b1: to32(self.b1),
+            w2: to32(self.w2),
+            b2: to32(self.b2),
+        }
+    }
+}
+
+/// Draw one task's low-rank changes of both layers, with the same
+/// magnitude as the base weights' low-rank structure.
+fn draw_change(rng: &mut StdRng) -> Change {
+    let (d_in, d_h) = (D_IN, D_HIDDEN);
+    [
+        normal(rng, d_in * TASK_RANK, 0.6 / (d_in as f64).sqrt()),
+        normal(rng, d_h * TASK_RANK, 1.0),
+        normal(rng, d_h * TASK_RANK, 0.6 / (d_h as f64).sqrt()),
+        normal(rng, d_h * TASK_RANK, 1.0),
+    ]
+}
+
+/// The changes of `setting`, indexed by [`TaskSpec::change`]: three
+/// independent ones for clusters, a shared input side with each task's own
+/// output side for the conflict settings, one change for every task in
+/// `agree`.
+fn draw_changes(setting: Setting, rng: &mut StdRng) -> Vec<Change> {
+    match setting {
+        Setting::Clusters => (0..3).map(|_| draw_change(rng)).collect(),
+        // One input side per layer for all tasks; each task its own output side.
+        Setting::Conflict | Setting::ConflictCued => {
+            let shared = draw_change(rng);
+            (0..4)
+                .map(|_| {
+                    let own = draw_change(rng);
+                    [
+                        shared[0].clone(),
+                        own[1].clone(),
+                        shared[2].clone(),
+                        own[3].clone(),
+                    ]
+                })
+                .collect()
+        }
+        Setting::Agree => vec![draw_change(rng); 4],
+    }
+}
+
+/// The read-outs of `setting` (`D_HIDDEN x classes`, row-major), indexed by
+/// [`TaskSpec::readout`].
+fn draw_readouts(setting: Setting, rng: &mut StdRng) -> Vec<Vec<f64>> {
+    // Clusters: three read-outs (pos and neg share one); else one per task.
+    let readout_classes: Vec<usize> = match setting {
+        Setting::Clusters => vec![4, 5, 2],
+        _ => setting.tasks().iter().map(|spec| spec.classes).collect(),
+    };
+    readout_classes
+        .iter()
+        .map(|&c| normal(rng, D_HIDDEN * c, 1.0))
+        .collect()
+}
+
+/// One task's teacher: the base with the task's change (of the task's sign)
+/// on both layers, and the task's read-out.
+struct Teacher<'a> {
+    w1: Vec<f64>,
+    b1: &'a [f64],
+    w2: Vec<f64>,
+    b2: &'a [f64],
+    readout: &'a [f64],
+    classes: usize,
+}
+
+impl<'a> Teacher<'a> {
+    /// The teacher of the task `spec` with its `change`, over `base`.
+    fn new(
+        base: &'a DrawnBase,
+        change: &Change,
+        spec: &TaskSpec,
+        readouts: &'a [Vec<f64>],
+    ) -> Self {
+        let [u1, v1, u2, v2] = change;
+        Teacher {
+            w1: low_rank_add(&base.w1, u1, v1, D_IN, D_HIDDEN, spec.sign),
+            b1: &base.b1,
+            w2: low_rank_add(&base.w2, u2, v2, D_HIDDEN, D_HIDDEN, spec.sign),
+            b2: &base.b2,
+            readout: &readouts[spec.readout],
+            classes: spec.classes,
+        }
+    }
+
+    /// The class logits of input `x`: `h_t(x) R_t`.
+    fn logits(&self, x: &[f64]) -> Vec<f64> {
+        let d_h = D_HIDDEN;
+        let h = layer(&layer(x, &self.w1, self.b1, d_h), &self.w2, self.b2, d_h);
+        (0..self.classes)
+            .map(|c| {
+                (0..d_h)
+                    .map(|k| h[k] * self.readout[k * self.classes + c])
+                    .sum()
+            })
+            .collect()
+    }
+}
+
+/// Draw task `t`'s `n` inputs: `x ~ N(mu, I)` with `mu` a random direction
+/// of length 1.5 (clusters) or 0, and the task's cue in the last
+/// [`CUE_DIMS`] coordinates when `setting` is cued.
+fn draw_inputs(setting: Setting, t: usize, n: usize, rng: &mut StdRng) -> Vec<Vec<f64>> {
+    let d_in = D_IN;
+    // The mean of x: a random direction per task (clusters), the
+    // task's cue, or nothing.
+    let mu: Vec<f64> = match setting {
+        Setting::Clusters => {
+            let dir = normal(rng, d_in, 1.0);
+            let norm = dir.iter().map(|v| v * v).sum::<f64>().sqrt();
+            dir.into_iter().map(|v| 1.5 * v / norm).collect()
+        }
+        _ => vec![0.0; d_in],
+    };
+    (0..n)
+        .map(|_| {
+            let mut x: Vec<f64> = mu
+                .iter()
+                .map(|m| m + rng.sample::<f64, _>(StandardNormal))
+                .collect();
+            if setting.cued() {
+                // The cue replaces the last coordinates: exactly
+                // one-hot, the same for every example of the task.
+                for (k, v) in x[d_in - CUE_DIMS..].iter_mut().enumerate() {
+                    *v = if k == t { CUE } else { 0.0 };
+                }
+            }
+            x
+        })
+        .collect()
+}
+
+/// The label of every row of `logits`: the argmax after centring each
+/// class's logit over all rows (so that the classes are balanced).
+fn centred_labels(logits: &[Vec<f64>], classes: usize) -> Vec<usize> {
+    let n = logits.len();
+    let means: Vec<f64> = (0..classes)
+        .map(|c| logits.iter().map(|l| l[c]).sum::<f64>() / n as f64)
+        .collect();
+    logits
+        .iter()
+        .map(|l| {
+            (0..classes)
+                .max_by(|&a, &b| (l[a] - means[a]).total_cmp(&(l[b] - means[b])))
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Draw task `t` of `setting` (`spec`'s size times `scale`, at least 1,
+/// then [`TEST_PER_TASK`] held out) and label it with its `teacher`.
+fn draw_task(
+    setting: Setting,
+    t: usize,
+    spec: &TaskSpec,
+    teacher: &Teacher<'_>,
+    scale: f64,
+    rng: &mut StdRng,
+) -> TaskData {
+    let n_train = ((spec.train as f64 * scale).round() as usize).max(1);
+    let xs = draw_inputs(setting, t, n_train + TEST_PER_TASK, rng);
+    let logits: Vec<Vec<f64>> = xs.iter().map(|x| teacher.logits(x)).collect();
+    let labels = centred_labels(&logits, spec.classes);
+    let examples: Vec<(Vec<f32>, usize)> = xs
+        .into_iter()
+        .zip(labels)
+        .map(|(x, label)| (x.into_iter().map(|v| v as f32).collect(), label))
+        .collect();
+    let (train, test) = examples.split_at(n_train);
+    TaskData {
+        name: spec.name.to_string(),
+        num_classes: spec.classes,
+        train: train.to_vec(),
+        test: test.to_vec(),
     }
 }
 
