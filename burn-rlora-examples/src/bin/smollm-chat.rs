@@ -24,7 +24,8 @@ use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::minilm::default_data_dir;
 use burn_rlora_examples::options::exit_on_error;
 use burn_rlora_examples::smollm::{
-    generate, load_decoder_adapter, smollm2_path, ChatTurn, GenerationConfig, Sampling, SmolLm,
+    generate, load_decoder_adapter, smollm2_path, ChatTurn, GenerationConfig, LlamaForCausalLM,
+    Sampling, SmolLm, SmolTokenizer,
 };
 use clap::Parser;
 
@@ -172,52 +173,66 @@ fn chat<B: Backend>(job: Chat, device: &B::Device) -> Result<()> {
     };
     let mut out = std::io::stdout().lock();
     for prompt in &job.prompts {
-        let text = match args.raw {
-            true => prompt.clone(),
-            false => {
-                let mut turns: Vec<ChatTurn> = args.system.iter().map(ChatTurn::system).collect();
-                turns.push(ChatTurn::user(prompt));
-                tokenizer.chat_prompt(&turns, true)?
+        answer(&model, &tokenizer, &config, args, prompt, &mut out)?;
+    }
+    Ok(())
+}
+
+/// Answer one `prompt` as `args` say (chat turn or raw text), printing the
+/// tokens to `out` as they come, and the timings to stderr with `--timings`.
+fn answer<B: Backend>(
+    model: &LlamaForCausalLM<B>,
+    tokenizer: &SmolTokenizer,
+    config: &GenerationConfig,
+    args: &Args,
+    prompt: &str,
+    out: &mut impl Write,
+) -> Result<()> {
+    let text = match args.raw {
+        true => prompt.to_string(),
+        false => {
+            let mut turns: Vec<ChatTurn> = args.system.iter().map(ChatTurn::system).collect();
+            turns.push(ChatTurn::user(prompt));
+            tokenizer.chat_prompt(&turns, true)?
+        }
+    };
+    let ids = tokenizer.encode(&text, false)?;
+    if args.raw {
+        write!(out, "{prompt}")?;
+    }
+    let mut decoder = tokenizer.stream_decoder(true);
+    let mut failed = None;
+    let begin = Instant::now();
+    let answer = generate(model, &ids, config, |id| {
+        let piece = match decoder.step(id) {
+            Ok(piece) => piece,
+            Err(e) => {
+                failed = Some(e);
+                return ControlFlow::Break(());
             }
         };
-        let ids = tokenizer.encode(&text, false)?;
-        if args.raw {
-            write!(out, "{prompt}")?;
+        match piece.map(|p| write!(out, "{p}").and_then(|()| out.flush())) {
+            Some(Err(_)) => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
         }
-        let mut decoder = tokenizer.stream_decoder(true);
-        let mut failed = None;
-        let begin = Instant::now();
-        let answer = generate(&model, &ids, &config, |id| {
-            let piece = match decoder.step(id) {
-                Ok(piece) => piece,
-                Err(e) => {
-                    failed = Some(e);
-                    return ControlFlow::Break(());
-                }
-            };
-            match piece.map(|p| write!(out, "{p}").and_then(|()| out.flush())) {
-                Some(Err(_)) => ControlFlow::Break(()),
-                _ => ControlFlow::Continue(()),
-            }
-        })?;
-        if let Some(e) = failed {
-            return Err(e.into());
-        }
-        if let Some(rest) = decoder.finish() {
-            write!(out, "{rest}")?;
-        }
-        writeln!(out)?;
-        out.flush()?;
-        if args.timings {
-            let seconds = begin.elapsed().as_secs_f64();
-            eprintln!(
-                "{} prompt tokens, {} new in {seconds:.2} s ({:.1} tokens/s), stopped: {:?}",
-                ids.len(),
-                answer.tokens.len(),
-                answer.tokens.len() as f64 / seconds,
-                answer.stop
-            );
-        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e.into());
+    }
+    if let Some(rest) = decoder.finish() {
+        write!(out, "{rest}")?;
+    }
+    writeln!(out)?;
+    out.flush()?;
+    if args.timings {
+        let seconds = begin.elapsed().as_secs_f64();
+        eprintln!(
+            "{} prompt tokens, {} new in {seconds:.2} s ({:.1} tokens/s), stopped: {:?}",
+            ids.len(),
+            answer.tokens.len(),
+            answer.tokens.len() as f64 / seconds,
+            answer.stop
+        );
     }
     Ok(())
 }

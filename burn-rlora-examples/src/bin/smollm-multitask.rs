@@ -23,7 +23,8 @@ use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora_examples::backend::BackendName;
 use burn_rlora_examples::compare::{
-    fingerprint, parse_fraction, run_dir, seed_range, Comparison, RunResult, RunSpec, RunTrainer,
+    fingerprint, parse_fraction, run_dir, seed_range, training_part, Comparison, RunResult,
+    RunSpec, RunTrainer,
 };
 use burn_rlora_examples::minilm::default_data_dir;
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
@@ -32,7 +33,9 @@ use burn_rlora_examples::smollm::evaluate::Sample;
 use burn_rlora_examples::smollm::experiment::{
     prepare_tasks, run_smollm, samples_markdown, PreparedTask, SmolLmMethod, SmolLmSource,
 };
-use burn_rlora_examples::smollm::tasks::{instruction_tasks, InstructionEncoder, InstructionSplit};
+use burn_rlora_examples::smollm::tasks::{
+    instruction_tasks, InstructionEncoder, InstructionSplit, InstructionTask,
+};
 use burn_rlora_examples::smollm::{llama_config, smollm2_path, tokenizer_spec, SmolTokenizer};
 use burn_rlora_gguf::GgufFile;
 use clap::{FromArgMatches, Parser};
@@ -155,39 +158,7 @@ fn run() -> Result<()> {
     let max_len = args.max_len as usize;
     let prepared = prepare_tasks(&tasks, &encoder, max_len, args.max_new_tokens as usize)?;
     let columns: Vec<String> = prepared.iter().flat_map(|t| t.eval.columns()).collect();
-    let data_lines: Vec<String> = tasks
-        .iter()
-        .zip(&prepared)
-        .map(|(t, p)| {
-            format!(
-                "- {}: {} examples read; {} train ({} validate), {} test; {:.0} tokens per \
-                 training sequence",
-                t.name,
-                t.total,
-                t.train.len(),
-                (t.train.len() / 10).max(1),
-                t.test.len(),
-                p.train_tokens as f64 / p.train.len().max(1) as f64
-            )
-        })
-        .collect();
-    let header = format!(
-        "# SmolLM2-135M-Instruct multi-task instruction tuning\n\n\
-         Adapters on gate_proj, up_proj and down_proj of all {} blocks; loss on the answer tokens \
-         only. {}; sequences of at most {max_len} tokens (inputs cut, never answers); splits: \
-         {:.0}% test, split seed {}, at most {} train and {} test examples per task. Columns: \
-         `score` is the accuracy of picking the most likely label answer, `gen` the exact match \
-         of the greedy answer, and for the headline task `EM`, `ROUGE-L` (F1) and `chrF` of the \
-         greedy answer, all in percent; `mean` averages the score columns and ROUGE-L. Mean ± \
-         sample std over seeds.\n\n{}",
-        config.num_hidden_layers,
-        common.training_line(backend),
-        args.test_fraction * 100.0,
-        args.split_seed,
-        args.train_per_task,
-        args.test_per_task,
-        data_lines.join("\n"),
-    );
+    let header = header(&args, backend, config.num_hidden_layers, &tasks, &prepared);
     println!(
         "{header}\n\ndata prepared in {:.1} s\n",
         prep.elapsed().as_secs_f64()
@@ -224,6 +195,49 @@ fn run() -> Result<()> {
     };
     job.run_and_report(backend, common.devices as usize, start)?;
     write_samples(&out, &methods, seeds[0])
+}
+
+/// The report's Markdown header: the model, the settings and each task's data.
+fn header(
+    args: &Args,
+    backend: BackendName,
+    blocks: usize,
+    tasks: &[InstructionTask],
+    prepared: &[PreparedTask],
+) -> String {
+    let data_lines: Vec<String> = tasks
+        .iter()
+        .zip(prepared)
+        .map(|(t, p)| {
+            format!(
+                "- {}: {} examples read; {} train ({} validate), {} test; {} tokens per \
+                 training sequence",
+                t.name,
+                t.total,
+                t.train.len(),
+                t.train.len() - training_part(t.train.len()),
+                t.test.len(),
+                p.mean_tokens()
+            )
+        })
+        .collect();
+    format!(
+        "# SmolLM2-135M-Instruct multi-task instruction tuning\n\n\
+         Adapters on gate_proj, up_proj and down_proj of all {blocks} blocks; loss on the answer \
+         tokens only. {}; sequences of at most {} tokens (inputs cut, never answers); splits: \
+         {:.0}% test, split seed {}, at most {} train and {} test examples per task. Columns: \
+         `score` is the accuracy of picking the most likely label answer, `gen` the exact match \
+         of the greedy answer, and for the headline task `EM`, `ROUGE-L` (F1) and `chrF` of the \
+         greedy answer, all in percent; `average` averages the score columns and ROUGE-L. Mean \
+         ± sample std over seeds.\n\n{}",
+        args.common.training_line(backend),
+        args.max_len,
+        args.test_fraction * 100.0,
+        args.split_seed,
+        args.train_per_task,
+        args.test_per_task,
+        data_lines.join("\n"),
+    )
 }
 
 /// `samples.md` from the first seed's runs.

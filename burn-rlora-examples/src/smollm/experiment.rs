@@ -10,17 +10,17 @@ use anyhow::{Context, Result};
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora::method::Method;
-use burn_rlora::{AdaptConfig, RLoraConfig, TargetModules};
+use burn_rlora::{AdaptConfig, HeadSimilarity, RLoraConfig, TargetModules};
 use serde::Serialize;
 
 use super::batch::AnswerSequence;
 use super::evaluate::{evaluate, EvalTask, Sample, Scores};
 use super::tasks::{InstructionEncoder, InstructionTask, TaskError};
 use super::train::{AnswerCollate, MultiTaskLm};
-use super::{save_decoder_adapter, SmolLm};
+use super::{save_decoder_adapter, LlamaForCausalLM, SmolLm};
 use crate::compare::{
-    fit, method_config_over, ComparisonTask, Fitted, RunRecord, RunResult, RunSpec, Splits,
-    TrainSettings,
+    fit, method_config_over, training_part, ComparisonTask, Fitted, RunRecord, RunResult, RunSpec,
+    Splits, TrainSettings,
 };
 use crate::trace::defined_mean;
 
@@ -118,6 +118,13 @@ pub struct PreparedTask {
     pub eval: EvalTask,
     /// Tokens in the training sequences.
     pub train_tokens: usize,
+}
+
+impl PreparedTask {
+    /// Mean tokens per training sequence (0 without any).
+    pub fn mean_tokens(&self) -> usize {
+        self.train_tokens / self.train.len().max(1)
+    }
 }
 
 impl ComparisonTask for PreparedTask {
@@ -228,16 +235,7 @@ pub fn run_smollm<B: AutodiffBackend>(
     let settings = run.settings;
     let lm = SmolLm::<B>::load(&source.model, &device)?;
     let adapter = smollm_adapter(method, settings, &lm.config);
-    let (rank, decoder) = match &adapter {
-        None => (0, lm.model.no_grad()),
-        Some((rank, config)) => {
-            let targets = TargetModules::names(PAPER_TARGETS);
-            (
-                *rank,
-                AdaptConfig::new(config.clone(), targets).adapt(lm.model)?,
-            )
-        }
-    };
+    let (rank, decoder) = adapted(lm.model, adapter.as_ref())?;
     let trace = match adapter {
         Some(_) => settings.similarity_trace(),
         None => Default::default(),
@@ -249,59 +247,78 @@ pub fn run_smollm<B: AutodiffBackend>(
         None => untrained(model.valid()),
         Some(_) => {
             let splits = Splits::of(tasks, settings.sampling, run.seed)?;
-            let pad = lm.tokenizer.eos();
-            fit(
-                model,
-                AnswerCollate { pad },
-                (splits.train, splits.valid),
-                run,
-            )?
+            let collate = AnswerCollate {
+                pad: lm.tokenizer.eos(),
+            };
+            fit(model, collate, (splits.train, splits.valid), run)?
         }
     };
-    if let Some((_, config)) = smollm_adapter(method, settings, &lm.config) {
-        save_decoder_adapter(
-            &fitted.model.lm,
-            dir.join("adapter"),
-            &config,
-            "SmolLM2-135M-Instruct",
-        )
-        .context("saving the trained adapter")?;
+    if let Some((_, config)) = &adapter {
+        save_decoder_adapter(&fitted.model.lm, dir.join("adapter"), config, SMOLLM2_NAME)
+            .context("saving the trained adapter")?;
     }
     let eval: Vec<EvalTask> = tasks.iter().map(|t| t.eval.clone()).collect();
-    let scores = evaluate(
-        &fitted.model.lm,
-        &lm.tokenizer,
-        &eval,
-        source.max_new_tokens,
-        source.samples,
-    )?;
+    let (max_new, samples) = (source.max_new_tokens, source.samples);
+    let scores = evaluate(&fitted.model.lm, &lm.tokenizer, &eval, max_new, samples)?;
     fitted.task_accuracy = scores.columns.iter().map(|(_, v)| *v).collect();
-    let train_tokens: usize =
-        tasks.iter().map(|t| t.train_tokens * 9 / 10).sum::<usize>() * settings.epochs;
+    let train_tokens: usize = tasks
+        .iter()
+        .map(|t| training_part(t.train.len()) * t.mean_tokens())
+        .sum();
     let extras = RunExtras {
         method: method.name().to_string(),
         seed,
         train_tokens_per_second: (fitted.train_seconds > 0.0)
-            .then(|| train_tokens as f64 / fitted.train_seconds),
+            .then(|| (train_tokens * settings.epochs) as f64 / fitted.train_seconds),
         scores: scores.clone(),
     };
     let json = serde_json::to_string_pretty(&extras)?;
     burn_rlora::write_atomically(dir.join("extras.json"), json.as_bytes())?;
-    let similarity = match method {
-        SmolLmMethod::Base => Vec::new(),
-        _ => burn_rlora::head_similarities(&fitted.model.lm)?,
-    };
-    let last = similarity
-        .iter()
-        .map(|(name, s)| (short_layer_name(name), defined_mean(s)))
-        .collect();
-    let similarity = similarity
-        .into_iter()
-        .map(|(name, s)| (short_layer_name(&name), s))
-        .collect();
+    let (similarity, last) = similarities(&fitted.model.lm)?;
     let mut result = RunResult::new(record, fitted, similarity, last);
     result.mean_accuracy = scores.primary;
     Ok(result)
+}
+
+/// The name a saved adapter records as its base model.
+const SMOLLM2_NAME: &str = "SmolLM2-135M-Instruct";
+
+/// `decoder` with `adapter` on the paper's targets (frozen elsewhere), or
+/// entirely frozen without one; and the adapter's rank (0 without).
+fn adapted<B: AutodiffBackend>(
+    decoder: LlamaForCausalLM<B>,
+    adapter: Option<&(usize, RLoraConfig)>,
+) -> Result<(usize, LlamaForCausalLM<B>)> {
+    Ok(match adapter {
+        None => (0, decoder.no_grad()),
+        Some((rank, config)) => {
+            let targets = TargetModules::names(PAPER_TARGETS);
+            (
+                *rank,
+                AdaptConfig::new(config.clone(), targets).adapt(decoder)?,
+            )
+        }
+    })
+}
+
+/// The head similarity of every adapted layer of `lm` (none when nothing
+/// is adapted), by short layer name, with each layer's mean.
+#[allow(clippy::type_complexity)]
+fn similarities<B: burn::tensor::backend::Backend>(
+    lm: &LlamaForCausalLM<B>,
+) -> Result<(Vec<(String, HeadSimilarity)>, Vec<(String, Option<f64>)>)> {
+    if burn_rlora::adapt::adapted_paths(lm).is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let similarity: Vec<(String, HeadSimilarity)> = burn_rlora::head_similarities(lm)?
+        .into_iter()
+        .map(|(name, s)| (short_layer_name(&name), s))
+        .collect();
+    let last = similarity
+        .iter()
+        .map(|(name, s)| (name.clone(), defined_mean(s)))
+        .collect();
+    Ok((similarity, last))
 }
 
 /// The base model as a run that trained for no step.
