@@ -22,6 +22,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn_rlora_examples::backend::BackendName;
 use burn_rlora_examples::compare::{
     fingerprint, parse_fraction, seed_range, Comparison, RunResult, RunSpec, RunTrainer,
+    TrainSettings,
 };
 use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
@@ -107,6 +108,8 @@ fn main() {
     exit_on_error(run)
 }
 
+/// Parse and check the options, prepare the tasks, print the report's
+/// header and run the comparison.
 fn run() -> Result<()> {
     let args: Args = DEFAULTS.parse();
     let common = &args.common;
@@ -126,77 +129,15 @@ fn run() -> Result<()> {
         ));
     }
     let settings = common.settings();
-    // Fail on a bad adapter setting before any training.
-    let mut lora_rank = None;
-    for &m in &methods {
-        if let Some((rank, adapters)) = minilm_adapter(m, &settings, &config) {
-            for (d_in, d_out) in adapted_shapes(&config, &adapters) {
-                if let Err(e) = adapters.adapter.validate(d_in, d_out) {
-                    DEFAULTS.usage_error::<Args>(format!("--rank/--heads/--alpha/--dropout: {e}"));
-                }
-            }
-            if m.name() == "lora" {
-                lora_rank = Some(rank);
-            }
-        }
-    }
+    let lora_rank = check_adapters(&methods, &settings, &config);
     report::prepare_dir(&common.out)?;
 
     let prep = Instant::now();
     let tokenizer = MiniLmTokenizer::from_file(&paths.tokenizer, max_len)?;
-    let split = SplitSettings {
-        test_fraction: args.test_fraction,
-        train_per_task: usize::try_from(args.train_per_task).unwrap_or(usize::MAX),
-        test_per_task: usize::try_from(args.test_per_task).unwrap_or(usize::MAX),
-        split_seed: args.split_seed,
-    };
+    let split = split_settings(&args);
     let tasks = prepare_tasks(&data_dir, &tokenizer, &split)?;
     let task_names: Vec<String> = tasks.iter().map(|t| t.name.clone()).collect();
-    let data_lines: Vec<String> = tasks
-        .iter()
-        .map(|t| {
-            let tokens: usize = t.train.iter().map(|(ids, _)| ids.len()).sum();
-            format!(
-                "- {}: {} classes, {} examples read ({} corrupt records skipped); {} train \
-                 ({} validate), {} test; mean {:.0} tokens per training example",
-                t.name,
-                t.labels.len(),
-                t.total,
-                t.skipped,
-                t.train.len(),
-                (t.train.len() / 10).max(1),
-                t.test.len(),
-                tokens as f64 / t.train.len().max(1) as f64
-            )
-        })
-        .collect();
-    let match_line = match lora_rank {
-        Some(r) => format!(
-            " LoRA's rank is {r}, chosen to match the adapter parameters of {} heads of rank {} plus a \
-             router over the adapted layers, as the paper compares methods at equal parameter budgets.",
-            common.heads, common.rank
-        ),
-        None => String::new(),
-    };
-    let header = format!(
-        "# MiniLM multi-task comparison\n\n\
-         all-MiniLM-L6-v2 (6 layers, hidden {}), adapters on the feed-forward projections \
-         (intermediate and output dense of every block); per-task linear heads over mean-pooled \
-         features. {}; max length {} tokens; splits: {:.0}% test, \
-         stratified, split seed {}, then stratified subsamples of at most {} train and {} test \
-         examples per task.{match_line} Accuracies are test accuracy in percent, mean ± sample \
-         std over seeds. Peak RSS is the process's resident-memory high-water mark (Linux \
-         `VmHWM`, reset before each run), which includes the loaded data and the pretrained \
-         weights.\n\n{}",
-        config.hidden_size,
-        common.training_line(backend),
-        args.max_len,
-        args.test_fraction * 100.0,
-        args.split_seed,
-        args.train_per_task,
-        args.test_per_task,
-        data_lines.join("\n"),
-    );
+    let header = header(&args, &config, backend, lora_rank, &tasks);
     println!(
         "{header}\n\ndata prepared in {:.1} s\n",
         prep.elapsed().as_secs_f64()
@@ -230,4 +171,96 @@ fn run() -> Result<()> {
         header,
     };
     job.run_and_report(backend, common.devices as usize, start)
+}
+
+/// Fail on a bad adapter setting before any training: every adapted layer
+/// of every method must accept its adapter, else a usage error exits.
+/// Returns LoRA's rank when LoRA is among the `methods`.
+fn check_adapters(
+    methods: &[MiniLmMethod],
+    settings: &TrainSettings,
+    config: &BertConfig,
+) -> Option<usize> {
+    let mut lora_rank = None;
+    for &m in methods {
+        if let Some((rank, adapters)) = minilm_adapter(m, settings, config) {
+            for (d_in, d_out) in adapted_shapes(config, &adapters) {
+                if let Err(e) = adapters.adapter.validate(d_in, d_out) {
+                    DEFAULTS.usage_error::<Args>(format!("--rank/--heads/--alpha/--dropout: {e}"));
+                }
+            }
+            if m.name() == "lora" {
+                lora_rank = Some(rank);
+            }
+        }
+    }
+    lora_rank
+}
+
+/// The train/test splits and subsamples the options ask for.
+fn split_settings(args: &Args) -> SplitSettings {
+    SplitSettings {
+        test_fraction: args.test_fraction,
+        train_per_task: usize::try_from(args.train_per_task).unwrap_or(usize::MAX),
+        test_per_task: usize::try_from(args.test_per_task).unwrap_or(usize::MAX),
+        split_seed: args.split_seed,
+    }
+}
+
+/// The report's header: the model, adapters, training settings, splits and
+/// the equal-budget rank of LoRA, then one line per task.
+fn header(
+    args: &Args,
+    config: &BertConfig,
+    backend: BackendName,
+    lora_rank: Option<usize>,
+    tasks: &[PreparedTask],
+) -> String {
+    let common = &args.common;
+    let data_lines: Vec<String> = tasks.iter().map(data_line).collect();
+    let match_line = match lora_rank {
+        Some(r) => format!(
+            " LoRA's rank is {r}, chosen to match the adapter parameters of {} heads of rank {} plus a \
+             router over the adapted layers, as the paper compares methods at equal parameter budgets.",
+            common.heads, common.rank
+        ),
+        None => String::new(),
+    };
+    format!(
+        "# MiniLM multi-task comparison\n\n\
+         all-MiniLM-L6-v2 (6 layers, hidden {}), adapters on the feed-forward projections \
+         (intermediate and output dense of every block); per-task linear heads over mean-pooled \
+         features. {}; max length {} tokens; splits: {:.0}% test, \
+         stratified, split seed {}, then stratified subsamples of at most {} train and {} test \
+         examples per task.{match_line} Accuracies are test accuracy in percent, mean ± sample \
+         std over seeds. Peak RSS is the process's resident-memory high-water mark (Linux \
+         `VmHWM`, reset before each run), which includes the loaded data and the pretrained \
+         weights.\n\n{}",
+        config.hidden_size,
+        common.training_line(backend),
+        args.max_len,
+        args.test_fraction * 100.0,
+        args.split_seed,
+        args.train_per_task,
+        args.test_per_task,
+        data_lines.join("\n"),
+    )
+}
+
+/// The header's line about one task: classes, examples read and skipped,
+/// the split sizes and the mean length of a training example.
+fn data_line(t: &PreparedTask) -> String {
+    let tokens: usize = t.train.iter().map(|(ids, _)| ids.len()).sum();
+    format!(
+        "- {}: {} classes, {} examples read ({} corrupt records skipped); {} train \
+         ({} validate), {} test; mean {:.0} tokens per training example",
+        t.name,
+        t.labels.len(),
+        t.total,
+        t.skipped,
+        t.train.len(),
+        (t.train.len() / 10).max(1),
+        t.test.len(),
+        tokens as f64 / t.train.len().max(1) as f64
+    )
 }
