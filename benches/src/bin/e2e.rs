@@ -26,7 +26,7 @@ use burn::train::{InferenceStep, TrainStep};
 use burn_rlora::multitask::{
     MultiTaskBatch, MultiTaskClassifier, SamplingStrategy, TaskHeads, TaskId,
 };
-use burn_rlora_benches::{interleave, keep_freed_memory};
+use burn_rlora_benches::{interleave, keep_freed_memory, Timing};
 use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss, RunSpec, TrainSettings};
 use burn_rlora_examples::minilm::{
     build_classifier, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
@@ -210,6 +210,9 @@ fn tokens_per_s(rows: usize, seq: usize, ms: f64) -> f64 {
     (rows * seq) as f64 / (ms / 1e3)
 }
 
+/// Time every method's training step and evaluation on backend `B`,
+/// interleaved round by round, print the table and return its figures (and
+/// the Learner's with `--learner`) under the backend's name.
 fn run<B: AutodiffBackend>(args: &Args, s: &Settings) -> Result<Value> {
     let device = B::Device::default();
     B::seed(&device, 0);
@@ -223,12 +226,29 @@ fn run<B: AutodiffBackend>(args: &Args, s: &Settings) -> Result<Value> {
         .iter()
         .map(|r| r.to_batch::<B::InnerBackend>(&device))
         .collect();
+    let (models, labels) = build_models::<B>(args, s, &device)?;
+    let peaks = peak_memory(&models, &train);
+    let timings = time_interleaved(args, &models, &train, &eval);
+    let mut out = print_timings(args, &labels, &timings, &peaks);
+    if args.learner {
+        learner::<B>(args, s, &device, &mut out)?;
+    }
+    Ok(json!({ args.backend.clone(): out }))
+}
+
+/// One model per method and `--ops` choice, with its label in the table
+/// (the ops named only when there are several).
+fn build_models<B: AutodiffBackend>(
+    args: &Args,
+    s: &Settings,
+    device: &B::Device,
+) -> Result<(Vec<Model<B>>, Vec<String>)> {
     let mut models = Vec::new();
     let mut labels = Vec::new();
     for &m in &s.methods {
         let model = match &s.data_dir {
-            Some(dir) => build_classifier::<B>(dir, m, &s.train, args.seq, &s.tasks, &device)?.1,
-            None => synthetic_classifier::<B>(m, s, &device)?,
+            Some(dir) => build_classifier::<B>(dir, m, &s.train, args.seq, &s.tasks, device)?.1,
+            None => synthetic_classifier::<B>(m, s, device)?,
         };
         for ops in &args.ops {
             let host = match ops.as_str() {
@@ -246,10 +266,16 @@ fn run<B: AutodiffBackend>(args: &Args, s: &Settings) -> Result<Value> {
             });
         }
     }
+    Ok((models, labels))
+}
 
-    // Peak memory of each method alone, a few steps after a reset.
+/// Peak memory of each model alone, a few training steps after a reset.
+fn peak_memory<B: AutodiffBackend>(
+    models: &[Model<B>],
+    train: &[MultiTaskBatch<B, BertInput<B>>],
+) -> Vec<Option<f64>> {
     let mut peaks = Vec::new();
-    for model in &models {
+    for model in models {
         reset_peak_rss();
         let mut optim = AdamConfig::new().init::<B, Model<B>>();
         let mut m = model.clone();
@@ -258,8 +284,18 @@ fn run<B: AutodiffBackend>(args: &Args, s: &Settings) -> Result<Value> {
         }
         peaks.push(peak_rss_mib());
     }
+    peaks
+}
 
-    // Interleaved timing: every method's training step, then every method's evaluation.
+/// Interleaved timing: every model's training step (on the training
+/// batches in turn), then every model's evaluation; the timings of the
+/// training steps first, then those of the evaluations, in model order.
+fn time_interleaved<B: AutodiffBackend>(
+    args: &Args,
+    models: &[Model<B>],
+    train: &[MultiTaskBatch<B, BertInput<B>>],
+    eval: &[MultiTaskBatch<B::InnerBackend, BertInput<B::InnerBackend>>],
+) -> Vec<Timing> {
     let mut states: Vec<_> = models
         .iter()
         .map(|m| {
@@ -271,31 +307,38 @@ fn run<B: AutodiffBackend>(args: &Args, s: &Settings) -> Result<Value> {
         })
         .collect();
     let inner: Vec<_> = models.iter().map(|m| m.valid()).collect();
-    let train_ref = &train;
     let mut jobs: Vec<Box<dyn FnMut() + '_>> = states
         .iter_mut()
         .map(|(model, optim, k)| {
             Box::new(move || {
                 let m = model.take().expect("model is put back after each step");
-                let batch = train_ref[*k % train_ref.len()].clone();
+                let batch = train[*k % train.len()].clone();
                 *k += 1;
                 *model = Some(train_step(m, optim, batch));
             }) as Box<dyn FnMut() + '_>
         })
         .collect();
-    let eval_ref = &eval;
     for model in &inner {
         let mut k = 0usize;
         jobs.push(Box::new(move || {
-            let out = InferenceStep::step(model, eval_ref[k % eval_ref.len()].clone());
+            let out = InferenceStep::step(model, eval[k % eval.len()].clone());
             k += 1;
             let _: f32 = out.loss.into_scalar().elem();
         }));
     }
-    let timings = interleave(&mut jobs, args.rounds, args.warmup);
-    drop(jobs);
+    interleave(&mut jobs, args.rounds, args.warmup)
+}
 
-    let n = models.len();
+/// Print the table of the models' training and evaluation times (as
+/// [`time_interleaved`] orders them) and peak memory; the same figures by
+/// label.
+fn print_timings(
+    args: &Args,
+    labels: &[String],
+    timings: &[Timing],
+    peaks: &[Option<f64>],
+) -> BTreeMap<String, Value> {
+    let n = labels.len();
     let mut out = BTreeMap::new();
     println!(
         "| backend | method | train step ms | train tokens/s | eval batch ms | eval tokens/s | peak RSS MiB |"
@@ -319,10 +362,7 @@ fn run<B: AutodiffBackend>(args: &Args, s: &Settings) -> Result<Value> {
             }),
         );
     }
-    if args.learner {
-        learner::<B>(args, s, &device, &mut out)?;
-    }
-    Ok(json!({ args.backend.clone(): out }))
+    out
 }
 
 /// The classifier of `m` on a randomly initialized all-MiniLM-L6-v2.
@@ -485,87 +525,21 @@ fn main() {
     }
 }
 
+/// Check the options, load or draw the batches, then write the dump or time
+/// the methods on the chosen backend.
 fn real_main(args: Args) -> Result<()> {
     if !args.system_malloc && !keep_freed_memory() {
         eprintln!("warning: could not set the allocator's parameters");
     }
-    if args.rounds == 0 || args.batches == 0 || args.batch_size == 0 || args.seq < 2 {
-        bail!("--rounds, --batches and --batch-size must be at least 1, --seq at least 2");
-    }
-    let methods = args
-        .methods
-        .iter()
-        .map(|m| m.parse::<MiniLmMethod>())
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.seq > 512 {
-        bail!("--seq {} exceeds the model's 512 positions", args.seq);
-    }
+    let methods = checked_methods(&args)?;
     let s = if args.synthetic {
-        let classes = vec![2, 3, 5, 2];
-        let vocab = BertConfig::minilm_l6().vocab_size;
-        Settings {
-            data_dir: None,
-            train_batches: synthetic_batches(
-                &classes,
-                args.batch_size,
-                args.batches,
-                args.seq,
-                vocab,
-            ),
-            eval_batches: synthetic_batches(&classes, args.eval_batch_size, 2, args.seq, vocab),
-            classes,
-            methods,
-            train: settings(args.batch_size),
-            tasks: Vec::new(),
-        }
+        synthetic_settings(&args, methods)
     } else {
-        let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
-        let paths = MiniLmPaths::in_data_dir(&data_dir)?;
-        let tokenizer = MiniLmTokenizer::from_file(&paths.tokenizer, args.seq)?;
-        let split = SplitSettings {
-            test_fraction: 0.2,
-            train_per_task: 400,
-            test_per_task: 200,
-            split_seed: 2025,
-        };
-        let start = Instant::now();
-        let tasks = prepare_tasks(&data_dir, &tokenizer, &split)?;
-        eprintln!("tasks prepared in {:.1} s", start.elapsed().as_secs_f64());
-        Settings {
-            data_dir: Some(data_dir),
-            classes: tasks.iter().map(|t| t.labels.len()).collect(),
-            train_batches: make_batches(&tasks, args.batch_size, args.batches, args.seq),
-            eval_batches: make_batches(&tasks, args.eval_batch_size, 2, args.seq),
-            methods,
-            train: settings(args.batch_size),
-            tasks,
-        }
+        data_settings(&args, methods)?
     };
-
     if let Some(path) = &args.dump {
-        let Some(data_dir) = &s.data_dir else {
-            bail!("--dump needs the fetched data (not --synthetic)");
-        };
-        let config = BertConfig::from_json_file(MiniLmPaths::in_data_dir(data_dir)?.config)?;
-        let features = reference_features(data_dir, args.seq, &s.train_batches[0])?;
-        let dump = json!({
-            "seq": args.seq,
-            "batch_size": args.batch_size,
-            "eval_batch_size": args.eval_batch_size,
-            "classes": s.classes,
-            "hidden_dropout": config.hidden_dropout_prob,
-            "attention_dropout": config.attention_probs_dropout_prob,
-            "methods": method_specs(&s, &config),
-            "train_batches": s.train_batches.iter().map(Rows::to_json).collect::<Vec<_>>(),
-            "eval_batches": s.eval_batches.iter().map(Rows::to_json).collect::<Vec<_>>(),
-            "reference_features": features,
-        });
-        std::fs::write(path, dump.to_string())
-            .with_context(|| format!("writing {}", path.display()))?;
-        eprintln!("wrote {}", path.display());
-        return Ok(());
+        return dump(&args, &s, path);
     }
-
     let result = match args.backend.as_str() {
         "flex" => run::<burn::backend::Autodiff<burn::backend::Flex>>(&args, &s)?,
         "ndarray" => run::<burn::backend::Autodiff<burn::backend::NdArray>>(&args, &s)?,
@@ -584,5 +558,89 @@ fn real_main(args: Args) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&result)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// Check the counts and the sequence length, and parse the methods.
+fn checked_methods(args: &Args) -> Result<Vec<MiniLmMethod>> {
+    if args.rounds == 0 || args.batches == 0 || args.batch_size == 0 || args.seq < 2 {
+        bail!("--rounds, --batches and --batch-size must be at least 1, --seq at least 2");
+    }
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| m.parse::<MiniLmMethod>())
+        .collect::<Result<Vec<_>, _>>()?;
+    if args.seq > 512 {
+        bail!("--seq {} exceeds the model's 512 positions", args.seq);
+    }
+    Ok(methods)
+}
+
+/// `--synthetic`: four tasks of 2, 3, 5 and 2 classes and batches of
+/// random token ids, no data directory.
+fn synthetic_settings(args: &Args, methods: Vec<MiniLmMethod>) -> Settings {
+    let classes = vec![2, 3, 5, 2];
+    let vocab = BertConfig::minilm_l6().vocab_size;
+    Settings {
+        data_dir: None,
+        train_batches: synthetic_batches(&classes, args.batch_size, args.batches, args.seq, vocab),
+        eval_batches: synthetic_batches(&classes, args.eval_batch_size, 2, args.seq, vocab),
+        classes,
+        methods,
+        train: settings(args.batch_size),
+        tasks: Vec::new(),
+    }
+}
+
+/// The fetched data: the four tasks, tokenized and split as
+/// `minilm-multitask` does by default, and batches of their sentences.
+fn data_settings(args: &Args, methods: Vec<MiniLmMethod>) -> Result<Settings> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let paths = MiniLmPaths::in_data_dir(&data_dir)?;
+    let tokenizer = MiniLmTokenizer::from_file(&paths.tokenizer, args.seq)?;
+    let split = SplitSettings {
+        test_fraction: 0.2,
+        train_per_task: 400,
+        test_per_task: 200,
+        split_seed: 2025,
+    };
+    let start = Instant::now();
+    let tasks = prepare_tasks(&data_dir, &tokenizer, &split)?;
+    eprintln!("tasks prepared in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(Settings {
+        data_dir: Some(data_dir),
+        classes: tasks.iter().map(|t| t.labels.len()).collect(),
+        train_batches: make_batches(&tasks, args.batch_size, args.batches, args.seq),
+        eval_batches: make_batches(&tasks, args.eval_batch_size, 2, args.seq),
+        methods,
+        train: settings(args.batch_size),
+        tasks,
+    })
+}
+
+/// `--dump`: write the batches, the methods' adapter settings and the plain
+/// encoder's features of the first batch to `path` as JSON.
+fn dump(args: &Args, s: &Settings, path: &Path) -> Result<()> {
+    let Some(data_dir) = &s.data_dir else {
+        bail!("--dump needs the fetched data (not --synthetic)");
+    };
+    let config = BertConfig::from_json_file(MiniLmPaths::in_data_dir(data_dir)?.config)?;
+    let features = reference_features(data_dir, args.seq, &s.train_batches[0])?;
+    let dump = json!({
+        "seq": args.seq,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.eval_batch_size,
+        "classes": s.classes,
+        "hidden_dropout": config.hidden_dropout_prob,
+        "attention_dropout": config.attention_probs_dropout_prob,
+        "methods": method_specs(s, &config),
+        "train_batches": s.train_batches.iter().map(Rows::to_json).collect::<Vec<_>>(),
+        "eval_batches": s.eval_batches.iter().map(Rows::to_json).collect::<Vec<_>>(),
+        "reference_features": features,
+    });
+    std::fs::write(path, dump.to_string())
+        .with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
     Ok(())
 }
