@@ -15,6 +15,7 @@
 //! completed on both nodes.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -123,54 +124,120 @@ fn run_node(opts: &Options, node: usize) -> Result<(), String> {
 
 /// The orchestrator in this process, two node processes, a deadline.
 fn launch(opts: &Options) -> Result<(), String> {
-    let port = opts.port;
+    start_orchestrator(opts.port);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let (tx, rx) = mpsc::channel::<(usize, String)>();
+    let mut children: Vec<Child> = Vec::new();
+    for node in 0..NODES {
+        children.push(spawn_node(&exe, node, opts, tx.clone())?);
+    }
+    drop(tx);
+    let progress = watch(opts, &rx);
+    let statuses = reap(&mut children);
+    println!(
+        "completed rounds per node: {:?} of {}; {}",
+        progress.rounds,
+        opts.rounds,
+        statuses.join("; ")
+    );
+    progress.verdict(opts)
+}
+
+/// Run burn-collective's global orchestrator on `port` in a thread of its
+/// own, and give it half a second to start listening.
+fn start_orchestrator(port: u16) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
         runtime.block_on(start_global_orchestrator(port));
     });
     std::thread::sleep(Duration::from_millis(500));
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel::<(usize, String)>();
-    let mut children: Vec<Child> = Vec::new();
-    for node in 0..NODES {
-        let mut child = Command::new(&exe)
-            .args(["--node", &node.to_string()])
-            .args(["--port", &port.to_string()])
-            .args(["--rounds", &opts.rounds.to_string()])
-            .args(["--values", &opts.values.to_string()])
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("starting node {node}: {e}"))?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send((node, line)).is_err() {
-                    break;
-                }
+}
+
+/// Start node `node` (this binary, `exe`, with `--node`), and a thread that
+/// sends each line it prints to `tx`, tagged with the node.
+fn spawn_node(
+    exe: &Path,
+    node: usize,
+    opts: &Options,
+    tx: mpsc::Sender<(usize, String)>,
+) -> Result<Child, String> {
+    let mut child = Command::new(exe)
+        .args(["--node", &node.to_string()])
+        .args(["--port", &opts.port.to_string()])
+        .args(["--rounds", &opts.rounds.to_string()])
+        .args(["--values", &opts.values.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("starting node {node}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send((node, line)).is_err() {
+                break;
             }
-        });
-        children.push(child);
+        }
+    });
+    Ok(child)
+}
+
+/// What the nodes reported before the deadline.
+struct Progress {
+    /// Completed rounds per node.
+    rounds: [usize; NODES],
+    /// Whether each node printed "finished".
+    finished: [bool; NODES],
+}
+
+impl Progress {
+    /// `Ok` when every node completed every round and finished, else the
+    /// all-reduce that got stuck.
+    fn verdict(&self, opts: &Options) -> Result<(), String> {
+        if self.rounds.iter().all(|&r| r == opts.rounds) && self.finished.iter().all(|&f| f) {
+            println!(
+                "burn-collective: {} consecutive global all-reduces completed",
+                opts.rounds
+            );
+            Ok(())
+        } else {
+            let stuck = self.rounds.iter().min().copied().unwrap_or(0) + 1;
+            Err(format!(
+                "burn-collective: global all-reduce {stuck} did not complete within {} s",
+                opts.timeout
+            ))
+        }
     }
-    drop(tx);
+}
+
+/// Echo the nodes' lines from `rx` and count their rounds until every node
+/// has finished, every node's output has closed, or `--timeout` seconds
+/// have passed.
+fn watch(opts: &Options, rx: &mpsc::Receiver<(usize, String)>) -> Progress {
     let deadline = Instant::now() + Duration::from_secs(opts.timeout);
-    let mut rounds = [0usize; NODES];
-    let mut finished = [false; NODES];
-    while Instant::now() < deadline && !finished.iter().all(|&f| f) {
+    let mut progress = Progress {
+        rounds: [0; NODES],
+        finished: [false; NODES],
+    };
+    while Instant::now() < deadline && !progress.finished.iter().all(|&f| f) {
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok((node, line)) => {
                 println!("node {node}: {line}");
                 if line.starts_with("round ") {
-                    rounds[node] += 1;
+                    progress.rounds[node] += 1;
                 }
                 if line == "finished" {
-                    finished[node] = true;
+                    progress.finished[node] = true;
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
+    progress
+}
+
+/// Give the nodes a few seconds to exit, kill those still running, and say
+/// how each one ended.
+fn reap(children: &mut [Child]) -> Vec<String> {
     // A node that printed "finished" gets a few seconds to exit.
     let grace = Instant::now() + Duration::from_secs(5);
     while Instant::now() < grace
@@ -191,22 +258,5 @@ fn launch(opts: &Options) -> Result<(), String> {
             }
         }
     }
-    println!(
-        "completed rounds per node: {rounds:?} of {}; {}",
-        opts.rounds,
-        statuses.join("; ")
-    );
-    if rounds.iter().all(|&r| r == opts.rounds) && finished.iter().all(|&f| f) {
-        println!(
-            "burn-collective: {} consecutive global all-reduces completed",
-            opts.rounds
-        );
-        Ok(())
-    } else {
-        let stuck = rounds.iter().min().copied().unwrap_or(0) + 1;
-        Err(format!(
-            "burn-collective: global all-reduce {stuck} did not complete within {} s",
-            opts.timeout
-        ))
-    }
+    statuses
 }
