@@ -17,7 +17,7 @@ use burn_rlora::{Adapt, RLoraLinear};
 
 use super::cache::KvCache;
 use super::error::DecoderError;
-use super::rope::RopeTables;
+use super::rope::{RopeTables, TokenRope};
 
 /// RoPE's settings, shared by every block.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,44 +100,68 @@ pub struct LlamaForCausalLM<B: Backend> {
     pub lm_head: Option<RLoraLinear<B>>,
 }
 
+/// RoPE of a forward pass: the queries' tables (with attention's scale
+/// folded in) and the keys'.
+struct Rope<B: Backend> {
+    queries: TokenRope<B>,
+    keys: TokenRope<B>,
+}
+
 impl<B: Backend> LlamaAttention<B> {
     /// Attention of `x` (`[batch, len, hidden]`) over the cached positions and
     /// its own, causally; appends its keys and values to `slot` when given.
+    ///
+    /// Layouts: the projections stay token-major (`[batch, len, heads *
+    /// head_dim]`, contiguous) through RoPE, and the heads are strided views
+    /// of them (`permute`, no copy), which flex's batched product reads
+    /// directly. Query head `g * rep + r` reads key/value head `g`: the
+    /// queries are viewed as `[batch, kv, rep, len, head_dim]` against keys
+    /// and values `[batch, kv, 1, ...]`, broadcast over `rep`, instead of
+    /// repeating the keys and values. The one copy left in the forward is the
+    /// heads' output back to token-major for `o_proj`.
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RopeTables<B>,
-        mask: Option<&Tensor<B, 5>>,
+        rope: &Rope<B>,
+        mask: Option<&Tensor<B, 2>>,
         slot: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let split = |t: Tensor<B, 3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = rope.apply(split(self.q_proj.forward(x.clone()), h));
-        let mut k = rope.apply(split(self.k_proj.forward(x.clone()), kv));
-        let mut v = split(self.v_proj.forward(x), kv);
-        if let Some(slot) = slot {
-            if let Some((pk, pv)) = slot.take() {
-                k = Tensor::cat(vec![pk, k], 2);
-                v = Tensor::cat(vec![pv, v], 2);
-            }
-            *slot = Some((k.clone(), v.clone()));
-        }
-        let total = k.dims()[2];
-        // Query head `g * rep + r` reads key/value head `g`: group the
-        // queries instead of repeating the keys and values.
         let rep = h / kv;
-        let q = q
-            .mul_scalar(1.0 / (hd as f64).sqrt())
-            .reshape([b, kv, rep * s, hd]);
-        let scores = q.matmul(k.swap_dims(2, 3)).reshape([b, kv, rep, s, total]);
+        let q = rope.queries.apply(self.q_proj.forward(x.clone()));
+        let k = rope.keys.apply(self.k_proj.forward(x.clone()));
+        let v = self.v_proj.forward(x);
+        // [batch, len, kv * head_dim] as [batch, kv, 1, len, head_dim] (a view).
+        let kv_view = |t: Tensor<B, 3>| t.reshape([b, s, kv, 1, hd]).permute([0, 2, 3, 1, 4]);
+        let (k, v) = match slot {
+            None => (kv_view(k), kv_view(v)),
+            Some(slot) => {
+                // The cache holds [batch, kv, positions, head_dim].
+                let heads = |t: Tensor<B, 3>| t.reshape([b, s, kv, hd]).swap_dims(1, 2);
+                let (mut k4, mut v4) = (heads(k), heads(v));
+                if let Some((pk, pv)) = slot.take() {
+                    k4 = Tensor::cat(vec![pk, k4], 2);
+                    v4 = Tensor::cat(vec![pv, v4], 2);
+                }
+                *slot = Some((k4.clone(), v4.clone()));
+                (k4.unsqueeze_dim::<5>(2), v4.unsqueeze_dim::<5>(2))
+            }
+        };
+        let total = k.dims()[3];
+        let q = q.reshape([b, s, kv, rep, hd]).permute([0, 2, 3, 1, 4]);
+        let scores = q.matmul(k.swap_dims(3, 4));
         let scores = match mask {
-            Some(mask) => scores + mask.clone(),
+            // [batch * heads, len * total] + a row shared by all of them:
+            // flex's fast broadcast.
+            Some(mask) => {
+                (scores.reshape([b * h, s * total]) + mask.clone()).reshape([b, kv, rep, s, total])
+            }
             None => scores,
         };
-        let probs = softmax(scores, 4).reshape([b, kv, rep * s, total]);
-        let out = probs.matmul(v).reshape([b, h, s, hd]).swap_dims(1, 2);
-        self.o_proj.forward(out.reshape([b, s, h * hd]))
+        let out = softmax(scores, 4).matmul(v);
+        self.o_proj
+            .forward(out.permute([0, 3, 1, 2, 4]).reshape([b, s, h * hd]))
     }
 }
 
@@ -153,8 +177,8 @@ impl<B: Backend> LlamaDecoderLayer<B> {
     fn forward(
         &self,
         x: Tensor<B, 3>,
-        rope: &RopeTables<B>,
-        mask: Option<&Tensor<B, 5>>,
+        rope: &Rope<B>,
+        mask: Option<&Tensor<B, 2>>,
         slot: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
     ) -> Tensor<B, 3> {
         let attn =
@@ -169,8 +193,9 @@ impl<B: Backend> LlamaDecoderLayer<B> {
 }
 
 /// The additive causal mask of `len` new positions after `past` cached
-/// ones, `[1, 1, 1, len, past + len]`: 0 where a query may look, -inf after it.
-fn causal_mask<B: Backend>(past: usize, len: usize, device: &B::Device) -> Tensor<B, 5> {
+/// ones, `[1, len * (past + len)]` (rows of `len x (past + len)`): 0 where a
+/// query may look, -inf after it.
+fn causal_mask<B: Backend>(past: usize, len: usize, device: &B::Device) -> Tensor<B, 2> {
     let total = past + len;
     let mut values = vec![0.0f32; len * total];
     for i in 0..len {
@@ -178,7 +203,7 @@ fn causal_mask<B: Backend>(past: usize, len: usize, device: &B::Device) -> Tenso
             values[i * total + j] = f32::NEG_INFINITY;
         }
     }
-    Tensor::from_data(TensorData::new(values, [1, 1, 1, len, total]), device)
+    Tensor::from_data(TensorData::new(values, [1, len * total]), device)
 }
 
 impl<B: Backend> LlamaModel<B> {
@@ -202,7 +227,15 @@ impl<B: Backend> LlamaModel<B> {
         let past = cache.as_ref().map_or(0, |c| c.len);
         self.check_input(len, past, cache.as_deref())?;
         let device = tokens.device();
-        let rope = RopeTables::new(past, len, self.rope.head_dim, self.rope.theta, &device);
+        let tables = RopeTables::new(past, len, self.rope.head_dim, self.rope.theta, &device);
+        let (heads, kv_heads) = self
+            .layers
+            .first()
+            .map_or((1, 1), |l| (l.self_attn.heads, l.self_attn.kv_heads));
+        let rope = Rope {
+            queries: tables.for_tokens(heads, 1.0 / (self.rope.head_dim as f64).sqrt()),
+            keys: tables.for_tokens(kv_heads, 1.0),
+        };
         let mask = (len > 1).then(|| causal_mask::<B>(past, len, &device));
         let mut x = self.embed_tokens.forward(tokens);
         for (i, layer) in self.layers.iter().enumerate() {

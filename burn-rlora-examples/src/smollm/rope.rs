@@ -14,6 +14,28 @@ use burn::tensor::{Tensor, TensorData};
 pub struct RopeTables<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
+    /// The same values on the host, `len x head_dim` row-major, for
+    /// [`for_tokens`](Self::for_tokens).
+    host: (Vec<f32>, Vec<f32>),
+}
+
+/// RoPE for projections in their own layout, `[batch, len, heads * head_dim]`
+/// (token-major, as a linear layer returns them), built by
+/// [`RopeTables::for_tokens`].
+///
+/// Rotating in that layout keeps every operation on contiguous tensors: the
+/// tables are rows `[1, len * heads * head_dim]` shared by the batch, and
+/// "rotate half" is one product with a fixed signed permutation
+/// (`[head_dim, head_dim]`, entries 0 and ±1, so exact), whose backward is a
+/// product too. The head-major layout (`[batch, heads, len, head_dim]`, a
+/// strided view of the projection) made every RoPE operation and its
+/// backward copy elements one at a time.
+#[derive(Debug, Clone)]
+pub struct TokenRope<B: Backend> {
+    cos: Tensor<B, 2>,
+    sin: Tensor<B, 2>,
+    rotate: Tensor<B, 2>,
+    head_dim: usize,
 }
 
 impl<B: Backend> RopeTables<B> {
@@ -33,12 +55,46 @@ impl<B: Backend> RopeTables<B> {
                 sin.extend(angles.iter().map(|&a| f64::from(a).sin() as f32));
             }
         }
-        let table = |v: Vec<f32>| {
-            Tensor::<B, 4>::from_data(TensorData::new(v, [1, 1, len, head_dim]), device)
+        let table = |v: &[f32]| {
+            Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), [1, 1, len, head_dim]), device)
         };
         Self {
-            cos: table(cos),
-            sin: table(sin),
+            cos: table(&cos),
+            sin: table(&sin),
+            host: (cos, sin),
+        }
+    }
+
+    /// The tables for `heads` heads in the token-major layout, with every
+    /// value multiplied by `scale` (for queries, attention's
+    /// `1 / sqrt(head_dim)`, folded in here instead of a pass over the scores).
+    pub fn for_tokens(&self, heads: usize, scale: f64) -> TokenRope<B> {
+        let device = self.cos.device();
+        let head_dim = self.cos.dims()[3];
+        let len = self.host.0.len() / head_dim.max(1);
+        let scale = scale as f32;
+        let row = |v: &[f32]| {
+            let mut out = Vec::with_capacity(len * heads * head_dim);
+            for p in v.chunks(head_dim) {
+                for _ in 0..heads {
+                    out.extend(p.iter().map(|&c| c * scale));
+                }
+            }
+            Tensor::<B, 2>::from_data(TensorData::new(out, [1, len * heads * head_dim]), &device)
+        };
+        // x R = rotate_half(x): column j < half is -x[j + half], column
+        // j >= half is x[j - half].
+        let half = head_dim / 2;
+        let mut rotate = vec![0.0f32; head_dim * head_dim];
+        for j in 0..half {
+            rotate[(j + half) * head_dim + j] = -1.0;
+            rotate[j * head_dim + j + half] = 1.0;
+        }
+        TokenRope {
+            cos: row(&self.host.0),
+            sin: row(&self.host.1),
+            rotate: Tensor::from_data(TensorData::new(rotate, [head_dim, head_dim]), &device),
+            head_dim,
         }
     }
 
@@ -50,6 +106,21 @@ impl<B: Backend> RopeTables<B> {
         let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
         x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}
+
+impl<B: Backend> TokenRope<B> {
+    /// `x` (`[batch, len, heads * head_dim]`, the heads and positions of
+    /// these tables) with every position rotated and scaled.
+    pub fn apply(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, s, w] = x.dims();
+        let rotated = x
+            .clone()
+            .reshape([b * s * w / self.head_dim, self.head_dim])
+            .matmul(self.rotate.clone())
+            .reshape([b, s * w]);
+        let x = x.reshape([b, s * w]);
+        (x * self.cos.clone() + rotated * self.sin.clone()).reshape([b, s, w])
     }
 }
 
@@ -104,6 +175,22 @@ mod tests {
         let x = Tensor::<NdArray, 4>::from_data([[[[1.0f32, -2.0, 3.0, 0.5]]]], &device);
         let got = tables.apply(x).into_data().to_vec::<f32>().unwrap();
         assert_eq!(got, [1.0, -2.0, 3.0, 0.5]);
+    }
+
+    #[test]
+    fn the_token_layout_rotates_as_the_head_layout() {
+        let device = Default::default();
+        let (b, h, s, d) = (2, 3, 5, 8);
+        let tables = RopeTables::<NdArray>::new(4, s, d, 1e4, &device);
+        let values: Vec<f32> = (0..b * s * h * d)
+            .map(|i| (i as f32 * 0.37).sin())
+            .collect();
+        let x = Tensor::<NdArray, 3>::from_data(TensorData::new(values, [b, s, h * d]), &device);
+        let heads = x.clone().reshape([b, s, h, d]).swap_dims(1, 2);
+        let want = tables.apply(heads).swap_dims(1, 2).reshape([b, s, h * d]);
+        let got = tables.for_tokens(h, 0.5).apply(x);
+        got.into_data()
+            .assert_approx_eq::<f32>(&want.mul_scalar(0.5).into_data(), Default::default());
     }
 
     #[test]
