@@ -429,6 +429,43 @@ fn main() {
 }
 
 fn real_main(a: Args) -> Result<()> {
+    let methods = configure(&a)?;
+    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
+    let device = Default::default();
+    Ad::seed(&device, 0);
+    if let Some(m) = &a.peak_of {
+        return peak_of(&a, Method::parse(m)?, &smollm2_path(&data_dir));
+    }
+    let tmp = std::env::temp_dir().join(format!("burn-rlora-smollm-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let run = Run {
+        dump: a.dump.clone().unwrap_or_else(|| tmp.join("inputs.json")),
+        cache: a
+            .torch_cache
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("burn-rlora-smollm-torch")),
+        a,
+        methods,
+        data_dir,
+    };
+    let result = compare(&run, &device);
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// What the parts of a comparison share.
+struct Run {
+    a: Args,
+    methods: Vec<Method>,
+    data_dir: PathBuf,
+    /// The inputs for the PyTorch side.
+    dump: PathBuf,
+    /// The PyTorch side's dequantized model.
+    cache: PathBuf,
+}
+
+/// Threads and allocator for this process, the arguments checked, the methods parsed.
+fn configure(a: &Args) -> Result<Vec<Method>> {
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // Before flex's pool exists: it reads this when it starts.
         std::env::set_var("RAYON_NUM_THREADS", a.threads.to_string());
@@ -439,105 +476,50 @@ fn real_main(a: Args) -> Result<()> {
     if a.rounds == 0 || a.batch == 0 || a.answer == 0 || a.answer >= a.seq {
         bail!("--rounds and --batch must be at least 1, --answer between 1 and --seq - 1");
     }
-    let methods = a
-        .methods
-        .iter()
-        .map(|m| Method::parse(m))
-        .collect::<Result<Vec<_>>>()?;
-    let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
-    let path = smollm2_path(&data_dir);
-    let device = Default::default();
-    Ad::seed(&device, 0);
+    a.methods.iter().map(|m| Method::parse(m)).collect()
+}
 
-    if let Some(m) = &a.peak_of {
-        return peak_of(&a, Method::parse(m)?, &path);
-    }
+/// The Burn side's batch, for training (autodiff) and for the frozen forward.
+type Batches = (AnswerBatch<Ad>, AnswerBatch<burn::backend::Flex>);
 
+/// Load the model, write the inputs, then time (or profile) and report.
+fn compare(run: &Run, device: &burn::tensor::Device<Ad>) -> Result<()> {
+    let a = &run.a;
     let start = Instant::now();
-    let smol = SmolLm::<Ad>::load(&path, &device)?;
+    let smol = SmolLm::<Ad>::load(smollm2_path(&run.data_dir), device)?;
     eprintln!(
         "burn: model loaded in {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let inputs = Inputs::new(&a, smol.config.vocab_size);
-    let train = inputs.batch::<Ad>(&device)?;
-    let eval = inputs.batch::<burn::backend::Flex>(&device)?;
-    let frozen_loss = frozen_step(&smol.model.valid(), &eval);
-    let tmp = std::env::temp_dir().join(format!("burn-rlora-smollm-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let dump = a.dump.clone().unwrap_or_else(|| tmp.join("inputs.json"));
-    write_dump(&a, &methods, &inputs, frozen_loss, &dump)?;
+    let inputs = Inputs::new(a, smol.config.vocab_size);
+    let batches: Batches = (inputs.batch(device)?, inputs.batch(device)?);
+    let frozen_loss = frozen_step(&smol.model.valid(), &batches.1);
+    write_dump(a, &run.methods, &inputs, frozen_loss, &run.dump)?;
     if a.dump.is_some() {
-        eprintln!("wrote {}", dump.display());
+        eprintln!("wrote {}", run.dump.display());
         return Ok(());
     }
-
-    let mut jobs = methods
+    let mut jobs = run
+        .methods
         .iter()
-        .map(|&m| build(m, &smol.model, &a))
+        .map(|&m| build(m, &smol.model, a))
         .collect::<Result<Vec<_>>>()?;
     drop(smol);
-
     if a.profile {
-        return profile(&a, &methods, &mut jobs, &train);
+        return profile(a, &run.methods, &mut jobs, &batches.0);
     }
 
-    let cache = a
-        .torch_cache
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("burn-rlora-smollm-torch"));
     let mut torch = None;
     if !a.no_torch {
-        let cmd = torch_command(&a, &dump, &cache, &data_dir);
-        let (t, ready) = Torch::spawn(cmd, &methods)?;
+        let cmd = torch_command(a, &run.dump, &run.cache, &run.data_dir);
+        let (t, ready) = Torch::spawn(cmd, &run.methods)?;
         eprintln!("torch ready: {ready} (Burn's frozen loss {frozen_loss:.6})");
         torch = Some((t, ready));
     }
-
     let cpu = cpu();
     let load_before = load_avg();
-    eprintln!(
-        "timing: {} rounds after {} warm-up steps; load {load_before}",
-        a.rounds, a.warmup
-    );
-    for (i, &m) in methods.iter().enumerate() {
-        for _ in 0..a.warmup {
-            jobs[i].step(&train, &eval);
-            if let Some((t, _)) = torch.as_mut() {
-                t.step(m)?;
-            }
-        }
-    }
-    let n = methods.len();
-    let mut burn_ms = vec![Vec::new(); n];
-    let mut torch_ms = vec![Vec::new(); n];
-    for k in 0..a.rounds {
-        for j in 0..n {
-            let i = (j + k) % n;
-            let burn_first = (k + j) % 2 == 0;
-            if !burn_first {
-                if let Some((t, _)) = torch.as_mut() {
-                    torch_ms[i].push(t.step(methods[i])?);
-                }
-            }
-            let start = Instant::now();
-            jobs[i].step(&train, &eval);
-            burn_ms[i].push(start.elapsed().as_secs_f64() * 1e3);
-            if burn_first {
-                if let Some((t, _)) = torch.as_mut() {
-                    torch_ms[i].push(t.step(methods[i])?);
-                }
-            }
-            eprintln!(
-                "round {k}: {} burn {:.0} ms{}",
-                methods[i].name(),
-                burn_ms[i].last().copied().unwrap_or(f64::NAN),
-                torch_ms[i]
-                    .last()
-                    .map_or(String::new(), |t| format!(", torch {t:.0} ms"))
-            );
-        }
-    }
+    let (burn_ms, torch_ms) =
+        time_rounds(run, &mut jobs, &batches, torch.as_mut().map(|t| &mut t.0))?;
     let load_after = load_avg();
     let torch_info = match torch {
         Some((t, ready)) => {
@@ -547,21 +529,11 @@ fn real_main(a: Args) -> Result<()> {
         None => None,
     };
     drop(jobs);
-
-    let mut peaks = vec![(None, None); n];
-    if !a.no_peak {
-        for (i, &m) in methods.iter().enumerate() {
-            peaks[i].0 = burn_peak(&a, m)?;
-            if !a.no_torch {
-                peaks[i].1 = torch_peak(&a, m, &dump, &cache, &data_dir)?;
-            }
-        }
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
+    let peaks = measure_peaks(run)?;
 
     let report = Report {
-        a: &a,
-        methods: &methods,
+        a,
+        methods: &run.methods,
         burn_ms: &burn_ms,
         torch_ms: &torch_ms,
         peaks: &peaks,
@@ -573,6 +545,77 @@ fn real_main(a: Args) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Each method's step times in milliseconds, one per round.
+type Times = Vec<Vec<f64>>;
+
+/// Warm-up steps, then `--rounds` rounds: every method's step once on each
+/// side, one side at a time, the methods' order rotating and the side that
+/// goes first alternating. Returns each method's Burn and PyTorch times (ms).
+fn time_rounds(
+    run: &Run,
+    jobs: &mut [BurnJob],
+    (train, eval): &Batches,
+    mut torch: Option<&mut Torch>,
+) -> Result<(Times, Times)> {
+    let (a, methods) = (&run.a, &run.methods);
+    eprintln!(
+        "timing: {} rounds after {} warm-up steps; load {}",
+        a.rounds,
+        a.warmup,
+        load_avg()
+    );
+    for (job, &m) in jobs.iter_mut().zip(methods) {
+        for _ in 0..a.warmup {
+            job.step(train, eval);
+            if let Some(t) = torch.as_deref_mut() {
+                t.step(m)?;
+            }
+        }
+    }
+    let n = methods.len();
+    let mut burn_ms = vec![Vec::new(); n];
+    let mut torch_ms = vec![Vec::new(); n];
+    for k in 0..a.rounds {
+        for j in 0..n {
+            let i = (j + k) % n;
+            let burn_first = (k + j) % 2 == 0;
+            if let (false, Some(t)) = (burn_first, torch.as_deref_mut()) {
+                torch_ms[i].push(t.step(methods[i])?);
+            }
+            let start = Instant::now();
+            jobs[i].step(train, eval);
+            burn_ms[i].push(start.elapsed().as_secs_f64() * 1e3);
+            if let (true, Some(t)) = (burn_first, torch.as_deref_mut()) {
+                torch_ms[i].push(t.step(methods[i])?);
+            }
+            eprintln!(
+                "round {k}: {} burn {:.0} ms{}",
+                methods[i].name(),
+                burn_ms[i].last().copied().unwrap_or(f64::NAN),
+                torch_ms[i]
+                    .last()
+                    .map_or(String::new(), |t| format!(", torch {t:.0} ms"))
+            );
+        }
+    }
+    Ok((burn_ms, torch_ms))
+}
+
+/// Each method's peak RSS on each side, in fresh processes (unless `--no-peak`).
+fn measure_peaks(run: &Run) -> Result<Vec<(Option<f64>, Option<f64>)>> {
+    let mut peaks = vec![(None, None); run.methods.len()];
+    if run.a.no_peak {
+        return Ok(peaks);
+    }
+    for (peak, &m) in peaks.iter_mut().zip(&run.methods) {
+        peak.0 = burn_peak(&run.a, m)?;
+        if !run.a.no_torch {
+            peak.1 = torch_peak(&run.a, m, &run.dump, &run.cache, &run.data_dir)?;
+        }
+    }
+    Ok(peaks)
 }
 
 fn write_dump(
