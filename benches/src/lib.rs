@@ -3,6 +3,9 @@
 //!
 //! Every variant is timed as one training step of `mean(y^2)`: forward, then
 //! backward with the input requiring a gradient (as inside a network).
+//! [`child`] holds what the side-by-sides with a PyTorch child process share.
+
+pub mod child;
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};

@@ -67,14 +67,10 @@ impl fmt::Display for GgufError {
     }
 }
 
-impl std::error::Error for GgufError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            GgufErrorKind::Io(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// No `source`: the message already holds the I/O error's own message (so
+/// that a chain-printing reporter such as `anyhow`'s `{:#}` does not repeat
+/// it); the [`std::io::Error`] itself is in [`GgufErrorKind::Io`].
+impl std::error::Error for GgufError {}
 
 /// The reasons a GGUF file is refused.
 ///
@@ -86,7 +82,7 @@ impl std::error::Error for GgufError {
 pub enum GgufErrorKind {
     /// Reading failed for a reason other than the end of the file.
     #[error("I/O error: {0}")]
-    Io(#[source] std::io::Error),
+    Io(std::io::Error),
     /// The path is a directory, a device, a FIFO or a socket.
     #[error("not a regular file: {kind}")]
     NotRegularFile {

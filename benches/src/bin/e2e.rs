@@ -26,6 +26,7 @@ use burn::train::{InferenceStep, TrainStep};
 use burn_rlora::multitask::{
     MultiTaskBatch, MultiTaskClassifier, SamplingStrategy, TaskHeads, TaskId,
 };
+use burn_rlora_benches::child::bench_main;
 use burn_rlora_benches::{interleave, keep_freed_memory, Timing};
 use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss, RunSpec, TrainSettings};
 use burn_rlora_examples::minilm::{
@@ -512,17 +513,7 @@ fn reference_features(data_dir: &Path, seq: usize, rows: &Rows) -> Result<Vec<Ve
 }
 
 fn main() {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() { 2 } else { 0 });
-        }
-    };
-    if let Err(e) = real_main(args) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    bench_main::<Args>(real_main);
 }
 
 /// Check the options, load or draw the batches, then write the dump or time

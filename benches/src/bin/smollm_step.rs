@@ -26,9 +26,8 @@
 //! (`VmHWM`) is measured afterwards in a fresh process per method and side:
 //! load, reset the peak, two steps.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -37,6 +36,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::ElementConversion;
 use burn_rlora::{AdaptConfig, RLoraConfig, TargetModules};
+use burn_rlora_benches::child::{self, bench_main, cpu, load_avg, peak_line, JsonChild};
 use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss};
 use burn_rlora_examples::minilm::default_data_dir;
@@ -311,121 +311,33 @@ impl BurnJob {
 }
 
 /// The PyTorch side, a child process answering `step METHOD` lines.
-struct Torch {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-/// glibc's allocator keeps freed memory on both sides (as `keep_freed_memory`).
-const MALLOC_ENV: [(&str, &str); 3] = [
-    ("MALLOC_MMAP_THRESHOLD_", "33554432"),
-    ("MALLOC_TRIM_THRESHOLD_", "2147483647"),
-    ("MALLOC_TOP_PAD_", "67108864"),
-];
+struct Torch(JsonChild);
 
 fn torch_command(a: &Args, dump: &Path, cache: &Path, data_dir: &Path) -> Command {
-    let mut cmd = Command::new(&a.python);
-    cmd.arg(&a.torch_script)
-        .arg("--inputs")
-        .arg(dump)
-        .arg("--cache")
-        .arg(cache)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["--threads", &a.threads.to_string()])
-        .envs(MALLOC_ENV)
-        .stderr(Stdio::inherit());
-    cmd
+    child::torch_command(&a.python, &a.torch_script, dump, cache, data_dir, a.threads)
 }
 
 impl Torch {
     fn spawn(mut cmd: Command, methods: &[Method]) -> Result<(Self, Value)> {
         let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
-        let mut child = cmd
-            .args(["--serve", "--methods", &names.join(",")])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .context("starting the PyTorch side (--python, --torch-script)")?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let mut t = Self {
-            child,
-            stdin,
-            stdout,
-        };
-        let ready = t.read()?;
-        Ok((t, ready))
-    }
-
-    fn read(&mut self) -> Result<Value> {
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the PyTorch side ended (see its messages above)");
-        }
-        let v: Value =
-            serde_json::from_str(&line).with_context(|| format!("from PyTorch: {line}"))?;
-        if let Some(e) = v.get("error") {
-            bail!("PyTorch: {e}");
-        }
-        Ok(v)
+        cmd.args(["--serve", "--methods", &names.join(",")]);
+        let (child, ready) = JsonChild::spawn(cmd)?;
+        Ok((Self(child), ready))
     }
 
     /// One step of `method`; its time in milliseconds, as the child measured it.
     fn step(&mut self, method: Method) -> Result<f64> {
-        writeln!(self.stdin, "step {}", method.name())?;
-        self.stdin.flush()?;
-        let v = self.read()?;
+        let v = self.0.request(&format!("step {}", method.name()))?;
         v["ms"].as_f64().ok_or_else(|| anyhow!("no time in {v}"))
     }
 
-    fn quit(mut self) -> Result<()> {
-        writeln!(self.stdin, "quit")?;
-        self.stdin.flush()?;
-        self.child.wait()?;
-        Ok(())
+    fn quit(self) -> Result<()> {
+        self.0.quit()
     }
-}
-
-fn load_avg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// The CPU model and which of AVX2 and AVX-512F it has.
-fn cpu() -> String {
-    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = info
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map_or("?", str::trim)
-        .to_string();
-    let flags = info
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or_default();
-    let has: Vec<&str> = ["avx2", "avx512f"]
-        .into_iter()
-        .filter(|f| flags.split_whitespace().any(|w| w == *f))
-        .collect();
-    format!("{model}; {}", has.join(", "))
 }
 
 fn main() {
-    let args = match Args::try_parse() {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            std::process::exit(if e.use_stderr() { 2 } else { 0 });
-        }
-    };
-    if let Err(e) = real_main(args) {
-        eprintln!("error: {e:#}");
-        std::process::exit(1);
-    }
+    bench_main::<Args>(real_main);
 }
 
 fn real_main(a: Args) -> Result<()> {
@@ -652,18 +564,6 @@ fn peak_of(a: &Args, method: Method, path: &Path) -> Result<()> {
     job.step(&train, &eval);
     println!("{}", json!({ "peak_rss_mib": peak_rss_mib() }));
     Ok(())
-}
-
-fn peak_line(mut cmd: Command) -> Result<Option<f64>> {
-    let out = cmd.stderr(Stdio::inherit()).output()?;
-    if !out.status.success() {
-        bail!("a peak-memory run failed ({})", out.status);
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().last().unwrap_or_default();
-    let v: Value =
-        serde_json::from_str(line).with_context(|| format!("peak run printed {line:?}"))?;
-    Ok(v["peak_rss_mib"].as_f64())
 }
 
 fn burn_peak(a: &Args, m: Method) -> Result<Option<f64>> {
