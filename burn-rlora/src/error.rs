@@ -106,6 +106,13 @@ pub enum RLoraError {
         /// What went wrong.
         source: Box<RLoraError>,
     },
+    /// The backend cannot compute in the precision asked for the base
+    /// ([`RLoraLinear::with_base_dtype`](crate::RLoraLinear::with_base_dtype)).
+    #[error("the backend does not support {dtype:?} on this device (ndarray holds only f32 and f64; flex, CUDA and wgpu with shader f16 hold F16)")]
+    UnsupportedDtype {
+        /// The precision asked for.
+        dtype: burn::tensor::FloatDType,
+    },
     /// A tensor given to a diagnostic or loss has the wrong shape.
     #[error("shape mismatch for {what}: expected {expected}, found {found}")]
     ShapeMismatch {

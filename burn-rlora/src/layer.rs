@@ -5,7 +5,7 @@ use burn::module::{Content, DisplaySettings, Module, ModuleDisplay, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use crate::adapter::RLoraAdapter;
 use crate::config::{RLoraConfig, RouterKind};
@@ -174,6 +174,64 @@ impl<B: Backend> RLoraLinear<B> {
         }
     }
 
+    /// The layer with its base (`weight` and `bias`) stored as `dtype`, for
+    /// example [`FloatDType::BF16`] or [`FloatDType::F16`] to halve the
+    /// memory of a frozen pretrained model on a GPU. The adapter keeps its
+    /// own precision (the backend's float type), and so do the layer's
+    /// inputs and outputs: the base product casts the input to `dtype`, runs
+    /// in `dtype`, and casts its result back, so the layer still takes and
+    /// returns the input's type. Whether the base trains is left as it was
+    /// (an adapted layer's base stays frozen). Call it before or after
+    /// adapting; [`merge`](Self::merge) keeps the base's `dtype`.
+    ///
+    /// # Errors
+    ///
+    /// [`RLoraError::UnsupportedDtype`] when the backend cannot compute in
+    /// `dtype` on the layer's device (`Backend::supports_dtype`: ndarray
+    /// holds only `f32` and `f64`; flex, CUDA and wgpu with shader `f16`
+    /// hold `F16`). The layer is dropped then: ask `B::supports_dtype`
+    /// first to keep it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use burn::backend::Flex;
+    /// use burn::nn::LinearConfig;
+    /// use burn::tensor::{DType, FloatDType, Tensor};
+    /// use burn_rlora::{RLoraConfig, RLoraLinear};
+    ///
+    /// let device = Default::default();
+    /// let base = LinearConfig::new(16, 8).init::<Flex>(&device);
+    /// let layer = RLoraLinear::from_linear(base, &RLoraConfig::r_lora(4, 32.0, 3))?
+    ///     .with_base_dtype(FloatDType::BF16)?;
+    /// assert_eq!(layer.weight.val().dtype(), DType::BF16);
+    /// let y = layer.forward(Tensor::<Flex, 2>::ones([2, 16], &device));
+    /// assert_eq!(y.dtype(), DType::F32);
+    /// # Ok::<(), burn_rlora::RLoraError>(())
+    /// ```
+    pub fn with_base_dtype(self, dtype: FloatDType) -> Result<Self, RLoraError> {
+        if !B::supports_dtype(&self.weight.device(), DType::from(dtype)) {
+            return Err(RLoraError::UnsupportedDtype { dtype });
+        }
+        Ok(Self {
+            weight: self.weight.map(|w| w.cast(dtype)),
+            bias: self.bias.map(|b| b.map(|b| b.cast(dtype))),
+            adapter: self.adapter,
+        })
+    }
+
+    /// `W x + b` for `[tokens, d_input]` rows, in the base's precision and
+    /// returned in the input's.
+    fn base_rows(&self, rows: Tensor<B, 2>) -> Tensor<B, 2> {
+        let weight = self.weight.val();
+        let bias = self.bias.as_ref().map(|b| b.val());
+        let (input, base) = (rows.dtype(), weight.dtype());
+        if input == base {
+            return linear(rows, weight, bias);
+        }
+        linear(rows.cast(FloatDType::from(base)), weight, bias).cast(FloatDType::from(input))
+    }
+
     /// The adapter, if the layer carries one.
     pub fn adapter(&self) -> Option<&RLoraAdapter<B>> {
         self.adapter.as_ref()
@@ -274,11 +332,7 @@ impl<B: Backend> RLoraLinear<B> {
         let d_input = dims[D - 1];
         let tokens = dims[..D - 1].iter().product::<usize>();
         let rows = input.reshape([tokens, d_input]);
-        let base = linear(
-            rows.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(|b| b.val()),
-        );
+        let base = self.base_rows(rows.clone());
         let (out, gates) = match &self.adapter {
             Some(adapter) => {
                 let (delta, gates) = adapter.forward_rows(rows);

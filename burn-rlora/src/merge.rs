@@ -3,7 +3,7 @@
 use burn::module::{Param, ParamId};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{FloatDType, Tensor};
 
 use crate::adapter::{mean_head, RLoraAdapter};
 use crate::config::RouterKind;
@@ -46,7 +46,15 @@ impl<B: Backend> RLoraLinear<B> {
     fn with_weight_delta(weight: &Param<Tensor<B, 2>>, delta: Tensor<B, 2>) -> Param<Tensor<B, 2>> {
         // Keep the base's mappers (e.g. `LinearLayout::Col`) but give the new weight its own id.
         let (_, w, mapper) = weight.clone().consume();
-        let merged = (w + delta).detach().set_require_grad(false);
+        // A base stored in a lower precision than the adapter
+        // (`with_base_dtype`) is summed in the adapter's and stored back in its own.
+        let (base, adapter) = (w.dtype(), delta.dtype());
+        let merged = if base == adapter {
+            w + delta
+        } else {
+            (w.cast(FloatDType::from(adapter)) + delta).cast(FloatDType::from(base))
+        };
+        let merged = merged.detach().set_require_grad(false);
         Param::from_mapped_value(ParamId::new(), merged, mapper)
     }
 

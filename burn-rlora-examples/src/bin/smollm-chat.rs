@@ -24,8 +24,8 @@ use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::minilm::default_data_dir;
 use burn_rlora_examples::options::exit_on_error;
 use burn_rlora_examples::smollm::{
-    generate, load_decoder_adapter, smollm2_path, ChatTurn, GenerationConfig, LlamaForCausalLM,
-    Sampling, SmolLm, SmolTokenizer,
+    generate, load_decoder_adapter, smollm2_path, BasePrecision, ChatTurn, GenerationConfig,
+    LlamaForCausalLM, Sampling, SmolLm, SmolTokenizer,
 };
 use clap::Parser;
 
@@ -64,6 +64,12 @@ struct Args {
     /// Backend: flex (default), ndarray, wgpu or cuda, as compiled in.
     #[arg(long)]
     backend: Option<String>,
+    /// Precision of the frozen base: f32 (default; keep it on a CPU), f16
+    /// or bf16 (half the memory, for GPUs: CUDA holds both, wgpu f16 where
+    /// the adapter has shader f16; ndarray only f32). Norms, attention,
+    /// logits and the adapter stay f32.
+    #[arg(long, default_value_t = BasePrecision::F32)]
+    base_dtype: BasePrecision,
     /// Print the time to load and the tokens per second to stderr.
     #[arg(long)]
     timings: bool,
@@ -160,6 +166,11 @@ fn chat<B: Backend>(job: Chat, device: &B::Device) -> Result<()> {
         model = load_decoder_adapter(model, dir)
             .with_context(|| format!("loading the adapter in {}", dir.display()))?
             .0;
+    }
+    if let Some(dtype) = args.base_dtype.dtype() {
+        model = model
+            .with_base_dtype(dtype)
+            .with_context(|| format!("--base-dtype {}", args.base_dtype))?;
     }
     if args.timings {
         eprintln!("loaded in {:.1} s", start.elapsed().as_secs_f64());

@@ -13,6 +13,7 @@ pub mod generate;
 pub mod gguf;
 pub mod load;
 pub mod model;
+pub mod precision;
 pub mod rope;
 pub mod tasks;
 pub mod text_metrics;
@@ -32,6 +33,7 @@ pub use load::{load_llama, HostTensor, WeightSource};
 pub use model::{
     LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
 };
+pub use precision::BasePrecision;
 pub use tasks::{
     encode_example, encode_prompt, instruction_tasks, EncodedExample, InstructionEncoder,
     InstructionExample, InstructionSplit, InstructionTask, TaskError, TaskKind,

@@ -12,8 +12,8 @@ use burn::module::Module;
 use burn::nn::{Embedding, RmsNorm};
 use burn::tensor::activation::{silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
-use burn_rlora::{Adapt, RLoraLinear};
+use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
+use burn_rlora::{Adapt, RLoraError, RLoraLinear};
 
 use super::cache::KvCache;
 use super::error::DecoderError;
@@ -206,6 +206,15 @@ fn causal_mask<B: Backend>(past: usize, len: usize, device: &B::Device) -> Tenso
     Tensor::from_data(TensorData::new(values, [1, len * total]), device)
 }
 
+/// `t` as `dtype` (unchanged if it is already).
+fn cast_to<B: Backend, const D: usize>(t: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if t.dtype() == dtype {
+        t
+    } else {
+        t.cast(FloatDType::from(dtype))
+    }
+}
+
 impl<B: Backend> LlamaModel<B> {
     /// The final hidden states (after the last RMSNorm), `[batch, len, hidden]`,
     /// of `tokens` (`[batch, len]`) following the positions in `cache`, if any,
@@ -237,7 +246,12 @@ impl<B: Backend> LlamaModel<B> {
             keys: tables.for_tokens(kv_heads, 1.0),
         };
         let mask = (len > 1).then(|| causal_mask::<B>(past, len, &device));
-        let mut x = self.embed_tokens.forward(tokens);
+        // With a half-precision base the table's rows come out in its
+        // precision; the blocks compute in the norms'.
+        let mut x = cast_to(
+            self.embed_tokens.forward(tokens),
+            self.norm.gamma.val().dtype(),
+        );
         for (i, layer) in self.layers.iter().enumerate() {
             let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
             x = layer.forward(x, &rope, mask.as_ref(), slot);
@@ -316,8 +330,41 @@ impl<B: Backend> LlamaForCausalLM<B> {
     pub fn head(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
         match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => hidden.matmul(self.model.embed_tokens.weight.val().transpose()),
+            None => {
+                let table = self.model.embed_tokens.weight.val();
+                let dtype = hidden.dtype();
+                let logits = cast_to(hidden, table.dtype()).matmul(table.transpose());
+                cast_to(logits, dtype)
+            }
         }
+    }
+
+    /// The model with its frozen base stored as `dtype` (`F16` or `BF16` to
+    /// halve a GPU's memory for it): every projection's weight (see
+    /// [`RLoraLinear::with_base_dtype`]) and the token embedding, which is
+    /// also the tied output head. The norms, RoPE, attention's softmax, the
+    /// residual stream, the logits and any adapter stay in the backend's
+    /// float type; each base product casts its input to `dtype` and its
+    /// result back. Call it before or after adapting.
+    ///
+    /// On the CPU keep `F32`: flex holds half precision but computes it
+    /// more slowly than `f32`.
+    ///
+    /// # Errors
+    ///
+    /// [`RLoraError::UnsupportedDtype`] when the backend cannot compute in
+    /// `dtype` on the model's device (ndarray holds only `f32` and `f64`;
+    /// wgpu's `F16` needs an adapter with shader `f16`); nothing is cast
+    /// then, and the model is dropped (ask `B::supports_dtype` first to keep it).
+    pub fn with_base_dtype(self, dtype: FloatDType) -> Result<Self, RLoraError> {
+        let embed = &self.model.embed_tokens.weight;
+        if !B::supports_dtype(&embed.device(), DType::from(dtype)) {
+            return Err(RLoraError::UnsupportedDtype { dtype });
+        }
+        let mut model = burn_rlora::adapt::with_base_dtype(self, dtype)?;
+        let embed = &mut model.model.embed_tokens;
+        embed.weight = embed.weight.clone().map(|w| w.cast(dtype));
+        Ok(model)
     }
 
     /// An empty [`KvCache`] for this model.

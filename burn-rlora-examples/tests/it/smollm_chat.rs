@@ -154,12 +154,40 @@ fn hostile_model_files_exit_with_status_1_and_a_message() {
 }
 
 #[test]
+fn a_half_precision_base_answers_alike_where_the_backend_holds_it() {
+    let Some(path) = common::smollm2_or_skip("smollm-chat --base-dtype") else {
+        return;
+    };
+    for dtype in ["f16", "bf16"] {
+        let text = answer(&path, &["--base-dtype", dtype, PROMPT]);
+        assert!(
+            text.starts_with("The capital of France is Paris"),
+            "{dtype}: {text:?}"
+        );
+    }
+    if cfg!(feature = "ndarray") {
+        let out = chat(
+            &path,
+            &["--backend", "ndarray", "--base-dtype", "f16", PROMPT],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("--base-dtype f16") && stderr.contains("does not support"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
 fn bad_options_are_refused_before_loading() {
     for args in [
         &["--temperature", "-1", PROMPT][..],
         &["--top-p", "0", "--temperature", "1", PROMPT],
         &["--max-new-tokens", "0", PROMPT],
         &["--backend", "abacus", PROMPT],
+        &["--base-dtype", "f8", PROMPT],
     ] {
         let out = chat(Path::new("does-not-matter.gguf"), args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -613,3 +613,113 @@ fn the_answer_loss_is_the_full_pass_s_at_the_answer_positions() {
         ));
     }
 }
+
+#[test]
+fn a_half_precision_base_on_ndarray_is_a_typed_error() {
+    use burn::tensor::FloatDType;
+    for dtype in [FloatDType::F16, FloatDType::BF16] {
+        let err = model(&tiny()).with_base_dtype(dtype).unwrap_err();
+        assert!(
+            matches!(err, burn_rlora::RLoraError::UnsupportedDtype { dtype: d } if d == dtype),
+            "{err}"
+        );
+    }
+}
+
+/// A half-precision base (flex holds f16 and bf16; ndarray does not).
+#[cfg(feature = "flex")]
+mod half_base {
+    use super::*;
+    use burn::tensor::{DType, FloatDType};
+
+    type F = burn::backend::Flex;
+
+    fn flex_logits(m: &LlamaForCausalLM<F>, ids: &[u32]) -> Vec<f32> {
+        let tokens = m.tokens(&[ids.to_vec()], &Default::default()).unwrap();
+        m.forward(tokens, None)
+            .unwrap()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap()
+    }
+
+    fn tiny_flex() -> LlamaForCausalLM<F> {
+        tiny().init::<F>(&Default::default()).unwrap()
+    }
+
+    #[test]
+    fn the_base_is_half_precision_and_the_rest_is_not() {
+        let m = tiny_flex().with_base_dtype(FloatDType::BF16).unwrap();
+        assert_eq!(m.model.embed_tokens.weight.val().dtype(), DType::BF16);
+        let block = &m.model.layers[0];
+        for p in [
+            &block.self_attn.q_proj,
+            &block.self_attn.o_proj,
+            &block.mlp.down_proj,
+        ] {
+            assert_eq!(p.weight.val().dtype(), DType::BF16);
+        }
+        assert_eq!(block.input_layernorm.gamma.val().dtype(), DType::F32);
+        assert_eq!(m.model.norm.gamma.val().dtype(), DType::F32);
+        let tokens = m.tokens(&[IDS.to_vec()], &Default::default()).unwrap();
+        assert_eq!(m.forward(tokens, None).unwrap().dtype(), DType::F32);
+    }
+
+    #[test]
+    fn half_precision_logits_are_the_f32_ones_to_rounding() {
+        // One model and its casts (tests share the backend's RNG).
+        let m = tiny_flex();
+        let full = flex_logits(&m, &IDS);
+        let scale = full.iter().map(|v| v.abs()).fold(0.0, f32::max);
+        for (dtype, bound) in [(FloatDType::F16, 0.01), (FloatDType::BF16, 0.08)] {
+            let half = flex_logits(&m.clone().with_base_dtype(dtype).unwrap(), &IDS);
+            let worst = half
+                .iter()
+                .zip(&full)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(
+                worst > 0.0,
+                "{dtype:?}: identical logits: the base did not change type"
+            );
+            assert!(
+                worst <= bound * scale,
+                "{dtype:?}: {worst} against scale {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_half_precision_base_adapts_caches_and_generates_as_one_pass() {
+        let m = tiny_flex().with_base_dtype(FloatDType::F16).unwrap();
+        let before = flex_logits(&m, &IDS);
+        let config = AdaptConfig::new(
+            RLoraConfig::r_lora(4, 32.0, 5),
+            TargetModules::names(["gate_proj", "up_proj", "down_proj"]),
+        );
+        let adapted = config.adapt(m).unwrap();
+        let mlp = &adapted.model.layers[1].mlp;
+        assert_eq!(mlp.up_proj.weight.val().dtype(), DType::F16);
+        assert_eq!(
+            mlp.up_proj.adapter().unwrap().lora_a.val().dtype(),
+            DType::F32
+        );
+        // Identity at init holds in the base's precision too.
+        assert_close(&flex_logits(&adapted, &IDS), &before, 1e-4);
+        let out = generate(
+            &adapted,
+            &IDS[..3],
+            &GenerationConfig::greedy(5, vec![]),
+            |_| ControlFlow::Continue(()),
+        )
+        .unwrap();
+        let mut ids = IDS[..3].to_vec();
+        let vocab = adapted.vocab_size();
+        for &t in &out.tokens {
+            let all = flex_logits(&adapted, &ids);
+            let last = &all[(ids.len() - 1) * vocab..];
+            assert_eq!(burn_rlora_examples::smollm::generate::argmax(last), t);
+            ids.push(t);
+        }
+    }
+}

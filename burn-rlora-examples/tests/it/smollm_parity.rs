@@ -124,3 +124,64 @@ fn smollm2_matches_the_reference_logits_and_greedy_continuations() {
         "max |logit difference| {worst} >= {TOLERANCE}"
     );
 }
+
+/// A half-precision base (flex holds f16 and bf16), against the f32 model
+/// on the reference prompts: how far the logits move and how often the
+/// most likely token changes. Bounds from the measured figures (README).
+#[cfg(feature = "flex")]
+#[test]
+fn smollm2_with_a_half_precision_base_stays_close_to_f32() {
+    use burn::tensor::FloatDType;
+    let Some(path) = common::smollm2_or_skip("smollm2 half-precision base") else {
+        return;
+    };
+    let device = Default::default();
+    let mut file = GgufFile::open(&path).expect("the GGUF file opens");
+    let config = llama_config(&file).expect("a llama configuration");
+    let full = load_llama::<B>(&config, &mut file, &device).expect("model loads");
+    let reference = reference();
+    let vocab = config.vocab_size;
+    for (dtype, max_logit, min_agree) in
+        [(FloatDType::F16, 1.5, 0.95), (FloatDType::BF16, 3.5, 0.9)]
+    {
+        let half = full.clone().with_base_dtype(dtype).unwrap();
+        let (mut worst, mut agree, mut positions) = (0.0f32, 0, 0);
+        for case in &reference.cases {
+            let rows = |m: &burn_rlora_examples::smollm::LlamaForCausalLM<B>| {
+                let tokens = m.tokens(&[&case.ids], &device).unwrap();
+                m.forward(tokens, None)
+                    .unwrap()
+                    .into_data()
+                    .to_vec::<f32>()
+                    .unwrap()
+            };
+            let (a, b) = (rows(&full), rows(&half));
+            for (ra, rb) in a.chunks(vocab).zip(b.chunks(vocab)) {
+                let argmax = burn_rlora_examples::smollm::generate::argmax;
+                agree += usize::from(argmax(ra) == argmax(rb));
+                positions += 1;
+                worst = ra
+                    .iter()
+                    .zip(rb)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(worst, f32::max);
+            }
+        }
+        let share = agree as f64 / positions as f64;
+        eprintln!(
+            "smollm2 {dtype:?} base: max |logit difference| {worst:.3}, argmax equal at {agree} of {positions} positions"
+        );
+        assert!(
+            worst > 0.0,
+            "{dtype:?}: identical logits: the base did not change type"
+        );
+        assert!(
+            worst <= max_logit,
+            "{dtype:?}: max |logit difference| {worst}"
+        );
+        assert!(
+            share >= min_agree,
+            "{dtype:?}: argmax equal at {agree} of {positions}"
+        );
+    }
+}

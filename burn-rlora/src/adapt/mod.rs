@@ -107,6 +107,7 @@ mod walk;
 use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::backend::Backend;
+use burn::tensor::FloatDType;
 
 use crate::{RLoraConfig, RLoraError, RLoraLinear};
 
@@ -192,6 +193,72 @@ pub fn adapted_paths<M: Adapt>(model: &M) -> Vec<String> {
     let mut paths = Paths(Vec::new());
     visit_layers(model, &mut paths);
     paths.0
+}
+
+/// `model` with the base (`weight` and `bias`) of every [`RLoraLinear`],
+/// plain or adapted, stored as `dtype`: see
+/// [`RLoraLinear::with_base_dtype`]. The model's other modules (embeddings,
+/// norms) are left to the caller.
+///
+/// # Errors
+///
+/// [`RLoraError::UnsupportedDtype`] when the backend cannot compute in
+/// `dtype` on the first layer's device; nothing is cast then, and the
+/// model is dropped (ask `B::supports_dtype` first to keep it).
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::module::Module;
+/// use burn::nn::LinearConfig;
+/// use burn::tensor::backend::Backend;
+/// use burn::tensor::{DType, FloatDType};
+/// use burn_rlora::adapt::with_base_dtype;
+/// use burn_rlora::{Adapt, RLoraLinear};
+///
+/// #[derive(Module, Adapt, Debug)]
+/// struct Mlp<B: Backend> {
+///     up: RLoraLinear<B>,
+///     down: RLoraLinear<B>,
+/// }
+///
+/// let device = Default::default();
+/// let model = Mlp::<Flex> {
+///     up: LinearConfig::new(8, 16).init(&device).into(),
+///     down: LinearConfig::new(16, 8).init(&device).into(),
+/// };
+/// let model = with_base_dtype(model, FloatDType::F16)?;
+/// assert_eq!(model.down.weight.val().dtype(), DType::F16);
+/// # Ok::<(), burn_rlora::RLoraError>(())
+/// ```
+pub fn with_base_dtype<M: Adapt>(model: M, dtype: FloatDType) -> Result<M, RLoraError> {
+    struct Cast(FloatDType);
+    impl LayerMapper for Cast {
+        type Error = RLoraError;
+        fn map<B: Backend>(
+            &mut self,
+            _path: &str,
+            layer: RLoraLinear<B>,
+        ) -> Result<RLoraLinear<B>, RLoraError> {
+            layer.with_base_dtype(self.0)
+        }
+    }
+    // The layers of a model share a backend: the first one's answer holds
+    // for all, so a refusal comes before anything is cast.
+    struct Supported(FloatDType, Option<bool>);
+    impl LayerVisitor for Supported {
+        fn visit<B: Backend>(&mut self, _path: &str, layer: &RLoraLinear<B>) {
+            if self.1.is_none() {
+                let dtype = burn::tensor::DType::from(self.0);
+                self.1 = Some(B::supports_dtype(&layer.weight.device(), dtype));
+            }
+        }
+    }
+    let mut supported = Supported(dtype, None);
+    visit_layers(&model, &mut supported);
+    if supported.1 == Some(false) {
+        return Err(RLoraError::UnsupportedDtype { dtype });
+    }
+    map_layers(model, &mut Cast(dtype))
 }
 
 impl<B: Backend> Adapt for RLoraLinear<B> {

@@ -9,6 +9,7 @@
 
 mod adapt;
 mod backends;
+mod base_dtype;
 mod checkpoint_atomic;
 mod checkpoint_common;
 mod checkpoint_errors;
