@@ -11,7 +11,7 @@
 //!
 //! The prompt is `--prompt` tokens of a fixed English text; generation is
 //! greedy for exactly `--new` tokens (no stop token), through the library's
-//! [`generate`]: the prompt once into the KV cache with the head at its last
+//! [`generate()`]: the prompt once into the KV cache with the head at its last
 //! position, then one token at a time. Prefill is the time to the first
 //! token, decode the time of each further token. The PyTorch side does the
 //! same with a `DynamicCache`; its first line says how many of its greedy
