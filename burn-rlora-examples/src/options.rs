@@ -29,7 +29,7 @@ pub struct CompareArgs {
     pub seed: u64,
     /// Number of seeds per method (mean ± std and paired intervals are
     /// reported; 1 to 1000).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1000))]
     pub seeds: u64,
     /// Output directory for the report.
     #[arg(long)]
@@ -84,6 +84,8 @@ pub struct CompareArgs {
 pub struct CompareDefaults {
     /// `--epochs`.
     pub epochs: &'static str,
+    /// `--seeds`.
+    pub seeds: &'static str,
     /// `--out`.
     pub out: &'static str,
     /// `--rank`.
@@ -116,12 +118,13 @@ impl CompareArgs {
     /// }
     /// let defaults = CompareDefaults {
     ///     epochs: "2", out: "report", rank: "4", max_rank: 16, alpha: "8",
+    ///     seeds: "3",
     ///     lr: "1e-3", batch_size: "8", trace_every: "0",
     /// };
     /// let cmd = CompareArgs::with_defaults(Cli::command(), &defaults);
     /// let matches = cmd.clone().try_get_matches_from(["cli", "--lr", "0.01"]).unwrap();
     /// let cli = Cli::from_arg_matches(&matches).unwrap();
-    /// assert_eq!((cli.common.epochs, cli.common.lr), (2, 0.01));
+    /// assert_eq!((cli.common.epochs, cli.common.lr, cli.common.seeds), (2, 0.01, 3));
     /// assert!(cmd.try_get_matches_from(["cli", "--rank", "17"]).is_err());
     /// ```
     pub fn with_defaults(command: clap::Command, defaults: &CompareDefaults) -> clap::Command {
@@ -129,6 +132,7 @@ impl CompareArgs {
             command.mut_arg(id, |a| a.required(false).default_value(value))
         };
         let command = set(command, "epochs", defaults.epochs);
+        let command = set(command, "seeds", defaults.seeds);
         let command = set(command, "out", defaults.out);
         let command = set(command, "alpha", defaults.alpha);
         let command = set(command, "lr", defaults.lr);

@@ -77,6 +77,7 @@ struct Args {
 /// This binary's defaults of the shared options.
 const DEFAULTS: CompareDefaults = CompareDefaults {
     epochs: "1",
+    seeds: "3",
     out: "report/minilm",
     rank: "4",
     max_rank: 384,

@@ -82,6 +82,7 @@ fn main() {
 /// This binary's defaults of the shared options.
 const DEFAULTS: CompareDefaults = CompareDefaults {
     epochs: "8",
+    seeds: "3",
     out: "report",
     rank: "4",
     max_rank: D_HIDDEN as u64,

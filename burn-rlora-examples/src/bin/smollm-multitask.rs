@@ -84,6 +84,7 @@ struct Args {
 /// This binary's defaults of the shared options.
 const DEFAULTS: CompareDefaults = CompareDefaults {
     epochs: "1",
+    seeds: "1",
     out: "report/smollm",
     rank: "4",
     max_rank: 576,
