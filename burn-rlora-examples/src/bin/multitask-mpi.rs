@@ -114,7 +114,8 @@ struct Args {
     /// Run one process without MPI on the combined batches of this many ranks.
     #[arg(long)]
     simulate_ranks: Option<usize>,
-    /// Every rank writes its final trainable weights to `<out>/params-rank<r>.f32`
+    /// Every rank writes its trainable weights before training to
+    /// `<out>/params-init-rank<r>.f32` and after it to `<out>/params-rank<r>.f32`
     /// (little-endian f32, module order), for comparing runs bit by bit.
     #[arg(long)]
     dump_params: bool,
@@ -370,11 +371,15 @@ impl<X: Exchange + 'static> BackendJob for Job<X> {
         if rank == 0 {
             self.print_plan(&plan, &sizes);
         }
+        if self.args.dump_params {
+            let values = masked_values::<B, _>(&model, &mask).map_err(anyhow::Error::msg)?;
+            dump_params(&self.args.out, &format!("params-init-rank{rank}"), &values)?;
+        }
         let trained = self.train(model, loaders, plan.steps, &device, &artifact_dir)?;
         if self.args.dump_params {
             let values = masked_values::<B::InnerBackend, _>(&trained.model, &mask)
                 .map_err(anyhow::Error::msg)?;
-            dump_params(&self.args.out, rank, &values)?;
+            dump_params(&self.args.out, &format!("params-rank{rank}"), &values)?;
         }
         if rank != 0 {
             std::fs::remove_dir_all(&artifact_dir).ok();
@@ -638,12 +643,12 @@ fn console(rank: usize) -> Box<dyn MetricsRenderer> {
     }
 }
 
-/// Write this rank's final trainable weights to `<out>/params-rank<r>.f32`
-/// (little-endian `f32`, module order).
-fn dump_params(out: &Path, rank: usize, values: &[f32]) -> Result<()> {
+/// Write trainable weights to `<out>/<stem>.f32` (little-endian `f32`,
+/// module order).
+fn dump_params(out: &Path, stem: &str, values: &[f32]) -> Result<()> {
     let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::create_dir_all(out)?;
-    let path = out.join(format!("params-rank{rank}.f32"));
+    let path = out.join(format!("{stem}.f32"));
     burn_rlora::write_atomically(&path, &bytes)?;
     Ok(())
 }
