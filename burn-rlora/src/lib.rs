@@ -99,6 +99,8 @@ pub mod backend;
 pub mod checkpoint;
 mod config;
 mod diagnostics;
+#[cfg(feature = "distributed")]
+pub mod distributed;
 mod error;
 mod init;
 mod layer;

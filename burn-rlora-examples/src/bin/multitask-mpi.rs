@@ -13,7 +13,7 @@
 //! backward pass, sums one flat buffer of its adapter and task-head gradients
 //! with the other ranks (one `MPI_Allreduce`); the frozen base sends nothing.
 //! The loop is burn-train's Learner with the `DataParallel` training strategy
-//! of `burn_rlora_examples::distributed`. Rank 0 prints the metrics, saves
+//! of `burn_rlora::distributed`. Rank 0 prints the metrics, saves
 //! the Learner's checkpoints, the trained adapter (`<out>/adapter`) and the
 //! report (`<out>/report.json`).
 //!
@@ -38,6 +38,13 @@ use burn::train::renderer::MetricsRenderer;
 use burn::train::{
     ExecutionStrategy, Learner, LearningComponentsMarker, SupervisedTraining, TrainingStrategy,
 };
+use burn_rlora::distributed::flat::{
+    broadcast_from_root, masked_values, trainable_mask, GradLayout,
+};
+use burn_rlora::distributed::shard::{shard_indices, GroupBatcher, GroupedDataset, ShardDataset};
+use burn_rlora::distributed::{
+    DataParallel, Exchange, LossLog, MpiExchange, SilentRenderer, SingleProcess,
+};
 use burn_rlora::method::Method;
 use burn_rlora::multitask::{
     AtomicMpkRecorder, DenseCollate, HistoryHandle, MultiTaskBatch, MultiTaskBatcher,
@@ -48,15 +55,6 @@ use burn_rlora::{ParamCount, RLoraConfig};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::compare::{
     method_config, parse_sampling, test_accuracy, Splits, TrainSettings,
-};
-use burn_rlora_examples::distributed::flat::{
-    broadcast_from_root, masked_values, trainable_mask, GradLayout,
-};
-use burn_rlora_examples::distributed::shard::{
-    shard_indices, GroupBatcher, GroupedDataset, ShardDataset,
-};
-use burn_rlora_examples::distributed::{
-    DataParallel, Exchange, LossLog, MpiExchange, SilentRenderer, SingleProcess,
 };
 use burn_rlora_examples::synthetic::{Benchmark, SyntheticBody, D_HIDDEN, D_IN};
 use clap::Parser;
@@ -282,7 +280,7 @@ const BASE_TENSORS: usize = 4;
 const TENSORS_PER_HEAD: usize = 2;
 /// The figures that close a gradient buffer after the presence flags: the
 /// rank's example count and its loss times that count (see
-/// `burn_rlora_examples::distributed::flat`).
+/// `burn_rlora::distributed::flat`).
 const STEP_FIGURES: usize = 2;
 
 /// Bytes one rank would send per step to fully fine-tune the same layers,

@@ -4,6 +4,7 @@
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
+use crate::multitask::MultiTaskOutput;
 use burn::data::dataloader::Progress;
 use burn::module::AutodiffModule;
 use burn::prelude::ElementConversion;
@@ -13,7 +14,6 @@ use burn::train::{
     SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainStep,
     TrainingComponents, TrainingItem, TrainingModel, ValidLoader,
 };
-use burn_rlora::multitask::MultiTaskOutput;
 
 use super::exchange::Exchange;
 use super::flat::GradLayout;

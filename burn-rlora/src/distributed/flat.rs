@@ -25,6 +25,77 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 
+/// Why a flat buffer could not be built from a module or applied to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FlatError {
+    /// A parameter or gradient could not be read back as `f32`.
+    #[error("reading a tensor back as f32: {reason}")]
+    Read {
+        /// The backend's reason.
+        reason: String,
+    },
+    /// The module's trainable parameters are not those of the layout.
+    #[error(
+        "the module has {module_values} trainable values in {module_tensors} tensors, \
+         the layout {layout_values} in {layout_tensors}"
+    )]
+    LayoutMismatch {
+        /// Trainable values of the module.
+        module_values: usize,
+        /// Trainable tensors of the module.
+        module_tensors: usize,
+        /// Values of the layout.
+        layout_values: usize,
+        /// Tensors of the layout.
+        layout_tensors: usize,
+    },
+    /// A gradient buffer of another length than the layout's.
+    #[error("gradient buffer of {got} values, expected {expected}")]
+    BufferLength {
+        /// The buffer's length.
+        got: usize,
+        /// [`GradLayout::grad_buffer_len`].
+        expected: usize,
+    },
+    /// A mask without one entry per float parameter.
+    #[error("the module has {params} float parameters, the mask {mask}")]
+    MaskLength {
+        /// Float parameters of the module.
+        params: usize,
+        /// Entries of the mask.
+        mask: usize,
+    },
+    /// Values that do not fill the selected parameters exactly.
+    #[error(
+        "{values} values and a mask of {mask} for {params} float parameters \
+         holding {selected} selected values"
+    )]
+    ValueCount {
+        /// The values given.
+        values: usize,
+        /// Entries of the mask.
+        mask: usize,
+        /// Float parameters of the module.
+        params: usize,
+        /// Values the mask selects.
+        selected: usize,
+    },
+    /// This rank's module holds another number of values than rank 0's.
+    #[error(
+        "rank {rank} has {values} parameter values, rank 0 has {root}: \
+         the ranks built different models"
+    )]
+    RanksDiffer {
+        /// This rank.
+        rank: usize,
+        /// Its parameter values.
+        values: usize,
+        /// Rank 0's.
+        root: usize,
+    },
+}
+
 /// The trainable parameters of a module: their element counts and shapes, in
 /// module order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,7 +170,7 @@ impl GradLayout {
         mut grads: GradientsParams,
         n: usize,
         loss: f64,
-    ) -> Result<Vec<f32>, String> {
+    ) -> Result<Vec<f32>, FlatError> {
         let mut visitor = GradPacker::<B> {
             grads: &mut grads,
             values: Vec::with_capacity(self.grad_buffer_len()),
@@ -114,13 +185,12 @@ impl GradLayout {
         }
         let mut buf = visitor.values;
         if buf.len() != self.num_values() || visitor.flags.len() != self.num_tensors() {
-            return Err(format!(
-                "the module has {} trainable values in {} tensors, the layout {} in {}",
-                buf.len(),
-                visitor.flags.len(),
-                self.num_values(),
-                self.num_tensors()
-            ));
+            return Err(FlatError::LayoutMismatch {
+                module_values: buf.len(),
+                module_tensors: visitor.flags.len(),
+                layout_values: self.num_values(),
+                layout_tensors: self.num_tensors(),
+            });
         }
         buf.extend(visitor.flags);
         buf.push(n as f32);
@@ -139,13 +209,12 @@ impl GradLayout {
         &self,
         module: &M,
         buf: &[f32],
-    ) -> Result<(GradientsParams, GlobalStep), String> {
+    ) -> Result<(GradientsParams, GlobalStep), FlatError> {
         if buf.len() != self.grad_buffer_len() {
-            return Err(format!(
-                "gradient buffer of {} values, expected {}",
-                buf.len(),
-                self.grad_buffer_len()
-            ));
+            return Err(FlatError::BufferLength {
+                got: buf.len(),
+                expected: self.grad_buffer_len(),
+            });
         }
         let values = self.num_values();
         let examples = buf[values + self.num_tensors()] as f64;
@@ -178,12 +247,14 @@ impl GradLayout {
     }
 }
 
-fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, String> {
+fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Result<Vec<f32>, FlatError> {
     tensor
         .into_data()
         .convert::<f32>()
         .into_vec::<f32>()
-        .map_err(|e| format!("reading a tensor back as f32: {e:?}"))
+        .map_err(|e| FlatError::Read {
+            reason: format!("{e:?}"),
+        })
 }
 
 struct GradPacker<'a, B: AutodiffBackend> {
@@ -191,7 +262,7 @@ struct GradPacker<'a, B: AutodiffBackend> {
     values: Vec<f32>,
     flags: Vec<f32>,
     weight: f32,
-    error: Option<String>,
+    error: Option<FlatError>,
     _backend: std::marker::PhantomData<B>,
 }
 
@@ -281,12 +352,12 @@ pub fn trainable_mask<B: Backend, M: Module<B>>(module: &M) -> Vec<bool> {
 pub fn masked_values<B: Backend, M: Module<B>>(
     module: &M,
     mask: &[bool],
-) -> Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, FlatError> {
     struct Values<'a> {
         mask: &'a [bool],
         index: usize,
         out: Vec<f32>,
-        error: Option<String>,
+        error: Option<FlatError>,
     }
     impl<B: Backend> ModuleVisitor<B> for Values<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
@@ -310,11 +381,10 @@ pub fn masked_values<B: Backend, M: Module<B>>(
     };
     module.visit(&mut visitor);
     if visitor.index != mask.len() {
-        return Err(format!(
-            "the module has {} float parameters, the mask {}",
-            visitor.index,
-            mask.len()
-        ));
+        return Err(FlatError::MaskLength {
+            params: visitor.index,
+            mask: mask.len(),
+        });
     }
     match visitor.error {
         Some(e) => Err(e),
@@ -327,7 +397,7 @@ pub fn masked_values<B: Backend, M: Module<B>>(
 /// # Errors
 ///
 /// When a parameter cannot be read back as `f32`.
-pub fn trainable_values<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<f32>, String> {
+pub fn trainable_values<B: Backend, M: Module<B>>(module: &M) -> Result<Vec<f32>, FlatError> {
     masked_values::<B, M>(module, &trainable_mask::<B, M>(module))
 }
 
@@ -344,7 +414,7 @@ pub fn with_masked_values<B: Backend, M: Module<B>>(
     module: M,
     mask: &[bool],
     values: &[f32],
-) -> Result<M, String> {
+) -> Result<M, FlatError> {
     struct Sizes<'a> {
         mask: &'a [bool],
         index: usize,
@@ -365,13 +435,12 @@ pub fn with_masked_values<B: Backend, M: Module<B>>(
     };
     module.visit(&mut sizes);
     if sizes.index != mask.len() || sizes.selected != values.len() {
-        return Err(format!(
-            "{} values and a mask of {} for {} float parameters holding {} selected values",
-            values.len(),
-            mask.len(),
-            sizes.index,
-            sizes.selected
-        ));
+        return Err(FlatError::ValueCount {
+            values: values.len(),
+            mask: mask.len(),
+            params: sizes.index,
+            selected: sizes.selected,
+        });
     }
     struct Load<'a> {
         mask: &'a [bool],
@@ -418,7 +487,7 @@ pub fn with_masked_values<B: Backend, M: Module<B>>(
 pub fn broadcast_from_root<B: Backend, M: Module<B>, X: super::Exchange + ?Sized>(
     module: M,
     exchange: &X,
-) -> Result<M, String> {
+) -> Result<M, FlatError> {
     let mask = vec![true; trainable_mask::<B, M>(&module).len()];
     let mut values = masked_values::<B, M>(&module, &mask)?;
     // f64 would be exact for any count; two f32 halves keep one buffer type.
@@ -429,17 +498,17 @@ pub fn broadcast_from_root<B: Backend, M: Module<B>, X: super::Exchange + ?Sized
     exchange.broadcast_from_root(&mut count);
     let root = ((count[0] as usize) << 24) | count[1] as usize;
     if root != values.len() {
-        return Err(format!(
-            "rank {} has {} parameter values, rank 0 has {root}: the ranks built different models",
-            exchange.rank(),
-            values.len()
-        ));
+        return Err(FlatError::RanksDiffer {
+            rank: exchange.rank(),
+            values: values.len(),
+            root,
+        });
     }
     exchange.broadcast_from_root(&mut values);
     with_masked_values::<B, M>(module, &mask, &values)
 }
 
-#[cfg(all(test, feature = "ndarray"))]
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::distributed::SingleProcess;
@@ -550,7 +619,14 @@ mod tests {
         let err = layout
             .unpack::<B, _>(&model, &vec![0.0; layout.grad_buffer_len() - 1])
             .unwrap_err();
-        assert!(err.contains("expected 40"), "{err}");
+        assert_eq!(
+            err,
+            FlatError::BufferLength {
+                got: 39,
+                expected: 40
+            }
+        );
+        assert!(err.to_string().contains("expected 40"), "{err}");
     }
 
     #[test]
@@ -570,7 +646,17 @@ mod tests {
             new[6..].to_vec()
         );
         let err = with_masked_values::<B, _>(loaded, &all, &new[1..]).unwrap_err();
-        assert!(err.contains("37 values"), "{err}");
+        assert_eq!(
+            err,
+            FlatError::ValueCount {
+                values: 37,
+                mask: 7,
+                params: 7,
+                selected: 38
+            }
+        );
+        let err = masked_values::<B, _>(&tiny(), &[true; 6]).unwrap_err();
+        assert_eq!(err, FlatError::MaskLength { params: 7, mask: 6 });
     }
 
     #[test]
