@@ -1,16 +1,20 @@
-//! Shared pieces of the example binaries: backend selection by name, the
-//! embedded multi-task benchmark and comparison runner, and the MiniLM
-//! encoder, tokenizer and task data of the real example, and head
-//! similarity traced over training (`trace`).
+//! Shared pieces of the example binaries, to read next to them:
+//!
+//! * [`backend`] and [`options`]: the backend chosen by name, and the
+//!   command-line options the trainers share;
+//! * [`synthetic`]: the embedded multi-task data and its small model (the
+//!   main job);
+//! * [`minilm`] and [`smollm`]: the real pretrained models (a MiniLM sentence
+//!   encoder, the SmolLM2 decoder from its GGUF file), their tokenizers and
+//!   task data;
+//! * [`harness`]: how the trainers compare methods (splits, runs, paired
+//!   statistics, reports), which no model needs.
 
 #![warn(missing_docs)]
 
 pub mod backend;
-pub mod compare;
+pub mod harness;
 pub mod minilm;
 pub mod options;
-pub mod report;
 pub mod smollm;
-pub mod stats;
 pub mod synthetic;
-pub mod trace;

@@ -11,7 +11,7 @@ use burn_rlora::multitask::SamplingStrategy;
 use clap::builder::IntoResettable;
 use clap::{CommandFactory, FromArgMatches};
 
-use crate::compare::{
+use crate::harness::compare::{
     parse_dropout, parse_non_negative, parse_positive, parse_sampling, TrainSettings,
 };
 

@@ -79,7 +79,7 @@ use burn_rlora::multitask::{BodyOutput, MultiTaskBody};
 use burn_rlora::{Adapt, RLoraConfig, RLoraError, RLoraLinear};
 use rand::rngs::StdRng;
 
-use crate::trace::{defined_mean, SimilarityTrace};
+use crate::harness::trace::{defined_mean, SimilarityTrace};
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
@@ -103,7 +103,7 @@ pub struct TaskData {
     pub test: Vec<(Vec<f32>, usize)>,
 }
 
-impl crate::compare::splits::ComparisonTask for TaskData {
+impl crate::harness::compare::splits::ComparisonTask for TaskData {
     type Input = Vec<f32>;
 
     fn name(&self) -> &str {

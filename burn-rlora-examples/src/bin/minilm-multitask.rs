@@ -20,16 +20,16 @@ use std::time::Instant;
 use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora_examples::backend::BackendName;
-use burn_rlora_examples::compare::{
+use burn_rlora_examples::harness::compare::{
     fingerprint, parse_fraction, seed_range, Comparison, RunResult, RunSpec, RunTrainer,
     TrainSettings,
 };
+use burn_rlora_examples::harness::report;
 use burn_rlora_examples::minilm::{
     adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
     MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask, SplitSettings,
 };
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
-use burn_rlora_examples::report;
 use clap::Parser;
 
 /// Multi-task fine-tuning of pretrained MiniLM on four real text tasks.

@@ -53,7 +53,7 @@ use burn_rlora::multitask::{
 };
 use burn_rlora::{ParamCount, RLoraConfig};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
-use burn_rlora_examples::compare::{
+use burn_rlora_examples::harness::compare::{
     method_config, parse_sampling, test_accuracy, Splits, TrainSettings,
 };
 use burn_rlora_examples::synthetic::{Benchmark, SyntheticBody, D_HIDDEN, D_IN};
@@ -196,7 +196,7 @@ fn run<X: Exchange + 'static>(args: &Args, exchange: Rc<X>, data_ranks: usize) -
         .1
         .validate(D_HIDDEN, D_HIDDEN)?;
     if exchange.rank() == 0 {
-        burn_rlora_examples::report::prepare_dir(&args.out)?;
+        burn_rlora_examples::harness::report::prepare_dir(&args.out)?;
     }
     let job = Job {
         args: args.clone(),

@@ -18,12 +18,12 @@ use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora::method::Method;
 use burn_rlora_examples::backend::BackendName;
-use burn_rlora_examples::compare::{
+use burn_rlora_examples::harness::compare::{
     fingerprint, matched_lora_rank, parse_positive, run_one, seed_range, Comparison, RunResult,
     RunSpec, RunTrainer,
 };
+use burn_rlora_examples::harness::report;
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
-use burn_rlora_examples::report;
 use burn_rlora_examples::synthetic::{Benchmark, Setting, D_HIDDEN, MAX_DATA_SCALE};
 use clap::Parser;
 
@@ -102,7 +102,7 @@ fn run() -> Result<()> {
     let settings = common.settings();
     // A bad adapter setting is a bad argument: refused before any training.
     for &m in &methods {
-        if let Err(e) = burn_rlora_examples::compare::method_config(m, &settings)
+        if let Err(e) = burn_rlora_examples::harness::compare::method_config(m, &settings)
             .1
             .validate(D_HIDDEN, D_HIDDEN)
         {

@@ -22,13 +22,13 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora_examples::backend::BackendName;
-use burn_rlora_examples::compare::{
+use burn_rlora_examples::harness::compare::{
     fingerprint, parse_fraction, run_dir, seed_range, training_part, Comparison, RunResult,
     RunSpec, RunTrainer,
 };
+use burn_rlora_examples::harness::report;
 use burn_rlora_examples::minilm::default_data_dir;
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
-use burn_rlora_examples::report;
 use burn_rlora_examples::smollm::evaluate::Sample;
 use burn_rlora_examples::smollm::experiment::{
     prepare_tasks, run_smollm, samples_markdown, PreparedTask, SmolLmMethod, SmolLmSource,

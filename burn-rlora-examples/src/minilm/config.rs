@@ -13,7 +13,7 @@ use super::encoder::{
     BertSelfAttention,
 };
 use super::error::MiniLmError;
-use crate::trace::SimilarityTrace;
+use crate::harness::trace::SimilarityTrace;
 
 fn default_eps() -> f64 {
     1e-12

@@ -19,7 +19,7 @@ use burn_rlora::{Adapt, HeadSimilarity, RLoraLinear};
 use super::error::MiniLmError;
 use super::host_ops;
 use super::targets::{EncoderAdapterConfig, TargetModule};
-use crate::trace::{defined_mean, SimilarityTrace};
+use crate::harness::trace::{defined_mean, SimilarityTrace};
 
 /// Applies `layer`; an adapted layer with a router also pushes its gates
 /// (`[batch, seq, N]`) to `sink` when one is given.

@@ -27,10 +27,10 @@ use super::load::{MiniLmPaths, PretrainedMiniLm};
 use super::targets::EncoderAdapterConfig;
 use super::tokenize::MiniLmTokenizer;
 use super::{subsample, train_test_split, SplitRng, Task, TextExample};
-use crate::compare::{
+use crate::harness::compare::{
     fit_and_test, method_config_over, RunRecord, RunResult, RunSpec, Splits, TrainSettings,
 };
-use crate::trace::SimilarityTrace;
+use crate::harness::trace::SimilarityTrace;
 
 /// The id of BERT's `[PAD]` token, used to pad batches (masked out anyway).
 pub const PAD_ID: u32 = 0;
@@ -295,7 +295,7 @@ pub fn minilm_adapter(
     }
 }
 
-impl crate::compare::ComparisonTask for PreparedTask {
+impl crate::harness::compare::ComparisonTask for PreparedTask {
     type Input = Vec<u32>;
 
     fn name(&self) -> &str {

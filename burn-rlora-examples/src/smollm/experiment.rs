@@ -18,11 +18,11 @@ use super::evaluate::{evaluate, EvalTask, Sample, Scores};
 use super::tasks::{InstructionEncoder, InstructionTask, TaskError};
 use super::train::{AnswerCollate, MultiTaskLm};
 use super::{save_decoder_adapter, LlamaForCausalLM, SmolLm};
-use crate::compare::{
+use crate::harness::compare::{
     fit, method_config_over, training_part, ComparisonTask, Fitted, RunRecord, RunResult, RunSpec,
     Splits, TrainSettings,
 };
-use crate::trace::defined_mean;
+use crate::harness::trace::defined_mean;
 
 /// The projections the paper adapts: the feed-forward block of every layer.
 pub const PAPER_TARGETS: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
@@ -223,7 +223,7 @@ pub struct RunExtras {
 ///
 /// # Errors
 ///
-/// Loading the model, adapting, training ([`RunStoppedEarly`](crate::compare::RunStoppedEarly)),
+/// Loading the model, adapting, training ([`RunStoppedEarly`](crate::harness::compare::RunStoppedEarly)),
 /// scoring, or writing the files.
 pub fn run_smollm<B: AutodiffBackend>(
     tasks: &[PreparedTask],

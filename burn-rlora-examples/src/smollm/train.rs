@@ -11,8 +11,8 @@ use burn_rlora::Adapt;
 
 use super::batch::{AnswerBatch, AnswerSequence};
 use super::LlamaForCausalLM;
-use crate::compare::MultiTaskModel;
-use crate::trace::{defined_mean, SimilarityTrace};
+use crate::harness::compare::MultiTaskModel;
+use crate::harness::trace::{defined_mean, SimilarityTrace};
 
 /// A decoder trained on the answers of multi-task instruction examples.
 ///

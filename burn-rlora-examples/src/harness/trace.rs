@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 ///
 /// ```
 /// use burn_rlora::HeadSimilarity;
-/// use burn_rlora_examples::trace::defined_mean;
+/// use burn_rlora_examples::harness::trace::defined_mean;
 ///
 /// let zero_heads = HeadSimilarity::of_rows(&[0.0; 6], 2);
 /// assert_eq!(zero_heads.mean_pairwise, Some(0.0));
@@ -55,7 +55,7 @@ struct TraceState {
 /// handle the caller kept. The default value records nothing.
 ///
 /// ```
-/// use burn_rlora_examples::trace::SimilarityTrace;
+/// use burn_rlora_examples::harness::trace::SimilarityTrace;
 ///
 /// let trace = SimilarityTrace::every(2);
 /// let in_model = trace.clone();

@@ -32,7 +32,7 @@ impl PairedDifference {
     /// left out. `None` when no seed is shared or a value is not finite.
     ///
     /// ```
-    /// use burn_rlora_examples::stats::PairedDifference;
+    /// use burn_rlora_examples::harness::stats::PairedDifference;
     ///
     /// let a = [(0, 71.0), (1, 73.0), (2, 72.0)];
     /// let b = [(0, 70.0), (1, 71.0), (2, 70.5), (3, 99.0)];

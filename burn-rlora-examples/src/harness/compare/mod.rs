@@ -18,9 +18,9 @@ use burn_rlora::{write_atomically, HeadSimilarity, RLoraConfig};
 use serde::Serialize;
 
 use crate::backend::{run_on, BackendJob, BackendName};
-use crate::report;
+use crate::harness::report;
+use crate::harness::trace::SimilarityTrace;
 use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN};
-use crate::trace::SimilarityTrace;
 
 pub(crate) mod fit;
 pub(crate) mod parse;

@@ -11,7 +11,7 @@ use burn_rlora::{write_atomically, HeadSimilarity, ParamCount};
 use serde::{Deserialize, Serialize};
 
 use super::fit::Fitted;
-use crate::trace::{SimilarityTrace, TracePoint};
+use crate::harness::trace::{SimilarityTrace, TracePoint};
 
 /// What one run produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use burn_rlora::write_atomically;
 
-use crate::compare::result::RunResult;
-use crate::stats::PairedDifference;
+use crate::harness::compare::result::RunResult;
+use crate::harness::stats::PairedDifference;
 
 /// Mean and sample standard deviation.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -363,7 +363,7 @@ const LEGEND_WIDTH: u32 = 180;
 /// one of five further colours, chosen by a hash of the name alone.
 ///
 /// ```
-/// use burn_rlora_examples::report::method_colour;
+/// use burn_rlora_examples::harness::report::method_colour;
 ///
 /// assert_eq!(method_colour("rlora"), method_colour("rlora"));
 /// assert_ne!(method_colour("rlora"), method_colour("hydralora"));
@@ -717,7 +717,7 @@ fn plot_similarity_trace(svg: &mut String, runs: &[RunResult]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::TracePoint;
+    use crate::harness::trace::TracePoint;
 
     fn run(method: &str, seed: u64, acc: f64, trace: &[(usize, [Option<f64>; 2])]) -> RunResult {
         RunResult {
