@@ -32,7 +32,7 @@ use burn_rlora_benches::child::{
     self, bench_main, cpu, load_avg, peak_line, JsonChild, MALLOC_ENV,
 };
 use burn_rlora_benches::{keep_freed_memory, median};
-use burn_rlora_examples::compare::{peak_rss_mib, reset_peak_rss};
+use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
 use burn_rlora_examples::minilm::default_data_dir;
 use burn_rlora_examples::smollm::{
     generate, smollm2_path, GenerationConfig, LlamaForCausalLM, SmolLm,

@@ -17,7 +17,7 @@ use burn::train::TrainStep;
 use burn_rlora::method::Method;
 use burn_rlora::multitask::{MultiTaskBatcher, MultiTaskClassifier, SamplingStrategy, TaskId};
 use burn_rlora::ParamCount;
-use burn_rlora_examples::compare::{task_dataset, TrainSettings};
+use burn_rlora_examples::harness::compare::{task_dataset, TrainSettings};
 use burn_rlora_examples::minilm::{
     build_classifier, prepare_tasks, BertModel, MiniLmMethod, MiniLmPaths, MiniLmTokenizer,
     SplitSettings, TargetModule, TokenCollate,
