@@ -38,7 +38,7 @@ else
 fi
 
 step "build (release, cuda)" \
-  cargo build --release -p burn-rlora-examples --features cuda --bin minilm-multitask
+  cargo build --release -p burn-rlora-pretrained --features cuda --bin minilm-multitask
 
 if [ -f burn-rlora/tests/it/backends.rs ]; then
   step "backend tests (cuda)" cargo test -p burn-rlora --features cuda --test it backends::

@@ -45,7 +45,7 @@ minilm() {
   local OUT="${OUT:-report/minilm-gpu-full}"
   local start
   start=$(date +%s)
-  cargo build --release -p burn-rlora-examples --features cuda --bin minilm-multitask
+  cargo build --release -p burn-rlora-pretrained --features cuda --bin minilm-multitask
   "${CARGO_TARGET_DIR:-target}/release/minilm-multitask" --backend cuda --plain \
     --methods "$METHODS" --seeds "$SEEDS" --epochs "$EPOCHS" \
     --train-per-task 1000000 --test-per-task 1000000 --max-len "$MAX_LEN" \
@@ -58,7 +58,7 @@ smollm() {
   local SEEDS="${SEEDS:-5}" OUT="${SMOLLM_OUT:-report/smollm-gpu-full}"
   local start
   start=$(date +%s)
-  cargo build --release -p burn-rlora-examples --features cuda --bin smollm-multitask
+  cargo build --release -p burn-rlora-pretrained --features cuda --bin smollm-multitask
   "${CARGO_TARGET_DIR:-target}/release/smollm-multitask" --backend cuda --plain \
     --methods "$METHODS" --seeds "$SEEDS" --epochs 1 --lr 2e-4 --batch-size 8 \
     --train-per-task 1000000 --test-per-task 1000000 --max-len 512 --max-new-tokens 32 \

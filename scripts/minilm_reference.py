@@ -2,7 +2,7 @@
 """Reference sentence embeddings of all-MiniLM-L6-v2 for the Rust parity test.
 
 Optional to run: its output is committed as
-burn-rlora-examples/tests/fixtures/minilm_embeddings.json.
+burn-rlora-examples/pretrained/tests/fixtures/minilm_embeddings.json.
 
 It computes what sentence-transformers computes for this model (modules.json:
 Transformer -> Pooling(mean) -> Normalize), independently of the Rust code:
@@ -34,7 +34,7 @@ from tokenizers import Tokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODEL_DIR = os.path.join(os.environ.get("BURN_RLORA_DATA", os.path.join(ROOT, "data")), "minilm")
-OUT = os.path.join(ROOT, "burn-rlora-examples", "tests", "fixtures", "minilm_embeddings.json")
+OUT = os.path.join(ROOT, "burn-rlora-examples", "pretrained", "tests", "fixtures", "minilm_embeddings.json")
 
 SENTENCES = [
     "The cat sits on the mat.",

@@ -4,17 +4,16 @@
 //!   command-line options the trainers share;
 //! * [`synthetic`]: the embedded multi-task data and its small model (the
 //!   main job);
-//! * [`minilm`] and [`smollm`]: the real pretrained models (a MiniLM sentence
-//!   encoder, the SmolLM2 decoder from its GGUF file), their tokenizers and
-//!   task data;
 //! * [`harness`]: how the trainers compare methods (splits, runs, paired
 //!   statistics, reports), which no model needs.
+//!
+//! The trainers on real pretrained models (MiniLM, SmolLM2) are in the
+//! package `burn-rlora-pretrained` (`burn-rlora-examples/pretrained/`), which
+//! builds on this one: the built-in job needs no tokenizer.
 
 #![warn(missing_docs)]
 
 pub mod backend;
 pub mod harness;
-pub mod minilm;
 pub mod options;
-pub mod smollm;
 pub mod synthetic;

@@ -29,7 +29,7 @@ use burn_rlora::multitask::{
 use burn_rlora_benches::child::bench_main;
 use burn_rlora_benches::{interleave, keep_freed_memory, Timing};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss, RunSpec, TrainSettings};
-use burn_rlora_examples::minilm::{
+use burn_rlora_pretrained::minilm::{
     build_classifier, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
     BertInput, BertModel, MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask,
     SplitSettings, PAD_ID,
@@ -504,7 +504,7 @@ fn reference_features(data_dir: &Path, seq: usize, rows: &Rows) -> Result<Vec<Ve
     type B = burn::backend::Flex;
     let device = Default::default();
     let pretrained =
-        burn_rlora_examples::minilm::PretrainedMiniLm::<B>::load(data_dir, seq, &device)?;
+        burn_rlora_pretrained::minilm::PretrainedMiniLm::<B>::load(data_dir, seq, &device)?;
     let input = rows.to_batch::<B>(&device).inputs;
     let features = pretrained.model.sentence_embedding(&input);
     let [b, h] = features.dims();

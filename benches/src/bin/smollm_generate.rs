@@ -33,8 +33,8 @@ use burn_rlora_benches::child::{
 };
 use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
-use burn_rlora_examples::minilm::default_data_dir;
-use burn_rlora_examples::smollm::{
+use burn_rlora_pretrained::minilm::default_data_dir;
+use burn_rlora_pretrained::smollm::{
     generate, smollm2_path, GenerationConfig, LlamaForCausalLM, SmolLm,
 };
 use clap::Parser;
@@ -215,7 +215,7 @@ fn real_main(a: Args) -> Result<()> {
 
 /// `n` tokens of [`TEXT`], repeated as needed.
 fn prompt_ids(smol: &SmolLm<B>, n: usize) -> Result<Vec<u32>> {
-    let once = smol.tokenizer.encode(TEXT, false)?;
+    let once = smol.tokenizer.encode(TEXT)?;
     if once.is_empty() {
         bail!("the prompt text has no tokens");
     }

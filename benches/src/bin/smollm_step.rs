@@ -39,8 +39,8 @@ use burn_rlora::{AdaptConfig, RLoraConfig, TargetModules};
 use burn_rlora_benches::child::{self, bench_main, cpu, load_avg, peak_line, JsonChild};
 use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
-use burn_rlora_examples::minilm::default_data_dir;
-use burn_rlora_examples::smollm::{
+use burn_rlora_pretrained::minilm::default_data_dir;
+use burn_rlora_pretrained::smollm::{
     answer_loss, smollm2_path, AnswerBatch, AnswerSequence, LlamaForCausalLM, SmolLm,
 };
 use clap::Parser;

@@ -1,6 +1,7 @@
 //! The research harness of the example trainers: what the `multitask`,
-//! `minilm-multitask` and `smollm-multitask` binaries share to compare
-//! methods fairly, and nothing a model needs.
+//! `minilm-multitask` and `smollm-multitask` binaries (the last two in
+//! `burn-rlora-pretrained`) share to compare methods fairly, and nothing a
+//! model needs.
 //!
 //! * [`compare`]: the comparison runner: seeded splits, one guarded,
 //!   resumable training path for any multi-task model, the runs of every

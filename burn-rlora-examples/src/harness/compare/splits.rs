@@ -5,8 +5,8 @@ use burn::data::dataset::InMemDataset;
 use burn_rlora::multitask::{MultiTaskDataset, SamplingStrategy};
 
 /// One task of a comparison as the dataset builders read it: the built-in
-/// tasks ([`crate::synthetic::TaskData`]) and MiniLM's
-/// ([`crate::minilm::PreparedTask`]) both are.
+/// tasks ([`crate::synthetic::TaskData`]) and the pretrained models' (in
+/// `burn-rlora-pretrained`) both are.
 pub trait ComparisonTask {
     /// One example's input.
     type Input: Clone + Send + Sync + 'static;
