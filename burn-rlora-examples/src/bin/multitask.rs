@@ -3,9 +3,9 @@
 //! multi-task data (no download), through burn-train's `Learner`.
 //!
 //! ```text
-//! cargo run --release -p burn-rlora-examples --bin multitask
-//! cargo run --release -p burn-rlora-examples --bin multitask -- --methods lora,rlora --seeds 5
-//! cargo run --release -p burn-rlora-examples --bin multitask -- --setting conflict-cued --seeds 20
+//! cargo run -p burn-rlora-examples --bin multitask
+//! cargo run -p burn-rlora-examples --bin multitask -- --methods lora,rlora --seeds 5
+//! cargo run -p burn-rlora-examples --bin multitask -- --setting conflict-cued --seeds 20
 //! ```
 //!
 //! The data generator and its settings (`--setting`: clusters, conflict,

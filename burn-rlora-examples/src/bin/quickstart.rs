@@ -2,7 +2,7 @@
 //! train only the adapter for a few steps on built-in data.
 //!
 //! ```text
-//! cargo run --release -p burn-rlora-examples --bin quickstart
+//! cargo run -p burn-rlora-examples --bin quickstart
 //! ```
 //!
 //! It runs on `Autodiff<Flex>`, Burn's CPU backend; the layer itself is
