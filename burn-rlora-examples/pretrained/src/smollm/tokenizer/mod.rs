@@ -32,11 +32,15 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::digits::Digits;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::Tokenizer;
+
+mod build;
+mod chat;
+
+use build::{
+    added_tokens, check_special_ids, check_vocabulary, missing_bytes, parse_merges, pre_tokenizer,
+};
+pub use chat::{ChatFormat, ChatTurn};
 
 /// The values of `tokenizer.ggml.token_type`, as llama.cpp writes them.
 pub mod token_type {
@@ -209,135 +213,6 @@ fn token_bytes(token: &str) -> Vec<u8> {
         .map(|c| CHAR_BYTES.get(&c).copied())
         .collect::<Option<Vec<u8>>>()
         .unwrap_or_else(|| token.as_bytes().to_vec())
-}
-
-/// One turn of a conversation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatTurn {
-    /// Who speaks: `system`, `user` or `assistant`.
-    pub role: String,
-    /// What is said.
-    pub content: String,
-}
-
-impl ChatTurn {
-    /// A turn of `role`.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self {
-            role: role.into(),
-            content: content.into(),
-        }
-    }
-
-    /// A system turn.
-    pub fn system(content: impl Into<String>) -> Self {
-        Self::new("system", content)
-    }
-
-    /// A user turn.
-    pub fn user(content: impl Into<String>) -> Self {
-        Self::new("user", content)
-    }
-
-    /// An assistant turn.
-    pub fn assistant(content: impl Into<String>) -> Self {
-        Self::new("assistant", content)
-    }
-}
-
-/// The start of every recognised ChatML template.
-const CHATML_HEAD: &str = "{% for message in messages %}";
-/// The start of the default system turn of SmolLM2's template.
-const CHATML_SYSTEM_HEAD: &str =
-    "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
-/// The end of that default system turn.
-const CHATML_SYSTEM_TAIL: &str = "<|im_end|>\n' }}{% endif %}";
-/// The turn loop's body and the generation prompt, the rest of the template.
-const CHATML_BODY: &str = "{{'<|im_start|>' + message['role'] + '\n' + message['content'] \
-     + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}\
-     {{ '<|im_start|>assistant\n' }}{% endif %}";
-
-/// A chat template this module renders itself, without a Jinja engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChatFormat {
-    /// ChatML: each turn as `<|im_start|>{role}\n{content}<|im_end|>\n`, and
-    /// `<|im_start|>assistant\n` as the generation prompt.
-    ChatMl {
-        /// The system turn put first when the conversation does not start with
-        /// one (SmolLM2-Instruct's "You are a helpful AI assistant named
-        /// SmolLM, trained by Hugging Face"); `None` for plain ChatML.
-        default_system: Option<String>,
-    },
-}
-
-impl ChatFormat {
-    /// The format of a Jinja chat template, if it is one of those rendered here:
-    /// SmolLM2's ChatML template, with whatever default system message, or the
-    /// same template without the default system turn. The comparison is exact
-    /// (whitespace included); any other template gives `None`.
-    pub fn from_template(template: &str) -> Option<Self> {
-        let rest = template.strip_prefix(CHATML_HEAD)?;
-        let (default_system, body) = match rest.strip_prefix(CHATML_SYSTEM_HEAD) {
-            Some(system) => {
-                let end = system.find(CHATML_SYSTEM_TAIL)?;
-                let text = unescape_jinja_single_quoted(&system[..end])?;
-                (Some(text), &system[end + CHATML_SYSTEM_TAIL.len()..])
-            }
-            None => (None, rest),
-        };
-        (body == CHATML_BODY).then_some(Self::ChatMl { default_system })
-    }
-
-    /// The prompt for `turns`, as the template renders it; with
-    /// `add_generation_prompt`, followed by the opening of an assistant turn.
-    /// Roles and contents are written as given, control tokens included.
-    pub fn render(&self, turns: &[ChatTurn], add_generation_prompt: bool) -> String {
-        let Self::ChatMl { default_system } = self;
-        let mut out = String::new();
-        let mut push_turn = |role: &str, content: &str| {
-            out.push_str("<|im_start|>");
-            out.push_str(role);
-            out.push('\n');
-            out.push_str(content);
-            out.push_str("<|im_end|>\n");
-        };
-        for (i, turn) in turns.iter().enumerate() {
-            if let (0, Some(system)) = (i, default_system) {
-                if turn.role != "system" {
-                    push_turn("system", system);
-                }
-            }
-            push_turn(&turn.role, &turn.content);
-        }
-        if add_generation_prompt {
-            out.push_str("<|im_start|>assistant\n");
-        }
-        out
-    }
-}
-
-/// The text of a single-quoted Jinja string literal's inside, or `None` if it
-/// holds an unescaped quote (the literal would end there) or an escape other
-/// than `\\`, `\'`, `\"`, `\n`, `\r`, `\t`.
-fn unescape_jinja_single_quoted(literal: &str) -> Option<String> {
-    let mut out = String::with_capacity(literal.len());
-    let mut chars = literal.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => return None,
-            '\\' => out.push(match chars.next()? {
-                '\\' => '\\',
-                '\'' => '\'',
-                '"' => '"',
-                'n' => '\n',
-                'r' => '\r',
-                't' => '\t',
-                _ => return None,
-            }),
-            c => out.push(c),
-        }
-    }
-    Some(out)
 }
 
 /// SmolLM2's tokenizer, built from the GGUF metadata (see the module's
@@ -586,133 +461,6 @@ fn complete_utf8(mut bytes: &[u8]) -> (String, usize) {
             }
         }
     }
-}
-
-/// Checks the spec's vocabulary and returns the id of every token text.
-fn check_vocabulary(spec: &TokenizerSpec) -> Result<HashMap<String, u32>, TokenizerError> {
-    if spec.model != "gpt2" {
-        return Err(TokenizerError::UnsupportedModel(spec.model.clone()));
-    }
-    if spec.tokens.is_empty() {
-        return Err(TokenizerError::EmptyVocabulary);
-    }
-    if u32::try_from(spec.tokens.len()).is_err() {
-        return Err(TokenizerError::VocabularyTooLarge(spec.tokens.len()));
-    }
-    if spec.tokens.len() != spec.token_types.len() {
-        return Err(TokenizerError::TokenTypesLength {
-            tokens: spec.tokens.len(),
-            token_types: spec.token_types.len(),
-        });
-    }
-    let mut ids = HashMap::with_capacity(spec.tokens.len());
-    for (id, (token, &kind)) in (0u32..).zip(spec.tokens.iter().zip(&spec.token_types)) {
-        if !(token_type::UNDEFINED..=token_type::BYTE).contains(&kind) {
-            return Err(TokenizerError::BadTokenType { id, value: kind });
-        }
-        if let Some(first) = ids.insert(token.clone(), id) {
-            return Err(TokenizerError::DuplicateToken {
-                token: token.clone(),
-                first,
-                second: id,
-            });
-        }
-    }
-    Ok(ids)
-}
-
-/// Checks that the special ids are tokens of the vocabulary.
-fn check_special_ids(spec: &TokenizerSpec) -> Result<(), TokenizerError> {
-    let vocab_size = spec.tokens.len();
-    let specials = [
-        ("bos", Some(spec.bos)),
-        ("eos", Some(spec.eos)),
-        ("pad", spec.pad),
-    ];
-    match specials
-        .into_iter()
-        .find_map(|(name, id)| Some((name, id.filter(|&id| id as usize >= vocab_size)?)))
-    {
-        Some((name, id)) => Err(TokenizerError::SpecialIdOutOfRange {
-            name,
-            id,
-            vocab_size,
-        }),
-        None => Ok(()),
-    }
-}
-
-/// The bytes that have no token of their own in `ids`.
-fn missing_bytes(ids: &HashMap<String, u32>) -> Vec<u8> {
-    (0..=255u8)
-        .filter(|&byte| {
-            let spelled = BYTE_CHARS[usize::from(byte)];
-            !ids.contains_key(spelled.encode_utf8(&mut [0; 4]) as &str)
-        })
-        .collect()
-}
-
-/// The merges as pairs, each checked to join two known tokens into a known one.
-fn parse_merges(
-    merges: &[String],
-    ids: &HashMap<String, u32>,
-) -> Result<Vec<(String, String)>, TokenizerError> {
-    merges
-        .iter()
-        .enumerate()
-        .map(|(index, merge)| {
-            // As llama.cpp: the first space after the first character splits.
-            let split = merge
-                .char_indices()
-                .skip(1)
-                .find(|&(_, c)| c == ' ')
-                .map(|(at, _)| at);
-            let (left, right) = match split {
-                Some(at) if at + 1 < merge.len() => (&merge[..at], &merge[at + 1..]),
-                _ => {
-                    return Err(TokenizerError::BadMerge {
-                        index,
-                        merge: merge.clone(),
-                    })
-                }
-            };
-            for token in [left.to_owned(), right.to_owned(), format!("{left}{right}")] {
-                if !ids.contains_key(&token) {
-                    return Err(TokenizerError::UnknownMergeToken {
-                        index,
-                        merge: merge.clone(),
-                        token,
-                    });
-                }
-            }
-            Ok((left.to_owned(), right.to_owned()))
-        })
-        .collect()
-}
-
-/// The pre-tokenizer llama.cpp uses for `pre`.
-fn pre_tokenizer(pre: &str) -> Result<PreTokenizerWrapper, TokenizerError> {
-    // GPT-2's regex, split into pieces that are then spelled in the byte alphabet.
-    let byte_level = ByteLevel::new(false, true, true);
-    match pre {
-        // llama.cpp: "\p{N}" first, then the GPT-2 regex on what is between.
-        "smollm" => Ok(Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into()),
-        "gpt2" => Ok(byte_level.into()),
-        other => Err(TokenizerError::UnsupportedPreTokenizer(other.to_owned())),
-    }
-}
-
-/// The tokens of type `kind` as added tokens, matched whole in the raw text;
-/// special if `kind` is [`token_type::CONTROL`].
-fn added_tokens(spec: &TokenizerSpec, kind: i32) -> Vec<AddedToken> {
-    spec.tokens
-        .iter()
-        .zip(&spec.token_types)
-        .filter(|&(token, &t)| t == kind && !token.is_empty())
-        .map(|(token, _)| {
-            AddedToken::from(token.clone(), kind == token_type::CONTROL).normalized(false)
-        })
-        .collect()
 }
 
 #[cfg(test)]
