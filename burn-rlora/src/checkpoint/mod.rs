@@ -107,6 +107,7 @@ mod load;
 mod merge;
 mod model;
 mod naming;
+mod parse;
 mod pytorch;
 pub mod reference;
 mod save;
