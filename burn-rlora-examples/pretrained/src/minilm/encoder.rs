@@ -17,8 +17,8 @@ use burn::tensor::{ElementConversion, Int, Tensor};
 use burn_rlora::{Adapt, HeadSimilarity, RLoraLinear};
 
 use super::error::MiniLmError;
-use super::host_ops;
 use super::targets::{EncoderAdapterConfig, TargetModule};
+use crate::host_ops;
 use burn_rlora_examples::harness::trace::{defined_mean, SimilarityTrace};
 
 /// Applies `layer`; an adapted layer with a router also pushes its gates

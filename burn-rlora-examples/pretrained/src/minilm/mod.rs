@@ -27,11 +27,14 @@ mod config;
 mod data;
 mod encoder;
 mod error;
-pub mod host_ops;
 mod load;
 mod targets;
 mod tokenize;
 mod train;
+
+/// The host kernels, where they were first written for this encoder (now
+/// [`crate::host_ops`], shared with the decoder).
+pub use crate::host_ops;
 
 pub use config::BertConfig;
 pub use data::{

@@ -1,18 +1,27 @@
-//! The encoder's elementwise work that the CPU backends run slowly, done
-//! on the host in vectorizable loops split across the cores:
+//! Elementwise work that the CPU backends run slowly, done on the host in
+//! vectorizable loops split across the cores:
 //!
-//! * exact GELU, `x Φ(x)`, from an erfc with relative error below 1.2e-7
-//!   (the Chebyshev fit of Numerical Recipes' `erfcc`) and a polynomial `exp`,
-//!   instead of a scalar `libm` `erf` per element (forward and backward);
+//! * exact GELU, `x Φ(x)` (the MiniLM encoder's activation), from an erfc
+//!   with relative error below 1.2e-7 (the Chebyshev fit of Numerical
+//!   Recipes' `erfcc`) and a polynomial `exp`, instead of a scalar `libm`
+//!   `erf` per element;
+//! * SiLU, `x σ(x)` (the SmolLM2 decoder's feed-forward activation), from the
+//!   same polynomial `exp`, instead of a scalar `libm` `expf` per element;
 //! * dropout masks from a small fast generator (xoshiro256++), four bytes per
 //!   element compared with `keep · 2^32`, instead of one ChaCha `f32` draw per element.
 //!
-//! They are opt-in (`BertModel::with_host_ops(true)`, the trainer's
-//! `--host-kernels`), and even then used only where the tensors live in host
-//! memory (flex and ndarray, with or without autodiff, told by type:
-//! [`host_ops_apply`]); elsewhere the encoder keeps Burn's own `gelu` and
-//! `Dropout`. The generator is seeded
-//! from the backend's random numbers, so a run stays reproducible under `B::seed`.
+//! Under autodiff the activations compute their derivative in the same pass
+//! and carry it as the gradient (see [`gelu`]), so the backward pass is one
+//! product and recomputes nothing; Burn's own `gelu` and `silu` keep their
+//! input and evaluate the activation again in the backward pass.
+//!
+//! They are opt-in (`BertModel::with_host_ops(true)` and
+//! `LlamaForCausalLM::with_host_ops(true)`, the trainers' `--host-kernels`),
+//! and even then used only where the tensors live in host memory (flex and
+//! ndarray, with or without autodiff, told by type: [`host_ops_apply`]);
+//! elsewhere the models keep Burn's own `gelu`, `silu` and `Dropout`. The
+//! generator is seeded from the backend's random numbers, so a run stays
+//! reproducible under `B::seed`.
 
 use std::any::TypeId;
 
@@ -128,6 +137,35 @@ pub fn gelu_grad_f32(x: f32) -> f32 {
     cdf + x * pdf
 }
 
+/// The logistic sigmoid of one value, `1 / (1 + e^-x)`, from the polynomial
+/// `exp` (exactly 1 above x = 87.3; below x = -88.3, where σ is under 1e-38,
+/// it stays at about 5e-39).
+#[inline(always)]
+pub fn sigmoid_f32(x: f32) -> f32 {
+    1.0 / (1.0 + exp_f32(-x))
+}
+
+/// SiLU of one value, `x σ(x)`.
+#[inline(always)]
+pub fn silu_f32(x: f32) -> f32 {
+    x * sigmoid_f32(x)
+}
+
+/// SiLU and its derivative, `σ(x) (1 + x (1 - σ(x)))`, with `1 - σ(x)`
+/// computed as `e^-x σ(x)`: subtracting would lose its digits for large `x`.
+#[inline(always)]
+fn silu_and_grad(x: f32) -> (f32, f32) {
+    let e = exp_f32(-x);
+    let s = 1.0 / (1.0 + e);
+    (x * s, s * (1.0 + x * (e * s)))
+}
+
+/// The derivative of SiLU, `σ(x) (1 + x (1 - σ(x)))`.
+#[inline(always)]
+pub fn silu_grad_f32(x: f32) -> f32 {
+    silu_and_grad(x).1
+}
+
 /// `f(start, chunk)` over contiguous chunks of `out`, one per core when
 /// `out` holds at least [`PARALLEL_MIN`] elements; every chunk but the last
 /// is a multiple of [`PARALLEL_MIN`] long.
@@ -156,53 +194,72 @@ fn par_chunks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Sync) {
     });
 }
 
-/// GELU values of `x` into `y` (and derivatives into `d`), one pass.
+/// The elementwise activations the host computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Activation {
+    /// Exact GELU, `x Φ(x)`.
+    Gelu,
+    /// SiLU, `x σ(x)`.
+    Silu,
+}
+
+/// Values of `act` at `x` into `y` (and derivatives into `d`), one pass.
 #[inline(always)]
-fn gelu_kernel(x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
-    match d {
-        Some(d) => {
+fn act_kernel(act: Activation, x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
+    match (act, d) {
+        (Activation::Gelu, Some(d)) => {
             for ((&v, y), d) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
                 let (cdf, pdf) = normal_cdf_pdf(v);
                 *y = v * cdf;
                 *d = cdf + v * pdf;
             }
         }
-        None => {
+        (Activation::Gelu, None) => {
             for (&v, y) in x.iter().zip(y.iter_mut()) {
                 *y = gelu_f32(v);
+            }
+        }
+        (Activation::Silu, Some(d)) => {
+            for ((&v, y), d) in x.iter().zip(y.iter_mut()).zip(d.iter_mut()) {
+                (*y, *d) = silu_and_grad(v);
+            }
+        }
+        (Activation::Silu, None) => {
+            for (&v, y) in x.iter().zip(y.iter_mut()) {
+                *y = silu_f32(v);
             }
         }
     }
 }
 
-/// [`gelu_kernel`] compiled for AVX2 and FMA (8 lanes instead of SSE2's 4).
+/// [`act_kernel`] compiled for AVX2 and FMA (8 lanes instead of SSE2's 4).
 ///
 /// # Safety
 ///
 /// The CPU must support AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_kernel_avx2(x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
-    gelu_kernel(x, y, d)
+unsafe fn act_kernel_avx2(act: Activation, x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
+    act_kernel(act, x, y, d)
 }
 
-/// [`gelu_kernel`] with the widest vectors this CPU has.
-fn gelu_dispatch(x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
+/// [`act_kernel`] with the widest vectors this CPU has.
+fn act_dispatch(act: Activation, x: &[f32], y: &mut [f32], d: Option<&mut [f32]>) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         // SAFETY: both features were just detected.
-        unsafe { gelu_kernel_avx2(x, y, d) };
+        unsafe { act_kernel_avx2(act, x, y, d) };
         return;
     }
-    gelu_kernel(x, y, d)
+    act_kernel(act, x, y, d)
 }
 
-/// GELU values of `x` and, when `grad` is set, its derivatives.
-fn gelu_host(x: &[f32], grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
+/// Values of `act` at `x` and, when `grad` is set, its derivatives.
+fn act_host(act: Activation, x: &[f32], grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
     let mut y = vec![0.0f32; x.len()];
     if !grad {
         par_chunks(&mut y, |at, out| {
-            gelu_dispatch(&x[at..at + out.len()], out, None)
+            act_dispatch(act, &x[at..at + out.len()], out, None)
         });
         return (y, None);
     }
@@ -224,14 +281,45 @@ fn gelu_host(x: &[f32], grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
             for (i, (yc, dc)) in pairs.into_iter().enumerate() {
                 let xc = &x[i * chunk..i * chunk + yc.len()];
                 if i == last {
-                    gelu_dispatch(xc, yc, Some(dc));
+                    act_dispatch(act, xc, yc, Some(dc));
                 } else {
-                    s.spawn(move || gelu_dispatch(xc, yc, Some(dc)));
+                    s.spawn(move || act_dispatch(act, xc, yc, Some(dc)));
                 }
             }
         });
     }
     (y, Some(d))
+}
+
+/// `act` on the host when it applies (see [`gelu`] and [`silu`]), else `None`.
+///
+/// With autodiff the result is `y + (x - x̄) · y'` with `x̄` detached, whose
+/// value is `y` and whose gradient is `y'` times the incoming one: the
+/// backward pass is one product, with no activation recomputed.
+fn act_tensor<B: Backend, const D: usize>(
+    act: Activation,
+    x: &Tensor<B, D>,
+) -> Option<Tensor<B, D>> {
+    let device = x.device();
+    if x.dtype() != DType::F32 || !host_ops_apply::<B>(&device) {
+        return None;
+    }
+    let shape = x.shape();
+    // Burn tells a leaf that requires a gradient from other tensors, but not
+    // an intermediate result in the graph from a constant: with autodiff,
+    // always keep the gradient path.
+    let tracked = B::ad_enabled(&device);
+    let data = x.clone().into_data();
+    let values = data.as_slice::<f32>().ok()?;
+    let (y, d) = act_host(act, values, tracked);
+    let y = Tensor::<B, D>::from_data(TensorData::new(y, shape.clone()), &device);
+    Some(match d {
+        Some(d) => {
+            let d = Tensor::<B, D>::from_data(TensorData::new(d, shape), &device);
+            y + (x.clone() - x.clone().detach()) * d
+        }
+        None => y,
+    })
 }
 
 /// Exact GELU (`x Φ(x)`, erf-based, as PyTorch's default and BERT's `gelu`).
@@ -241,28 +329,15 @@ fn gelu_host(x: &[f32], grad: bool) -> (Vec<f32>, Option<Vec<f32>>) {
 /// with `x̄` detached, whose value is `y` and whose gradient is `gelu'(x)`.
 /// Elsewhere Burn's `gelu`.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    let device = x.device();
-    if x.dtype() != DType::F32 || !host_ops_apply::<B>(&device) {
-        return burn::tensor::activation::gelu(x);
-    }
-    let shape = x.shape();
-    // Burn tells a leaf that requires a gradient from other tensors, but not
-    // an intermediate result in the graph from a constant: with autodiff,
-    // always keep the gradient path.
-    let tracked = B::ad_enabled(&device);
-    let data = x.clone().into_data();
-    let Ok(values) = data.as_slice::<f32>() else {
-        return burn::tensor::activation::gelu(x);
-    };
-    let (y, d) = gelu_host(values, tracked);
-    let y = Tensor::<B, D>::from_data(TensorData::new(y, shape.clone()), &device);
-    match d {
-        Some(d) => {
-            let d = Tensor::<B, D>::from_data(TensorData::new(d, shape), &device);
-            y + (x.clone() - x.detach()) * d
-        }
-        None => y,
-    }
+    act_tensor(Activation::Gelu, &x).unwrap_or_else(|| burn::tensor::activation::gelu(x))
+}
+
+/// SiLU (`x σ(x)`, Llama's feed-forward activation), as [`gelu`]: on a
+/// host-memory backend with f32 values computed on the host (value and
+/// derivative in one pass, split across the cores), so that the backward
+/// pass recomputes no sigmoid; elsewhere Burn's `silu`.
+pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    act_tensor(Activation::Silu, &x).unwrap_or_else(|| burn::tensor::activation::silu(x))
 }
 
 /// A dropout mask: `1/keep` with probability `keep`, else 0, one per
@@ -434,8 +509,11 @@ mod tests {
 
     type Ad = burn::backend::Autodiff<burn::backend::Flex>;
 
-    #[test]
-    fn gelu_tensor_has_burns_values_and_gradient() {
+    type Act = fn(Tensor<Ad, 1>) -> Tensor<Ad, 1>;
+
+    /// `ours` against `burns` on 200,000 values in [-7, 7]: the values, and
+    /// the gradient of a weighted sum (so that it is `f'(x) * w`).
+    fn matches_burn_with_gradient(ours: Act, burns: Act, tol: burn::tensor::Tolerance<f32>) {
         let device = Default::default();
         let values: Vec<f32> = (0..200_000)
             .map(|i| (i as f32 - 100_000.0) * 7e-5)
@@ -445,13 +523,11 @@ mod tests {
                 .require_grad();
         let x_ref =
             Tensor::<Ad, 1>::from_data(TensorData::new(values, [200_000]), &device).require_grad();
-        let y = gelu(x.clone());
-        let y_ref = burn::tensor::activation::gelu(x_ref.clone());
-        let tol = burn::tensor::Tolerance::<f32>::absolute(2e-6);
+        let y = ours(x.clone());
+        let y_ref = burns(x_ref.clone());
         y.clone()
             .into_data()
             .assert_approx_eq::<f32>(&y_ref.clone().into_data(), tol);
-        // Weighted sums, so that the gradient is gelu'(x) * w.
         let w = Tensor::<Ad, 1>::from_data(
             TensorData::new(
                 (0..200_000)
@@ -467,10 +543,64 @@ mod tests {
             .unwrap()
             .into_data()
             .assert_approx_eq::<f32>(&x_ref.grad(&g_ref).unwrap().into_data(), tol);
+    }
+
+    #[test]
+    fn gelu_tensor_has_burns_values_and_gradient() {
+        let tol = burn::tensor::Tolerance::absolute(2e-6);
+        matches_burn_with_gradient(gelu, burn::tensor::activation::gelu, tol);
         // Without a gradient to track, and on the plain backend, the same values.
+        let device = Default::default();
         let plain = Tensor::<burn::backend::Flex, 1>::from_data([-2.0f32, 0.5, 3.0], &device);
         let want: Vec<f32> = [-2.0f32, 0.5, 3.0].iter().map(|&v| gelu_f32(v)).collect();
         assert_eq!(gelu(plain).into_data().to_vec::<f32>().unwrap(), want);
+    }
+
+    #[test]
+    fn silu_matches_f64_with_its_derivative() {
+        let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let (mut rel, mut grad) = (0.0f64, 0.0f64);
+        for i in -300_000..=300_000 {
+            let x = i as f32 * 1e-4;
+            let xf = x as f64;
+            let want = xf * sigmoid(xf);
+            if xf.abs() >= 1e-3 {
+                rel = rel.max((silu_f32(x) as f64 - want).abs() / want.abs());
+            }
+            let s = sigmoid(xf);
+            let dwant = s * (1.0 + xf * (1.0 - s));
+            grad = grad.max((silu_grad_f32(x) as f64 - dwant).abs());
+        }
+        // A few f32 units: the polynomial exp's, then one division and one product.
+        assert!(
+            rel < 1e-6,
+            "worst relative error of silu on [-30, 30]: {rel:e}"
+        );
+        assert!(grad < 5e-7, "worst absolute error of silu': {grad:e}");
+        // Limits and special values.
+        assert_eq!(silu_f32(0.0), 0.0);
+        assert_eq!(silu_f32(100.0), 100.0);
+        assert!(silu_f32(-100.0).abs() < 1e-35 && silu_f32(-1e4).abs() < 1e-34);
+        assert!(silu_f32(f32::NAN).is_nan());
+        assert_eq!(silu_grad_f32(0.0), 0.5);
+        assert_eq!(silu_grad_f32(100.0), 1.0);
+        assert!(silu_grad_f32(-100.0).abs() < 1e-35);
+    }
+
+    #[test]
+    fn silu_tensor_has_burns_values_and_gradient() {
+        // Relative as well: Burn's gradient takes `1 - σ(x)` by subtraction,
+        // which loses digits as `x` grows (about 7e-7 relative at x = 6.4).
+        let tol = burn::tensor::Tolerance::rel_abs(2e-6, 2e-6);
+        matches_burn_with_gradient(silu, burn::tensor::activation::silu, tol);
+        let device = Default::default();
+        let plain =
+            Tensor::<burn::backend::Flex, 2>::from_data([[-2.0f32, 0.5], [3.0, 0.0]], &device);
+        let want: Vec<f32> = [-2.0f32, 0.5, 3.0, 0.0]
+            .iter()
+            .map(|&v| silu_f32(v))
+            .collect();
+        assert_eq!(silu(plain).into_data().to_vec::<f32>().unwrap(), want);
     }
 
     #[test]
