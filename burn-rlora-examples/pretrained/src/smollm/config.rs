@@ -155,6 +155,7 @@ impl LlamaConfig {
                 gate_proj: proj(Projection::Gate, d, ff)?,
                 up_proj: proj(Projection::Up, d, ff)?,
                 down_proj: proj(Projection::Down, ff, d)?,
+                host_ops: false,
             };
             layers.push(LlamaDecoderLayer {
                 self_attn,

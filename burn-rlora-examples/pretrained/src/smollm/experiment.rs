@@ -200,6 +200,9 @@ pub struct SmolLmSource {
     pub max_new_tokens: usize,
     /// Generations kept per task for the report.
     pub samples: usize,
+    /// Compute SiLU with the host kernels
+    /// ([`LlamaForCausalLM::with_host_ops`](super::LlamaForCausalLM::with_host_ops)).
+    pub host_kernels: bool,
 }
 
 /// What a run writes besides `result.json`: its scores by column, sample
@@ -235,7 +238,8 @@ pub fn run_smollm<B: AutodiffBackend>(
     let settings = run.settings;
     let lm = SmolLm::<B>::load(&source.model, &device)?;
     let adapter = smollm_adapter(method, settings, &lm.config);
-    let (rank, decoder) = adapted(lm.model, adapter.as_ref())?;
+    let base = lm.model.with_host_ops(source.host_kernels);
+    let (rank, decoder) = adapted(base, adapter.as_ref())?;
     let trace = match adapter {
         Some(_) => settings.similarity_trace(),
         None => Default::default(),

@@ -18,6 +18,7 @@ use burn_rlora::{Adapt, RLoraError, RLoraLinear};
 use super::cache::KvCache;
 use super::error::DecoderError;
 use super::rope::{RopeTables, TokenRope};
+use crate::host_ops;
 
 /// RoPE's settings, shared by every block.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +62,10 @@ pub struct LlamaMlp<B: Backend> {
     pub up_proj: RLoraLinear<B>,
     /// Down projection, `[intermediate, hidden]`.
     pub down_proj: RLoraLinear<B>,
+    /// Compute SiLU with [`host_ops::silu`] where it applies (see
+    /// [`LlamaForCausalLM::with_host_ops`]; off by default).
+    #[module(skip)]
+    pub host_ops: bool,
 }
 
 /// One pre-norm decoder block.
@@ -168,7 +173,12 @@ impl<B: Backend> LlamaAttention<B> {
 impl<B: Backend> LlamaMlp<B> {
     /// `down(silu(gate(x)) * up(x))`.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
+        let gate = self.gate_proj.forward(x.clone());
+        let gate = if self.host_ops {
+            host_ops::silu(gate)
+        } else {
+            silu(gate)
+        };
         self.down_proj.forward(gate * self.up_proj.forward(x))
     }
 }
@@ -365,6 +375,26 @@ impl<B: Backend> LlamaForCausalLM<B> {
         let embed = &mut model.model.embed_tokens;
         embed.weight = embed.weight.clone().map(|w| w.cast(dtype));
         Ok(model)
+    }
+
+    /// Choose how the feed-forward blocks compute SiLU: by
+    /// [`host_ops::silu`] where the backend keeps tensors in host memory
+    /// (`true`; flex and ndarray, f32: value and derivative in one
+    /// vectorized pass over both cores, and a backward pass that recomputes
+    /// no sigmoid), or always by Burn's `silu` (`false`, the default). The
+    /// two agree to within a few ulps; a training run with one is not
+    /// bit-identical to a run with the other.
+    pub fn with_host_ops(mut self, enabled: bool) -> Self {
+        for layer in &mut self.model.layers {
+            layer.mlp.host_ops = enabled;
+        }
+        self
+    }
+
+    /// Whether the host kernels were asked for
+    /// ([`with_host_ops`](Self::with_host_ops)).
+    pub fn host_ops(&self) -> bool {
+        self.model.layers.iter().any(|l| l.mlp.host_ops)
     }
 
     /// An empty [`KvCache`] for this model.

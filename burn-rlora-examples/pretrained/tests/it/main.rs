@@ -14,6 +14,7 @@ mod minilm_parity;
 mod minilm_tokenizer;
 mod minilm_train;
 mod smollm_chat;
+mod smollm_host_ops;
 mod smollm_model;
 mod smollm_parity;
 mod smollm_tasks;
