@@ -128,6 +128,10 @@ struct Args {
     /// Leave glibc's allocator at its defaults.
     #[arg(long)]
     system_malloc: bool,
+    /// Compute the feed-forward SiLU with the host kernels
+    /// (`LlamaForCausalLM::with_host_ops`) instead of Burn's `silu`.
+    #[arg(long)]
+    host_kernels: bool,
     /// Internal: print this method's peak RSS over two steps and exit.
     #[arg(long, hide = true)]
     peak_of: Option<String>,
@@ -284,6 +288,7 @@ enum BurnJob {
 
 /// The Burn model of `method` on `base` (which stays plain).
 fn build(method: Method, base: &Model<Ad>, a: &Args) -> Result<BurnJob> {
+    let base = &base.clone().with_host_ops(a.host_kernels);
     Ok(match method.config(a) {
         None => BurnJob::Frozen(Box::new(base.valid())),
         Some(c) => {
@@ -586,6 +591,9 @@ fn burn_peak(a: &Args, m: Method) -> Result<Option<f64>> {
     }
     if a.system_malloc {
         cmd.arg("--system-malloc");
+    }
+    if a.host_kernels {
+        cmd.arg("--host-kernels");
     }
     peak_line(cmd)
 }
