@@ -169,6 +169,13 @@ fn adapter_tensors(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     tensors
 }
 
+/// The `run` record of `<dir>/runs/rlora-seed3/result.json`.
+fn run_record(dir: &std::path::Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(dir.join("runs/rlora-seed3/result.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["run"].clone()
+}
+
 /// Whether all three checkpoint files of `epoch` are there (each is written atomically).
 fn epoch_saved(checkpoints: &std::path::Path, epoch: usize) -> bool {
     ["model", "optim", "scheduler"]
@@ -246,6 +253,29 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
         expected,
         "the resumed run ended on other weights"
     );
+    // Its report has the whole run's loss curves, and says it resumed.
+    let (straight_run, killed_run) = (run_record(&straight), run_record(&killed));
+    let epoch_log = straight.join("runs/rlora-seed3/train/epoch-1/Loss.log");
+    let per_epoch = std::fs::read_to_string(epoch_log).unwrap().lines().count();
+    assert!(per_epoch > 0);
+    assert_eq!(
+        straight_run["train_loss"].as_array().unwrap().len(),
+        3 * per_epoch
+    );
+    assert_eq!(straight_run["valid_loss"].as_array().unwrap().len(), 3);
+    for curve in ["train_loss", "valid_loss"] {
+        assert_eq!(killed_run[curve], straight_run[curve], "{curve}");
+    }
+    assert_eq!(straight_run["resumed_after_epoch"], serde_json::Value::Null);
+    assert_eq!(killed_run["resumed_after_epoch"], 1);
+    let table = std::fs::read_to_string(killed.join("table.md")).unwrap();
+    assert!(
+        table.contains("1 of the runs resumed from a checkpoint"),
+        "{table}"
+    );
+    assert!(!std::fs::read_to_string(straight.join("table.md"))
+        .unwrap()
+        .contains("resumed"));
 
     // Killed in epoch 3 with epoch 2's model file then truncated: epoch 2 is
     // skipped, epoch 1 resumed from, and the weights are still the same.
@@ -270,6 +300,10 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
         "{stdout}"
     );
     assert_eq!(adapter_tensors(&damaged.join("runs/rlora-seed3")), expected);
+    let damaged_run = run_record(&damaged);
+    for curve in ["train_loss", "valid_loss"] {
+        assert_eq!(damaged_run[curve], straight_run[curve], "{curve}");
+    }
     for d in [straight, killed, damaged] {
         std::fs::remove_dir_all(&d).ok();
     }

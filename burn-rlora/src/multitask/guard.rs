@@ -275,9 +275,12 @@ impl DivergenceGuard {
     }
 
     /// A [`CheckedMetricLogger`] under `artifact_dir` that stops the run
-    /// through this guard's interrupter when it cannot write.
+    /// through this guard's interrupter when it cannot write, and numbers
+    /// its first epoch as the guard counts it now (see
+    /// [`starting_epoch`](Self::starting_epoch): set that first when resuming).
     pub fn metric_logger(&self, artifact_dir: impl AsRef<Path>) -> CheckedMetricLogger {
-        CheckedMetricLogger::new(artifact_dir, self.interrupter())
+        let epoch = self.lock().epoch;
+        CheckedMetricLogger::new(artifact_dir, self.interrupter()).starting_epoch(epoch)
     }
 
     /// `strategy`, silenced once the guard has tripped.

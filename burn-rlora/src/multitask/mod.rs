@@ -52,7 +52,7 @@ pub use guard::{
 };
 pub use heads::TaskHeads;
 pub use loader::{epoch_seed, SeededEpochLoader};
-pub use logger::CheckedMetricLogger;
+pub use logger::{metric_log_path, read_metric_log, CheckedMetricLogger};
 pub use metrics::{TaskAccuracyMetric, TaskLossMetric};
 pub use model::{
     BodyCollate, BodyOutput, InnerInput, MultiTaskBody, MultiTaskClassifier, TrainableBody,

@@ -216,7 +216,9 @@ pub struct RunExtras {
     /// The scores.
     pub scores: Scores,
     /// Training tokens per second of the Learner's wall time (validation
-    /// and checkpoints included); `None` for the base model.
+    /// and checkpoints included) over the epochs the last invocation
+    /// trained (a resumed run's later ones); `None` for the base model and
+    /// where that invocation trained no epoch.
     pub train_tokens_per_second: Option<f64>,
 }
 
@@ -269,11 +271,14 @@ pub fn run_smollm<B: AutodiffBackend>(
         .iter()
         .map(|t| training_part(t.train.len()) * t.mean_tokens())
         .sum();
+    let epochs_trained = settings.epochs.saturating_sub(fitted.epochs_before);
+    let train_tokens_per_second =
+        (adapter.is_some() && epochs_trained > 0 && fitted.train_seconds > 0.0)
+            .then(|| (train_tokens * epochs_trained) as f64 / fitted.train_seconds);
     let extras = RunExtras {
         method: method.name().to_string(),
         seed,
-        train_tokens_per_second: (fitted.train_seconds > 0.0)
-            .then(|| (train_tokens * settings.epochs) as f64 / fitted.train_seconds),
+        train_tokens_per_second,
         scores: scores.clone(),
     };
     let json = serde_json::to_string_pretty(&extras)?;
@@ -281,6 +286,7 @@ pub fn run_smollm<B: AutodiffBackend>(
     let (similarity, last) = similarities(&fitted.model.lm)?;
     let mut result = RunResult::new(record, fitted, similarity, last);
     result.mean_accuracy = scores.primary;
+    result.train_tokens_per_second = train_tokens_per_second;
     Ok(result)
 }
 
@@ -334,6 +340,7 @@ fn untrained<M>(model: M) -> Fitted<M> {
         valid_loss: Vec::new(),
         train_seconds: 0.0,
         steps_before: 0,
+        epochs_before: 0,
         total_steps: 0,
     }
 }

@@ -80,10 +80,39 @@ fn one_step_trains_scores_reports_and_resumes() {
     let samples = std::fs::read_to_string(out_dir.join("samples.md")).unwrap();
     assert!(samples.contains("- rlora: `"), "{samples}");
 
+    assert!(table.contains("| tokens/s |"), "{table}");
+    let record = |dir: &std::path::Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join("result.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text).unwrap()["run"].clone()
+    };
+    let trained = record(&run_dir);
+    assert!(trained["train_tokens_per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(trained["train_loss"].as_array().unwrap().len(), 1);
+
     let again = run(&[&TINY[..], &["--out", out, "--resume"]].concat());
     let stdout = String::from_utf8_lossy(&again.stdout);
     assert!(again.status.success(), "{stdout}");
     assert!(stdout.contains("finished before, read back"), "{stdout}");
+
+    // Stopped after its last checkpoint, before its result was written: the
+    // resumed run trains nothing, so it reports no throughput, and keeps
+    // the loss curve of the epoch it trained before.
+    std::fs::remove_file(run_dir.join("result.json")).unwrap();
+    let resumed = run(&[&TINY[..], &["--out", out, "--resume"]].concat());
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{stdout}");
+    assert!(stdout.contains("resuming after epoch 1"), "{stdout}");
+    assert!(stdout.contains("no epoch left to train"), "{stdout}");
+    let finished = record(&run_dir);
+    assert_eq!(finished["resumed_after_epoch"], 1);
+    assert_eq!(finished["train_tokens_per_second"], serde_json::Value::Null);
+    assert_eq!(finished["train_loss"], trained["train_loss"]);
+    assert_eq!(finished["valid_loss"], trained["valid_loss"]);
+    let table = std::fs::read_to_string(out_dir.join("table.md")).unwrap();
+    assert!(
+        table.contains("1 of the runs resumed from a checkpoint"),
+        "{table}"
+    );
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
 

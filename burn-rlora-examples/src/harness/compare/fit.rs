@@ -28,6 +28,7 @@ use burn_rlora::multitask::{
     TaskStats, TrainableBody, WarmupCosineLr,
 };
 
+use super::curves::logged_loss_curves;
 use super::splits::Splits;
 use super::RunSpec;
 
@@ -67,6 +68,10 @@ pub struct Fitted<M> {
     /// Optimizer steps taken before this invocation's training started
     /// (non-zero when it resumed from a checkpoint).
     pub steps_before: usize,
+    /// Epochs trained before this invocation (the checkpoint it resumed
+    /// from; 0 for a run trained in one go). [`train_seconds`](Self::train_seconds)
+    /// covers the others only.
+    pub epochs_before: usize,
     /// Optimizer steps of the whole run, all epochs.
     pub total_steps: usize,
 }
@@ -203,6 +208,18 @@ fn remove_checkpoints(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Remove the metric logs an earlier run left in `run_dir` (`train/`,
+/// `valid/`), so that the loss curves read back are this run's alone.
+fn remove_metric_logs(run_dir: &Path) -> Result<()> {
+    for split in ["train", "valid"] {
+        let dir = run_dir.join(split);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Train `model` on `splits.train` as [`fit`] does, then score `splits.test`
 /// task by task ([`test_accuracy`]). `collate` stacks the inputs of `X` for
 /// both backends.
@@ -292,16 +309,42 @@ where
     let result = training.launch(Learner::new(model, AdamConfig::new().init(), lr));
     drop(result.renderer);
     check_finished(&guard, &checkpoint_dir, settings.epochs, &template, &device)?;
-    let (train_loss, valid_loss) = loss_curves(&history);
+    let train_seconds = start.elapsed().as_secs_f64();
+    let (train_loss, valid_loss) = loss_curves(&run, &history, steps_per_epoch, resume.epoch);
     Ok(Fitted {
         model: result.model,
         task_accuracy: Vec::new(),
         train_loss,
         valid_loss,
-        train_seconds: start.elapsed().as_secs_f64(),
+        train_seconds,
         steps_before: (first_epoch - 1) * steps_per_epoch,
+        epochs_before: first_epoch - 1,
         total_steps: steps,
     })
+}
+
+/// The loss curves of the whole run of `run`: read back from the metric
+/// logs of every epoch, so that a run resumed after `resume_epoch` reports
+/// the epochs it trained before; where they cannot be read (said on the
+/// console), those `history` recorded in this invocation.
+fn loss_curves<B: Backend>(
+    run: &RunSpec<'_, B>,
+    history: &HistoryHandle,
+    steps_per_epoch: usize,
+    resume_epoch: Option<usize>,
+) -> (Vec<f64>, Vec<f64>) {
+    match logged_loss_curves(&run.dir, run.settings.epochs, steps_per_epoch) {
+        Ok(curves) => curves,
+        Err(e) => {
+            if let Some(epoch) = resume_epoch {
+                println!(
+                    "   the loss curves cover the epochs after epoch {epoch} only: the logs of \
+                     the earlier ones could not be read back ({e})"
+                );
+            }
+            recorded_loss_curves(history)
+        }
+    }
 }
 
 /// Where the run of `run.dir` starts: with `run.settings.resume` and
@@ -340,6 +383,7 @@ where
             );
         }
         remove_checkpoints(checkpoint_dir)?;
+        remove_metric_logs(&run.dir)?;
         burn_rlora::write_atomically(&identity_file, identity.as_bytes())?;
         ResumePoint::default()
     };
@@ -509,7 +553,7 @@ where
 
 /// The training loss per iteration and the validation loss per epoch that
 /// `history` recorded.
-fn loss_curves(history: &HistoryHandle) -> (Vec<f64>, Vec<f64>) {
+fn recorded_loss_curves(history: &HistoryHandle) -> (Vec<f64>, Vec<f64>) {
     let history = history.lock().map(|h| h.clone()).unwrap_or_default();
     let loss =
         |series: &BTreeMap<String, Vec<f64>>| series.get("Loss").cloned().unwrap_or_default();

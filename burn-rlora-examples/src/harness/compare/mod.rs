@@ -22,6 +22,7 @@ use crate::harness::report;
 use crate::harness::trace::SimilarityTrace;
 use crate::synthetic::{Benchmark, SyntheticBody, D_HIDDEN};
 
+pub(crate) mod curves;
 pub(crate) mod fit;
 pub(crate) mod parse;
 pub(crate) mod result;

@@ -50,6 +50,18 @@ pub struct RunResult {
     /// when not traced; a resumed run's trace starts where it resumed).
     #[serde(default)]
     pub similarity_trace: Vec<TracePoint>,
+    /// The epoch whose checkpoint the run resumed from, when it did: its
+    /// wall time, training time and peak memory are then those of the last
+    /// invocation, which trained the later epochs only (its loss curves
+    /// cover every epoch).
+    #[serde(default)]
+    pub resumed_after_epoch: Option<usize>,
+    /// Training tokens per second of the Learner's wall time (validation
+    /// and checkpoints included), over the epochs the last invocation
+    /// trained; `None` where the trainer counts no tokens or that
+    /// invocation trained no epoch.
+    #[serde(default)]
+    pub train_tokens_per_second: Option<f64>,
 }
 
 /// Peak resident set size of this process in MiB (`VmHWM` of
@@ -113,17 +125,25 @@ impl RunRecord {
 
 impl RunResult {
     /// One line for the console: test accuracy, per task, wall time, time per
-    /// epoch and peak memory.
+    /// epoch (of the `epochs` of the run, those this invocation trained) and
+    /// peak memory.
     pub fn summary_line(&self, epochs: usize) -> String {
+        let trained = epochs.saturating_sub(self.resumed_after_epoch.unwrap_or(0));
+        let per_epoch = match trained {
+            0 => "no epoch left to train".to_string(),
+            n => format!("{:.1} s per epoch", self.train_seconds / n as f64),
+        };
+        let resumed = self
+            .resumed_after_epoch
+            .map_or(String::new(), |e| format!(" (resumed after epoch {e})"));
         format!(
-            "   test accuracy {:.2}% (per task {:?}); {:.1} s in all, {:.1} s per epoch; peak RSS {}",
+            "   test accuracy {:.2}% (per task {:?}); {:.1} s in all{resumed}, {per_epoch}; peak RSS {}",
             self.mean_accuracy,
             self.task_accuracy
                 .iter()
                 .map(|a| format!("{a:.1}"))
                 .collect::<Vec<_>>(),
             self.wall_seconds,
-            self.train_seconds / epochs.max(1) as f64,
             self.peak_rss_mib
                 .map_or("n/a".into(), |m| format!("{m:.0} MiB")),
         )
@@ -141,6 +161,7 @@ impl RunResult {
         last: Vec<(String, Option<f64>)>,
     ) -> Self {
         let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
+        let resumed_after_epoch = (fitted.epochs_before > 0).then_some(fitted.epochs_before);
         let task_accuracy = fitted.task_accuracy;
         let mean_accuracy = task_accuracy.iter().sum::<f64>() / task_accuracy.len().max(1) as f64;
         Self {
@@ -162,6 +183,8 @@ impl RunResult {
             train_seconds: fitted.train_seconds,
             peak_rss_mib: peak_rss_mib(),
             similarity_trace: Vec::new(),
+            resumed_after_epoch,
+            train_tokens_per_second: None,
         }
         .with_trace(&record.trace, steps_before, total_steps, last)
     }

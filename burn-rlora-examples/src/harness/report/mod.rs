@@ -70,6 +70,12 @@ pub struct MethodSummary {
     /// The largest peak resident memory of a run (process `VmHWM`, reset
     /// before each run), MiB; `None` where it could not be read.
     pub peak_rss_mib: Option<f64>,
+    /// Mean training tokens per second over the runs that count them
+    /// ([`RunResult::train_tokens_per_second`]); `None` where none does.
+    pub train_tokens_per_second: Option<f64>,
+    /// Runs that resumed from a checkpoint: their wall time and peak memory
+    /// are those of the invocation that finished them.
+    pub resumed_runs: usize,
     /// Seeds run.
     pub seeds: Vec<u64>,
     /// Mean accuracy minus LoRA's, paired by seed (`None` without LoRA runs).
@@ -122,6 +128,11 @@ pub fn summarize(runs: &[RunResult]) -> Vec<MethodSummary> {
                 wall_seconds: rs.iter().map(|r| r.wall_seconds).sum::<f64>() / rs.len() as f64,
                 train_seconds: rs.iter().map(|r| r.train_seconds).sum::<f64>() / rs.len() as f64,
                 peak_rss_mib: rs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max),
+                train_tokens_per_second: mean(rs.iter().filter_map(|r| r.train_tokens_per_second)),
+                resumed_runs: rs
+                    .iter()
+                    .filter(|r| r.resumed_after_epoch.is_some())
+                    .count(),
                 seeds: rs.iter().map(|r| r.seed).collect(),
                 vs_lora: PairedDifference::of(
                     &accuracies(runs, m),
@@ -136,36 +147,67 @@ pub fn summarize(runs: &[RunResult]) -> Vec<MethodSummary> {
         .collect()
 }
 
-/// The comparison as a Markdown table.
+/// The mean of `values`; `None` when there are none.
+fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values.fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// The mark of the figures of resumed runs in [`markdown`].
+const RESUMED_MARK: &str = "†";
+
+/// The comparison as a Markdown table. A `tokens/s` column is there when a
+/// run counts its training tokens; the wall time and peak memory of a
+/// method with resumed runs are marked, and a note under the table says why.
 pub fn markdown(summaries: &[MethodSummary], task_names: &[String]) -> String {
+    let tokens = summaries
+        .iter()
+        .any(|m| m.train_tokens_per_second.is_some());
     let mut s = String::from("| method | rank |");
     for t in task_names {
         s.push_str(&format!(" {t} |"));
     }
-    s.push_str(
-        " average | adapter params | trainable | head cos sim | s / run | peak RSS MiB |\n|---|---|",
-    );
-    s.push_str(&"---|".repeat(task_names.len() + 6));
+    s.push_str(" average | adapter params | trainable | head cos sim | s / run |");
+    if tokens {
+        s.push_str(" tokens/s |");
+    }
+    s.push_str(" peak RSS MiB |\n|---|---|");
+    s.push_str(&"---|".repeat(task_names.len() + 6 + usize::from(tokens)));
     s.push('\n');
     for m in summaries {
         s.push_str(&format!("| {} | {} |", m.method, m.rank));
         for a in &m.task_accuracy {
             s.push_str(&format!(" {} |", a.show()));
         }
-        let sim = m
-            .head_similarity
-            .map_or("–".to_string(), |v| format!("{v:.3}"));
-        let rss = m
-            .peak_rss_mib
-            .map_or("–".to_string(), |v| format!("{v:.0}"));
+        let mark = if m.resumed_runs > 0 { RESUMED_MARK } else { "" };
+        let dash = |v: Option<String>| v.unwrap_or_else(|| "–".to_string());
+        let sim = dash(m.head_similarity.map(|v| format!("{v:.3}")));
+        let rss = dash(m.peak_rss_mib.map(|v| format!("{v:.0}{mark}")));
         s.push_str(&format!(
-            " **{}** | {} | {} | {} | {:.1} | {} |\n",
+            " **{}** | {} | {} | {} | {:.1}{mark} |",
             m.mean_accuracy.show(),
             m.adapter_params,
             m.trainable,
             sim,
             m.wall_seconds,
-            rss
+        ));
+        if tokens {
+            let rate = dash(m.train_tokens_per_second.map(|v| format!("{v:.0}")));
+            s.push_str(&format!(" {rate} |"));
+        }
+        s.push_str(&format!(" {rss} |\n"));
+    }
+    let resumed: usize = summaries.iter().map(|m| m.resumed_runs).sum();
+    if resumed > 0 {
+        s.push_str(&format!(
+            "\n{RESUMED_MARK} {resumed} of the runs resumed from a checkpoint (`--resume`): \
+             their wall time and peak memory are those of the invocation that finished them, \
+             which trained only the epochs after that checkpoint{}.\n",
+            if tokens {
+                ", and their tokens/s is of those epochs"
+            } else {
+                ""
+            }
         ));
     }
     s
@@ -312,6 +354,8 @@ mod tests {
             wall_seconds: 1.0,
             train_seconds: 1.0,
             peak_rss_mib: None,
+            resumed_after_epoch: None,
+            train_tokens_per_second: None,
             similarity_trace: trace
                 .iter()
                 .map(|(step, v)| TracePoint {
@@ -358,6 +402,51 @@ mod tests {
             70.0,
             &[(0, [None, None]), (10, [Some(0.2), Some(0.4)])],
         )
+    }
+
+    /// The cells of the table row of `method` in `table`.
+    fn row<'a>(table: &'a str, method: &str) -> Vec<&'a str> {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {method} |")))
+            .unwrap();
+        line.trim_matches('|').split('|').map(str::trim).collect()
+    }
+
+    #[test]
+    fn the_table_shows_tokens_per_second_and_marks_resumed_runs() {
+        let mut runs = vec![
+            run("lora", 0, 70.0, &[]),
+            run("lora", 1, 72.0, &[]),
+            run("rlora", 0, 75.0, &[]),
+        ];
+        runs[0].train_tokens_per_second = Some(100.0);
+        runs[1].train_tokens_per_second = Some(300.0);
+        runs[1].resumed_after_epoch = Some(2);
+        runs[1].wall_seconds = 4.0;
+        let names = ["t".to_string()];
+        let table = markdown(&summarize(&runs), &names);
+        let header: Vec<&str> = table.lines().next().unwrap().split('|').collect();
+        let rule: Vec<&str> = table.lines().nth(1).unwrap().split('|').collect();
+        assert_eq!(header.len(), rule.len(), "{table}");
+        assert!(header.contains(&" tokens/s "), "{table}");
+        let lora = row(&table, "lora");
+        // Mean wall time (1 + 4) / 2, marked; mean rate (100 + 300) / 2.
+        assert_eq!(lora[lora.len() - 3..], ["2.5†", "200", "–"]);
+        let rlora = row(&table, "rlora");
+        assert_eq!(rlora[rlora.len() - 3..], ["1.0", "–", "–"]);
+        assert!(
+            table.contains("† 1 of the runs resumed from a checkpoint"),
+            "{table}"
+        );
+
+        let plain = markdown(&summarize(&[run("lora", 0, 70.0, &[])]), &names);
+        assert!(
+            !plain.contains("tokens/s") && !plain.contains('†'),
+            "{plain}"
+        );
+        let header = plain.lines().next().unwrap().split('|').count();
+        assert_eq!(header, plain.lines().nth(1).unwrap().split('|').count());
     }
 
     #[test]
