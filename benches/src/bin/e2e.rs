@@ -444,12 +444,7 @@ fn learner<B: AutodiffBackend>(
     for &m in &s.methods {
         let mut settings = settings(args.batch_size);
         settings.sampling = s.train.sampling;
-        let run = RunSpec {
-            settings: &settings,
-            seed: 0,
-            dir: dir.join(m.name()),
-            devices: vec![device.clone()],
-        };
+        let run = RunSpec::new(&settings, 0, dir.join(m.name()), vec![device.clone()]);
         let source = MiniLmSource {
             data_dir: data_dir.clone(),
             max_len: args.seq,

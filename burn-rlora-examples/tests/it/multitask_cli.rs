@@ -253,8 +253,10 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
         expected,
         "the resumed run ended on other weights"
     );
-    // Its report has the whole run's loss curves, and says it resumed.
+    // Its report has the whole run's loss curves and head-similarity trace,
+    // and says it resumed.
     let (straight_run, killed_run) = (run_record(&straight), run_record(&killed));
+    assert!(straight_run["similarity_trace"].as_array().unwrap().len() > 3);
     let epoch_log = straight.join("runs/rlora-seed3/train/epoch-1/Loss.log");
     let per_epoch = std::fs::read_to_string(epoch_log).unwrap().lines().count();
     assert!(per_epoch > 0);
@@ -263,7 +265,7 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
         3 * per_epoch
     );
     assert_eq!(straight_run["valid_loss"].as_array().unwrap().len(), 3);
-    for curve in ["train_loss", "valid_loss"] {
+    for curve in ["train_loss", "valid_loss", "similarity_trace"] {
         assert_eq!(killed_run[curve], straight_run[curve], "{curve}");
     }
     assert_eq!(straight_run["resumed_after_epoch"], serde_json::Value::Null);
@@ -301,7 +303,7 @@ fn a_killed_run_resumes_to_the_same_adapter_bit_for_bit() {
     );
     assert_eq!(adapter_tensors(&damaged.join("runs/rlora-seed3")), expected);
     let damaged_run = run_record(&damaged);
-    for curve in ["train_loss", "valid_loss"] {
+    for curve in ["train_loss", "valid_loss", "similarity_trace"] {
         assert_eq!(damaged_run[curve], straight_run[curve], "{curve}");
     }
     for d in [straight, killed, damaged] {

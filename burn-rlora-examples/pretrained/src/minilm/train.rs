@@ -30,7 +30,6 @@ use super::{subsample, train_test_split, SplitRng, Task, TextExample};
 use burn_rlora_examples::harness::compare::{
     fit_and_test, method_config_over, RunRecord, RunResult, RunSpec, Splits, TrainSettings,
 };
-use burn_rlora_examples::harness::trace::SimilarityTrace;
 
 /// The id of BERT's `[PAD]` token, used to pad batches (masked out anyway).
 pub const PAD_ID: u32 = 0;
@@ -380,11 +379,12 @@ pub fn run_minilm<B: AutodiffBackend>(
         build_classifier::<B>(data_dir, method, settings, source.max_len, tasks, &device)?;
     model.body = model.body.with_host_ops(source.host_kernels);
     // The probe has no adapters, so no head similarity to trace.
-    let trace = if method == MiniLmMethod::Probe {
-        SimilarityTrace::default()
+    let run = if method == MiniLmMethod::Probe {
+        run.without_trace()
     } else {
-        settings.similarity_trace()
+        run
     };
+    let trace = run.trace.clone();
     model.body = model.body.with_trace(trace.clone());
     let record = RunRecord::new(method.name(), run.seed, rank, &model, trace, start);
 

@@ -243,7 +243,7 @@ pub fn run_smollm<B: AutodiffBackend>(
     let base = lm.model.with_host_ops(source.host_kernels);
     let (rank, decoder) = adapted(base, adapter.as_ref())?;
     let trace = match adapter {
-        Some(_) => settings.similarity_trace(),
+        Some(_) => run.trace.clone(),
         None => Default::default(),
     };
     let model = MultiTaskLm::new(decoder).with_trace(trace.clone());

@@ -292,6 +292,8 @@ where
     let checkpoint_dir = run.dir.join("checkpoint");
     let resume = resume_or_start_afresh(&run, &checkpoint_dir, &model, &device)?;
     let first_epoch = first_epoch(resume.epoch);
+    let steps_before = (first_epoch - 1) * steps_per_epoch;
+    resume_trace(&run, steps_before)?;
     let guard = model.divergence_guard().clone();
     guard.starting_epoch(first_epoch);
 
@@ -317,10 +319,31 @@ where
         train_loss,
         valid_loss,
         train_seconds,
-        steps_before: (first_epoch - 1) * steps_per_epoch,
+        steps_before,
         epochs_before: first_epoch - 1,
         total_steps: steps,
     })
+}
+
+/// The file of `run`'s directory that keeps its head-similarity trace.
+const TRACE_FILE: &str = "similarity_trace.jsonl";
+
+/// Continue `run`'s trace at step `steps_before` ([`SimilarityTrace::resume`](crate::harness::trace::SimilarityTrace::resume)),
+/// saying on the console when the points before it could not be read back.
+fn resume_trace<B: Backend>(run: &RunSpec<'_, B>, steps_before: usize) -> Result<()> {
+    let path = run.dir.join(TRACE_FILE);
+    let complete = run
+        .trace
+        .resume(&path, steps_before)
+        .with_context(|| format!("writing {}", path.display()))?;
+    if !complete {
+        println!(
+            "   the head-similarity trace starts at step {steps_before}: the points before it \
+             are not all in {}",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// The loss curves of the whole run of `run`: read back from the metric

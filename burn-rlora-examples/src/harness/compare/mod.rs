@@ -89,6 +89,11 @@ pub struct RunSpec<'a, B: Backend> {
     pub dir: PathBuf,
     /// The devices to train on; the first one holds the model.
     pub devices: Vec<B::Device>,
+    /// The run's head-similarity trace ([`TrainSettings::similarity_trace`]):
+    /// give a clone to the model, which feeds it, and to the [`RunRecord`];
+    /// [`fit`] keeps its points in the run's directory so that a resumed run
+    /// reports them all.
+    pub trace: SimilarityTrace,
 }
 
 impl TrainSettings {
@@ -104,7 +109,32 @@ impl TrainSettings {
     }
 }
 
-impl<B: Backend> RunSpec<'_, B> {
+impl<'a, B: Backend> RunSpec<'a, B> {
+    /// The run of `seed` under `settings` in `dir` on `devices`, with the
+    /// trace the settings ask for ([`TrainSettings::similarity_trace`]).
+    pub fn new(
+        settings: &'a TrainSettings,
+        seed: u64,
+        dir: PathBuf,
+        devices: Vec<B::Device>,
+    ) -> Self {
+        Self {
+            settings,
+            seed,
+            dir,
+            devices,
+            trace: settings.similarity_trace(),
+        }
+    }
+
+    /// This run without a head-similarity trace (for a model with no heads
+    /// to compare).
+    #[must_use]
+    pub fn without_trace(mut self) -> Self {
+        self.trace = SimilarityTrace::default();
+        self
+    }
+
     /// Start the run: its wall clock, the peak-memory mark reset
     /// ([`reset_peak_rss`]), and the backend seeded with the run's seed on
     /// the first device. Returns the start time and that device.
@@ -169,7 +199,7 @@ pub fn run_one<B: AutodiffBackend>(
     let (start, device) = run.begin();
     let settings = run.settings;
     let (rank, config) = method_config(method, settings);
-    let trace = settings.similarity_trace();
+    let trace = run.trace.clone();
     let body = SyntheticBody::<B>::new(&bench.base, &config, &device)?.with_trace(trace.clone());
     let classes: Vec<usize> = bench.tasks.iter().map(|t| t.num_classes).collect();
     let model = MultiTaskClassifier::new(body, TaskHeads::new(D_HIDDEN, &classes, &device))
@@ -424,12 +454,7 @@ impl<T: RunTrainer> BackendJob for Comparison<T> {
             &self.settings,
             &self.fingerprint,
             |method, seed, dir| {
-                let run = RunSpec {
-                    settings: &self.settings,
-                    seed,
-                    dir,
-                    devices: devices.clone(),
-                };
+                let run = RunSpec::new(&self.settings, seed, dir, devices.clone());
                 self.trainer.train::<B>(method, run)
             },
             |runs| report::write(&self.out, runs, &self.task_names, &self.header).map(|_| ()),

@@ -47,7 +47,9 @@ pub struct RunResult {
     /// `VmHWM`, reset before the run; `None` where it cannot be read).
     pub peak_rss_mib: Option<f64>,
     /// Mean pairwise head similarity per adapted layer over training (empty
-    /// when not traced; a resumed run's trace starts where it resumed).
+    /// when not traced; a resumed run's holds the points of the epochs
+    /// before its checkpoint where their file was whole, and starts at the
+    /// checkpoint otherwise, as the console says).
     #[serde(default)]
     pub similarity_trace: Vec<TracePoint>,
     /// The epoch whose checkpoint the run resumed from, when it did: its
@@ -160,7 +162,7 @@ impl RunResult {
         similarity_matrices: Vec<(String, HeadSimilarity)>,
         last: Vec<(String, Option<f64>)>,
     ) -> Self {
-        let (steps_before, total_steps) = (fitted.steps_before, fitted.total_steps);
+        let total_steps = fitted.total_steps;
         let resumed_after_epoch = (fitted.epochs_before > 0).then_some(fitted.epochs_before);
         let task_accuracy = fitted.task_accuracy;
         let mean_accuracy = task_accuracy.iter().sum::<f64>() / task_accuracy.len().max(1) as f64;
@@ -186,18 +188,18 @@ impl RunResult {
             resumed_after_epoch,
             train_tokens_per_second: None,
         }
-        .with_trace(&record.trace, steps_before, total_steps, last)
+        .with_trace(&record.trace, total_steps, last)
     }
 }
 
 impl RunResult {
-    /// Attach what `trace` recorded during [`fit_and_test`](super::fit_and_test), shifted by
-    /// `steps_before` (the [`Fitted::steps_before`] of a resumed run), plus
-    /// `last` (the trained model's similarities) at `total_steps`.
+    /// Attach what `trace` recorded during [`fit_and_test`](super::fit_and_test)
+    /// (steps counted from the run's start, the epochs before a resume
+    /// included: see [`SimilarityTrace::resume`]), plus `last` (the trained
+    /// model's similarities) at `total_steps`.
     pub fn with_trace(
         mut self,
         trace: &SimilarityTrace,
-        steps_before: usize,
         total_steps: usize,
         last: Vec<(String, Option<f64>)>,
     ) -> Self {
@@ -205,9 +207,6 @@ impl RunResult {
             return self;
         }
         let mut points = trace.points();
-        for p in &mut points {
-            p.step += steps_before;
-        }
         if points.last().is_none_or(|p| p.step < total_steps) {
             points.push(TracePoint {
                 step: total_steps,
