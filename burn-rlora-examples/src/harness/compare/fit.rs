@@ -14,6 +14,7 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig};
 use burn::record::FullPrecisionSettings;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::metric::store::Split;
 use burn::train::metric::ItemLazy;
 use burn::train::renderer::MetricsRenderer;
 use burn::train::{
@@ -211,8 +212,8 @@ fn remove_checkpoints(dir: &Path) -> Result<()> {
 /// Remove the metric logs an earlier run left in `run_dir` (`train/`,
 /// `valid/`), so that the loss curves read back are this run's alone.
 fn remove_metric_logs(run_dir: &Path) -> Result<()> {
-    for split in ["train", "valid"] {
-        let dir = run_dir.join(split);
+    for split in [Split::Train, Split::Valid] {
+        let dir = run_dir.join(split.to_string());
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }

@@ -128,7 +128,13 @@ pub fn summarize(runs: &[RunResult]) -> Vec<MethodSummary> {
                 wall_seconds: rs.iter().map(|r| r.wall_seconds).sum::<f64>() / rs.len() as f64,
                 train_seconds: rs.iter().map(|r| r.train_seconds).sum::<f64>() / rs.len() as f64,
                 peak_rss_mib: rs.iter().filter_map(|r| r.peak_rss_mib).reduce(f64::max),
-                train_tokens_per_second: mean(rs.iter().filter_map(|r| r.train_tokens_per_second)),
+                train_tokens_per_second: {
+                    let rates: Vec<f64> = rs
+                        .iter()
+                        .filter_map(|r| r.train_tokens_per_second)
+                        .collect();
+                    (!rates.is_empty()).then(|| MeanStd::of(&rates).mean)
+                },
                 resumed_runs: rs
                     .iter()
                     .filter(|r| r.resumed_after_epoch.is_some())
@@ -145,12 +151,6 @@ pub fn summarize(runs: &[RunResult]) -> Vec<MethodSummary> {
             }
         })
         .collect()
-}
-
-/// The mean of `values`; `None` when there are none.
-fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values.fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
-    (n > 0).then(|| sum / n as f64)
 }
 
 /// The mark of the figures of resumed runs in [`markdown`].
