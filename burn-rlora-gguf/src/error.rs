@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::dequant::SUPPORTED;
 use crate::ggml_type::GgmlType;
 use crate::value::ValueType;
 
@@ -203,10 +204,9 @@ pub enum GgufErrorKind {
         /// The type id found.
         id: u32,
     },
-    /// A tensor's type is a ggml type this crate does not dequantize.
-    #[error(
-        "tensor `{tensor}`: type {ty} is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)"
-    )]
+    /// A tensor's type is a ggml type this crate does not dequantize (see
+    /// [`GgmlType::is_supported`]).
+    #[error("tensor `{tensor}`: type {ty} is not supported (supported: {SUPPORTED})")]
     UnsupportedTensorType {
         /// The tensor.
         tensor: String,

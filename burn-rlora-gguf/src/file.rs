@@ -190,8 +190,9 @@ impl GgufFile {
     /// # Errors
     ///
     /// [`GgufErrorKind::NoSuchTensor`]; [`GgufErrorKind::UnsupportedTensorType`] for a type
-    /// other than F32, F16, BF16, Q8_0, Q4_0 and Q4_1; the errors of
-    /// [`read_raw`](Self::read_raw).
+    /// that is not [supported](crate::GgmlType::is_supported) (F32, F16,
+    /// BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K);
+    /// the errors of [`read_raw`](Self::read_raw).
     pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
         let info = self.tensor_info(name)?;
         let unsupported = |ty| {

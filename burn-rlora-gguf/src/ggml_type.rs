@@ -69,25 +69,32 @@ ggml_types! {
     Q4_0 = 2, 32, 18;
     /// Blocks of 32: f16 `d` and `m` and 32 4-bit values, `q * d + m`.
     Q4_1 = 3, 32, 20;
-    /// Blocks of 32, 5 bits each, symmetric (not dequantized here).
+    /// Blocks of 32: an f16 scale `d` and 32 5-bit values, `(q - 16) * d`.
     Q5_0 = 6, 32, 22;
-    /// Blocks of 32, 5 bits each, with a minimum (not dequantized here).
+    /// Blocks of 32: f16 `d` and `m` and 32 5-bit values, `q * d + m`.
     Q5_1 = 7, 32, 24;
     /// Blocks of 32: an f16 scale `d` and 32 signed bytes, `q * d`.
     Q8_0 = 8, 32, 34;
-    /// Blocks of 32 signed bytes with an f16 scale and sum (ggml's layout, 36 bytes).
+    /// Blocks of 32 signed bytes with an f16 scale and sum (ggml's layout,
+    /// 36 bytes; an intermediate of llama.cpp's, not dequantized here).
     Q8_1 = 9, 32, 36;
-    /// K-quant, 2 bits.
+    /// K-quant, 2 bits: super-blocks of 256 values, 16 sub-blocks with
+    /// 4-bit scales and minimums.
     Q2_K = 10, 256, 84;
-    /// K-quant, 3 bits.
+    /// K-quant, 3 bits: super-blocks of 256 values, 16 sub-blocks with
+    /// 6-bit scales.
     Q3_K = 11, 256, 110;
-    /// K-quant, 4 bits.
+    /// K-quant, 4 bits: super-blocks of 256 values, 8 sub-blocks with 6-bit
+    /// scales and minimums.
     Q4_K = 12, 256, 144;
-    /// K-quant, 5 bits.
+    /// K-quant, 5 bits: super-blocks of 256 values, 8 sub-blocks with 6-bit
+    /// scales and minimums.
     Q5_K = 13, 256, 176;
-    /// K-quant, 6 bits.
+    /// K-quant, 6 bits: super-blocks of 256 values, 16 sub-blocks with
+    /// 8-bit scales.
     Q6_K = 14, 256, 210;
-    /// K-quant, 8 bits.
+    /// K-quant, 8 bits (an intermediate of llama.cpp's, not dequantized
+    /// here).
     Q8_K = 15, 256, 292;
     /// I-quant.
     IQ2_XXS = 16, 256, 66;
@@ -132,12 +139,27 @@ ggml_types! {
 }
 
 impl GgmlType {
-    /// Whether [`GgufFile::read_f32`](crate::GgufFile::read_f32) can
-    /// dequantize this type: F32, F16, BF16, Q8_0, Q4_0 and Q4_1.
+    /// Whether [`GgufFile::read_f32`](crate::GgufFile::read_f32) and
+    /// [`dequantize`](crate::dequantize) can dequantize this type: F32,
+    /// F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and
+    /// Q6_K. The others (the I-quants, Q8_1, Q8_K, the ternary and FP4
+    /// types, the integer types and F64) are known by name only.
     pub fn is_supported(self) -> bool {
         matches!(
             self,
-            Self::F32 | Self::F16 | Self::BF16 | Self::Q8_0 | Self::Q4_0 | Self::Q4_1
+            Self::F32
+                | Self::F16
+                | Self::BF16
+                | Self::Q8_0
+                | Self::Q4_0
+                | Self::Q4_1
+                | Self::Q5_0
+                | Self::Q5_1
+                | Self::Q2_K
+                | Self::Q3_K
+                | Self::Q4_K
+                | Self::Q5_K
+                | Self::Q6_K
         )
     }
 }

@@ -2,10 +2,13 @@
 //!
 //! A strict reader of GGUF files (the llama.cpp / ggml model format,
 //! versions 2 and 3): the header, every metadata value type, the tensor
-//! infos, and tensor data dequantized to `f32` for F32, F16, BF16, Q8_0,
-//! Q4_0 and Q4_1. burn-rlora uses it to load pretrained models (such as
-//! SmolLM2-135M-Instruct, a Llama) from a `.gguf` file; it does not depend on
-//! Burn.
+//! infos, and tensor data dequantized to `f32` for F32, F16, BF16, the
+//! legacy quants Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1, and the K-quants Q2_K,
+//! Q3_K, Q4_K, Q5_K and Q6_K (so the usual Q4_K_M, Q5_K_M, Q6_K files of
+//! llama.cpp read whole). The values are bit for bit those of llama.cpp's
+//! Python `gguf` package. burn-rlora uses it to load pretrained models (such
+//! as SmolLM2-135M-Instruct, a Llama) from a `.gguf` file; it does not
+//! depend on Burn.
 //!
 //! ```
 //! use burn_rlora_gguf::{row_major_shape, GgmlType, GgufFile};
@@ -87,9 +90,11 @@
 //! - a path that is not a regular file (a directory, `/dev/zero`, a FIFO).
 //!
 //! Every ggml type is known by name with its block layout ([`GgmlType`]),
-//! so a file holding, say, Q4_K tensors opens and its layout is checked;
+//! so a file holding, say, IQ4_XS tensors opens and its layout is checked;
 //! reading such a tensor as `f32` fails with
-//! [`GgufErrorKind::UnsupportedTensorType`] naming the type.
+//! [`GgufErrorKind::UnsupportedTensorType`] naming the type (see
+//! [`GgmlType::is_supported`]). NaN or infinite scales in quantized blocks
+//! are not refused: they propagate to the values as IEEE arithmetic says.
 //!
 //! Parsing takes time linear in the size of the header and metadata.
 //! Errors name the file (for [`GgufFile::open`]) and the key or tensor.

@@ -286,6 +286,40 @@ fn bad_placements_are_refused() {
 }
 
 #[test]
+fn quantized_types_refuse_partial_rows_and_short_data_and_read_nan_scales() {
+    let quantized = GgmlType::ALL
+        .iter()
+        .copied()
+        .filter(|t| t.is_supported() && t.block_size() > 1);
+    for ty in quantized {
+        let (bs, bb) = (ty.block_size(), ty.block_bytes() as usize);
+        // Rows of half a block, or one value more than a block: refused at
+        // parse time, even where the whole tensor is a whole number of blocks.
+        for dims in [vec![bs / 2, 2], vec![bs + 1], vec![bs - 1, bs]] {
+            let b = Builder::new().tensor("w", &dims, ty, vec![0; 2 * bb]);
+            let err = refused(&b.build());
+            assert!(
+                matches!(&err, K::PartialBlock { tensor, ty: t, row_len, block_size }
+                    if tensor == "w" && *t == ty && *row_len == dims[0] && *block_size == bs),
+                "{ty} {dims:?}: {err}"
+            );
+        }
+        // Two rows declared, one block of data: past the end.
+        let b = Builder::new().tensor("w", &[bs, 2], ty, vec![0; bb]);
+        let err = refused(&b.build());
+        assert!(
+            matches!(&err, K::DataOutOfBounds { tensor, size, .. } if tensor == "w" && *size == 2 * bb as u64),
+            "{ty}: {err}"
+        );
+        // Every byte 0xff: the f16 scales are NaN (0xffff), and so is every value.
+        let b = Builder::new().tensor("w", &[bs, 3], ty, vec![0xff; 3 * bb]);
+        let (_, values) = accepted(&b.build()).read_f32("w").unwrap();
+        assert_eq!(values.len() as u64, 3 * bs, "{ty}");
+        assert!(values.iter().all(|v| v.is_nan()), "{ty}");
+    }
+}
+
+#[test]
 fn known_unsupported_types_open_but_do_not_read_as_f32() {
     for &ty in GgmlType::ALL.iter().filter(|t| !t.is_supported()) {
         let data = vec![0u8; ty.block_bytes() as usize * 2];

@@ -1,9 +1,11 @@
-//! The real SmolLM2-135M-Instruct GGUF file (Q4_1), fetched by
-//! `scripts/fetch-data.sh`. Skipped with a message when it is absent;
-//! with `BURN_RLORA_REQUIRE_DATA` set, its absence fails the test.
+//! The real SmolLM2-135M-Instruct GGUF file (Q4_1, Q8_0, F32) and Gemma 3
+//! 270M file (Q4_K_M: Q4_K, Q6_K, Q5_0, Q8_0, F32), fetched by
+//! `scripts/fetch-data.sh`. Each test is skipped with a message when its
+//! file is absent; with `BURN_RLORA_REQUIRE_DATA` set, the absence fails it.
 //!
 //! The reference values were computed with llama.cpp's Python `gguf`
-//! package by `scripts/gguf-reference-values.py`.
+//! package by `scripts/gguf-reference-values.py` (SmolLM2) and
+//! `scripts/gguf-gemma-reference.py` (Gemma 3).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -31,14 +33,16 @@ type Reference = (
     f64,
 );
 
-const FILE: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const SMOLLM2: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const GEMMA3: &str = "gemma3/gemma-3-270m-q4_k_m.gguf";
 
-/// The model file, or `None` after printing why the test is skipped.
-fn model_or_skip(test: &str) -> Option<PathBuf> {
+/// The model file `file` (under the data directory), or `None` after
+/// printing why the test is skipped.
+fn model_or_skip(test: &str, file: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("BURN_RLORA_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../data"));
-    let path = dir.join(FILE);
+    let path = dir.join(file);
     if path.is_file() {
         return Some(path);
     }
@@ -56,7 +60,7 @@ fn model_or_skip(test: &str) -> Option<PathBuf> {
 
 #[test]
 fn smollm2_metadata_and_tensor_infos() {
-    let Some(path) = model_or_skip("smollm2_metadata_and_tensor_infos") else {
+    let Some(path) = model_or_skip("smollm2_metadata_and_tensor_infos", SMOLLM2) else {
         return;
     };
     let file = GgufFile::open(&path).unwrap();
@@ -130,7 +134,10 @@ fn smollm2_metadata_and_tensor_infos() {
 
 #[test]
 fn smollm2_dequantizes_as_the_python_gguf_package_does() {
-    let Some(path) = model_or_skip("smollm2_dequantizes_as_the_python_gguf_package_does") else {
+    let Some(path) = model_or_skip(
+        "smollm2_dequantizes_as_the_python_gguf_package_does",
+        SMOLLM2,
+    ) else {
         return;
     };
     let file = GgufFile::open(&path).unwrap();
@@ -160,7 +167,7 @@ fn smollm2_dequantizes_as_the_python_gguf_package_does() {
 
 #[test]
 fn smollm2_every_tensor_dequantizes() {
-    let Some(path) = model_or_skip("smollm2_every_tensor_dequantizes") else {
+    let Some(path) = model_or_skip("smollm2_every_tensor_dequantizes", SMOLLM2) else {
         return;
     };
     let start = std::time::Instant::now();
@@ -178,6 +185,174 @@ fn smollm2_every_tensor_dequantizes() {
     let _ = writeln!(
         std::io::stderr(),
         "smollm2: opened in {opened:?}, read and dequantized {n} values in {:?}",
+        start.elapsed()
+    );
+}
+
+/// `tests/fixtures/gemma3-270m-q4_k_m-reference.txt`, written by
+/// `scripts/gguf-gemma-reference.py`: for every tensor of the Gemma file, in
+/// file order, what the Python `gguf` package dequantizes it to, as
+/// `NAME TYPE DIMS N FNV1A SUM PICKS` (see the script).
+const GEMMA3_REFERENCE: &str = include_str!("../fixtures/gemma3-270m-q4_k_m-reference.txt");
+
+/// One line of [`GEMMA3_REFERENCE`].
+struct Digest<'a> {
+    name: &'a str,
+    ty: &'a str,
+    dims: Vec<usize>,
+    n: usize,
+    fnv1a: u64,
+    sum: f64,
+    picks: Vec<(usize, u32)>,
+}
+
+fn gemma3_reference() -> Vec<Digest<'static>> {
+    let lines = GEMMA3_REFERENCE.lines().filter(|l| !l.starts_with('#'));
+    lines
+        .map(|line| {
+            let f: Vec<&str> = line.split(' ').collect();
+            let [name, ty, dims, n, fnv1a, sum, picks] = f[..] else {
+                panic!("bad fixture line: {line}");
+            };
+            let pick = |p: &str| {
+                let (i, bits) = p.split_once(':').unwrap();
+                (i.parse().unwrap(), u32::from_str_radix(bits, 16).unwrap())
+            };
+            Digest {
+                name,
+                ty,
+                dims: dims.split(',').map(|d| d.parse().unwrap()).collect(),
+                n: n.parse().unwrap(),
+                fnv1a: u64::from_str_radix(fnv1a, 16).unwrap(),
+                sum: sum.parse().unwrap(),
+                picks: picks.split(',').map(pick).collect(),
+            }
+        })
+        .collect()
+}
+
+/// In one pass (this crate's tests are not optimized): the FNV-1a (64-bit)
+/// hash of the values' bit patterns, one step per value (as
+/// `scripts/gguf-gemma-reference.py` computes it), their f64 sum and the
+/// f64 sum of their absolute values.
+fn fnv1a_sum_abs_sum(values: &[f32]) -> (u64, f64, f64) {
+    let (mut h, mut sum, mut abs_sum) = (0xcbf2_9ce4_8422_2325u64, 0.0f64, 0.0f64);
+    for &v in values {
+        h = (h ^ u64::from(v.to_bits())).wrapping_mul(0x0100_0000_01b3);
+        sum += f64::from(v);
+        abs_sum += f64::from(v.abs());
+    }
+    (h, sum, abs_sum)
+}
+
+#[test]
+fn gemma3_metadata_and_tensor_types() {
+    let Some(path) = model_or_skip("gemma3_metadata_and_tensor_types", GEMMA3) else {
+        return;
+    };
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(file.version(), 3);
+    assert_eq!(file.alignment(), 32);
+    assert_eq!(file.tensors().len(), 236);
+    let mut by_type = BTreeMap::new();
+    for t in file.tensors() {
+        *by_type.entry(t.ggml_type().name()).or_insert(0) += 1;
+        assert!(t.ggml_type().is_supported(), "{}", t.name());
+    }
+    assert_eq!(
+        by_type,
+        BTreeMap::from([
+            ("Q4_K", 27),
+            ("Q6_K", 9),
+            ("Q5_0", 81),
+            ("Q8_0", 10),
+            ("F32", 109)
+        ])
+    );
+
+    let m = file.metadata();
+    assert_eq!(m.len(), 33);
+    assert_eq!(m.get_str("general.architecture").unwrap(), "gemma3");
+    assert_eq!(m.get_str("general.name").unwrap(), "Gemma 3 270m");
+    assert_eq!(m.get_str("general.license").unwrap(), "gemma");
+    assert_eq!(m.get_u32("general.file_type").unwrap(), 15); // MOSTLY_Q4_K_M
+    assert_eq!(m.get_u32("general.quantization_version").unwrap(), 2);
+    assert_eq!(m.get_u32("gemma3.block_count").unwrap(), 18);
+    assert_eq!(m.get_u32("gemma3.embedding_length").unwrap(), 640);
+    assert_eq!(m.get_u32("gemma3.feed_forward_length").unwrap(), 2048);
+    assert_eq!(m.get_u32("gemma3.context_length").unwrap(), 32768);
+    assert_eq!(m.get_u32("gemma3.attention.head_count").unwrap(), 4);
+    assert_eq!(m.get_u32("gemma3.attention.head_count_kv").unwrap(), 1);
+    assert_eq!(m.get_u32("gemma3.attention.key_length").unwrap(), 256);
+    assert_eq!(m.get_u32("gemma3.attention.value_length").unwrap(), 256);
+    assert_eq!(m.get_u32("gemma3.attention.sliding_window").unwrap(), 512);
+    assert_eq!(m.get_f32("gemma3.rope.freq_base").unwrap(), 1_000_000.0);
+    assert_eq!(
+        m.get_f32("gemma3.attention.layer_norm_rms_epsilon")
+            .unwrap(),
+        1e-6
+    );
+    assert_eq!(m.get_str("tokenizer.ggml.model").unwrap(), "llama");
+    assert_eq!(
+        m.get_str_array("tokenizer.ggml.tokens").unwrap().len(),
+        262_144
+    );
+    assert_eq!(m.get_u32("tokenizer.ggml.bos_token_id").unwrap(), 2);
+    assert_eq!(m.get_u32("tokenizer.ggml.eos_token_id").unwrap(), 1);
+    assert!(m.get_bool("tokenizer.ggml.add_bos_token").unwrap());
+
+    for (name, ty, dims) in [
+        ("token_embd.weight", GgmlType::Q8_0, [640, 262_144]),
+        ("blk.0.attn_q.weight", GgmlType::Q5_0, [640, 1024]),
+        ("blk.0.attn_output.weight", GgmlType::Q4_K, [1024, 640]),
+        ("blk.0.ffn_down.weight", GgmlType::Q6_K, [2048, 640]),
+    ] {
+        let info = file.tensor_info(name).unwrap();
+        assert_eq!((info.ggml_type(), info.dims()), (ty, &dims[..]), "{name}");
+    }
+}
+
+#[test]
+fn gemma3_every_tensor_dequantizes_as_the_python_gguf_package_does() {
+    let test = "gemma3_every_tensor_dequantizes_as_the_python_gguf_package_does";
+    let Some(path) = model_or_skip(test, GEMMA3) else {
+        return;
+    };
+    let reference = gemma3_reference();
+    let start = std::time::Instant::now();
+    let file = GgufFile::open(&path).unwrap();
+    assert_eq!(reference.len(), file.tensors().len());
+    let mut n = 0usize;
+    for (t, r) in file.tensors().iter().zip(&reference) {
+        let name = t.name();
+        assert_eq!((name, t.ggml_type().name()), (r.name, r.ty));
+        let (dims, values) = file.read_f32(name).unwrap();
+        assert_eq!((&dims, values.len()), (&r.dims, r.n), "{name}");
+        for &(i, bits) in &r.picks {
+            assert_eq!(
+                values[i].to_bits(),
+                bits,
+                "{name}[{i}]: {} vs {} (Python)",
+                values[i],
+                f32::from_bits(bits)
+            );
+        }
+        let (fnv1a, total, scale) = fnv1a_sum_abs_sum(&values);
+        assert_eq!(fnv1a, r.fnv1a, "{name}: FNV-1a of the bits");
+        // The sum, in another order than numpy's: within the bound of the
+        // two summations' rounding errors.
+        let bound = values.len() as f64 * f64::EPSILON * scale;
+        assert!(
+            (total - r.sum).abs() <= bound,
+            "{name}: sum {total} vs {}",
+            r.sum
+        );
+        n += values.len();
+    }
+    assert_eq!(n, 268_098_176);
+    let _ = writeln!(
+        std::io::stderr(),
+        "gemma3: read, dequantized and hashed {n} values in {:?}",
         start.elapsed()
     );
 }

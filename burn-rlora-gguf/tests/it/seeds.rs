@@ -87,15 +87,49 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
                 Array::Array(vec![]),
             ])),
         );
-    let k_quant = Builder::new().tensor("q4k", &[256], GgmlType::Q4_K, vec![0x11; 144]);
     vec![
         ("mini-llama.gguf", mini_llama().build()),
         ("sample.gguf", sample().build()),
         ("v2-align64.gguf", v2.build()),
         ("every-value.gguf", every_value.build()),
-        ("k-quant.gguf", k_quant.build()),
+        ("k-quant.gguf", k_quants().build()),
         ("empty.gguf", Builder::new().build()),
     ]
+}
+
+/// One tensor of each supported type the other seeds lack, as Q2_K to
+/// Q6_K_M files mix them (Q5_0, Q5_1 and the K-quants Q2_K to Q6_K), and an
+/// IQ4_XS tensor, which stays unsupported. Their bytes follow a simple
+/// pattern, with the f16 scales set to small positive values, as
+/// quantizers write them.
+fn k_quants() -> Builder {
+    // (type, dims, offsets of the f16 scale fields in a block)
+    let tensors: [(GgmlType, &[u64], &[usize]); 8] = [
+        (GgmlType::Q5_0, &[32, 2], &[0]),
+        (GgmlType::Q5_1, &[64], &[0, 2]),
+        (GgmlType::Q2_K, &[256], &[80, 82]),
+        (GgmlType::Q3_K, &[256], &[108]),
+        (GgmlType::Q4_K, &[256, 2], &[0, 2]),
+        (GgmlType::Q5_K, &[256], &[0, 2]),
+        (GgmlType::Q6_K, &[256], &[208]),
+        (GgmlType::IQ4_XS, &[256], &[0]),
+    ];
+    let mut b = Builder::new().kv("general.file_type", Value::U32(15));
+    for (ty, dims, scales) in tensors {
+        let blocks = (dims.iter().product::<u64>() / ty.block_size()) as usize;
+        let block_bytes = ty.block_bytes() as usize;
+        let mut data: Vec<u8> = (0..blocks * block_bytes)
+            .map(|i| (i * 97 + ty.id() as usize * 13) as u8)
+            .collect();
+        for block in data.chunks_exact_mut(block_bytes) {
+            for (k, &at) in scales.iter().enumerate() {
+                // d = 2^-7 (0x2000), dmin = 2^-8 (0x1c00).
+                block[at..at + 2].copy_from_slice(&[0x00, 0x20 - 4 * k as u8]);
+            }
+        }
+        b = b.tensor(&ty.name().to_lowercase(), dims, ty, data);
+    }
+    b
 }
 
 #[test]
@@ -147,4 +181,32 @@ fn mini_llama_reads_as_the_python_gguf_package_reads_it() {
         let total: f64 = values.iter().map(|&v| f64::from(v)).sum();
         assert_eq!(total, sum, "{name}");
     }
+}
+
+#[test]
+fn k_quant_seed_reads_as_the_python_gguf_package_reads_it() {
+    // (tensor, first three values, f64 sum), from gguf 0.19.0's GGUFReader
+    // and gguf.quants.dequantize on fuzz/seeds-gguf/k-quant.gguf.
+    let expected: [(&str, [f32; 3], f64); 7] = [
+        ("q5_0", [-0.09375, -0.085_937_5, -0.078125], -0.765625),
+        ("q5_1", [0.152_343_75, 0.160_156_25, 0.167_968_75], 7.734375),
+        ("q2_k", [0.0, 0.015625, -0.03125], 15.34375),
+        ("q3_k", [0.726_562_5, -0.96875, 0.242_187_5], 8.8046875),
+        ("q4_k", [2.859375, 3.109375, 3.359375], 828.0),
+        ("q5_k", [8.597_656, 3.324_218_8, 9.300_781], 918.4375),
+        ("q6_k", [5.53125, 21.203125, -22.125], -47.6875),
+    ];
+    let file = accepted(&k_quants().build());
+    assert_eq!(file.tensors().len(), 8);
+    for (name, first, sum) in expected {
+        let (_, values) = file.read_f32(name).unwrap();
+        assert_eq!(values[..3], first, "{name}");
+        let total: f64 = values.iter().map(|&v| f64::from(v)).sum();
+        assert_eq!(total, sum, "{name}");
+    }
+    let err = file.read_f32("iq4_xs").unwrap_err();
+    assert!(
+        err.to_string().contains("type IQ4_XS is not supported"),
+        "{err}"
+    );
 }
