@@ -15,7 +15,7 @@ Run (after `bash scripts/fetch-data.sh`):
     python3 -m venv /tmp/refenv
     /tmp/refenv/bin/pip install torch transformers gguf accelerate numpy
     /tmp/refenv/bin/python scripts/smollm-reference.py \
-        data/smollm2 burn-rlora-examples/pretrained/tests/fixtures/smollm_reference.json
+        data/smollm2 burn-rlora-llm/tests/fixtures/smollm_reference.json
 """
 import json
 import sys

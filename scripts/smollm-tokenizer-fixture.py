@@ -4,11 +4,11 @@
 Reads the tokenizer metadata of data/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf and writes:
 
 - data/smollm2/tokenizer-spec.json (git-ignored, about 1.5 MB): the `tokenizer.*` metadata as
-  burn-rlora-pretrained's `TokenizerSpec` reads it with serde (model, tokens, token_types, merges,
-  bos, eos, pad, pre, chat_template), read with the `gguf` package (llama.cpp's own reader).
-  The Rust test `tests/it/smollm_tokenizer.rs` builds its tokenizer from this until the
-  project's GGUF reader can give it the same values.
-- burn-rlora-examples/pretrained/tests/fixtures/smollm_tokenizer.json (committed, small): for each text
+  burn-rlora-llm's `TokenizerSpec` reads it with serde (model, tokens, token_types, scores,
+  merges, bos, eos, unknown, pad, pre, the add_* flags, chat_template), read with the `gguf`
+  package (llama.cpp's own reader), for comparing with what `TokenizerSpec::from_gguf` reads.
+  The Rust test `burn-rlora-llm/tests/it/tokenizer.rs` reads the GGUF file itself.
+- burn-rlora-llm/tests/fixtures/smollm_tokenizer.json (committed, small): for each text
   below, its ids without any special token added (`texts`, and `lossy_texts` for two texts
   holding bytes the vocabulary has no token for), and for a few conversations the chat
   template's rendering and its ids (`chats`).
@@ -47,7 +47,7 @@ ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 DATA = os.environ.get("BURN_RLORA_DATA", os.path.join(ROOT, "data"))
 DEFAULT_GGUF = os.path.join(DATA, "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 SPEC_OUT = os.path.join(DATA, "smollm2", "tokenizer-spec.json")
-FIXTURE_OUT = os.path.join(ROOT, "burn-rlora-examples", "pretrained", "tests", "fixtures", "smollm_tokenizer.json")
+FIXTURE_OUT = os.path.join(ROOT, "burn-rlora-llm", "tests", "fixtures", "smollm_tokenizer.json")
 
 TEXTS = [
     "Hello, world!",
@@ -121,11 +121,16 @@ def spec_of(path):
         "model": value("tokenizer.ggml.model"),
         "tokens": value("tokenizer.ggml.tokens"),
         "token_types": value("tokenizer.ggml.token_type"),
-        "merges": value("tokenizer.ggml.merges"),
+        "scores": value("tokenizer.ggml.scores", []),
+        "merges": value("tokenizer.ggml.merges", []),
         "bos": value("tokenizer.ggml.bos_token_id"),
         "eos": value("tokenizer.ggml.eos_token_id"),
+        "unknown": value("tokenizer.ggml.unknown_token_id"),
         "pad": value("tokenizer.ggml.padding_token_id"),
-        "pre": value("tokenizer.ggml.pre"),
+        "pre": value("tokenizer.ggml.pre", "default"),
+        "add_bos": value("tokenizer.ggml.add_bos_token"),
+        "add_eos": value("tokenizer.ggml.add_eos_token"),
+        "add_space_prefix": value("tokenizer.ggml.add_space_prefix"),
         "chat_template": value("tokenizer.chat_template"),
     }
 

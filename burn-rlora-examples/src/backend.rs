@@ -43,6 +43,13 @@ impl BackendName {
         }
     }
 
+    /// True for the CPU backends, whose tensors live in host memory (flex
+    /// and ndarray): the ones the host kernels (`burn_rlora_llm::host_ops`)
+    /// are for.
+    pub fn keeps_tensors_on_host(self) -> bool {
+        matches!(self, Self::Flex | Self::Ndarray)
+    }
+
     /// The backend named on a command line, or [`default_compiled`](Self::default_compiled)
     /// when none is named.
     ///

@@ -101,6 +101,31 @@ pub enum Value {
 }
 
 impl Value {
+    /// The value as an integer, whatever integer type the file stored it
+    /// in (writers differ: `u32` for a count in one file, `i32` or `u64` in
+    /// another); `None` for a float, a bool, a string or an array.
+    ///
+    /// ```
+    /// use burn_rlora_gguf::Value;
+    ///
+    /// assert_eq!(Value::U32(7).as_integer(), Some(7));
+    /// assert_eq!(Value::I8(-1).as_integer(), Some(-1));
+    /// assert_eq!(Value::F32(7.0).as_integer(), None);
+    /// ```
+    pub fn as_integer(&self) -> Option<i128> {
+        Some(match self {
+            Self::U8(v) => (*v).into(),
+            Self::I8(v) => (*v).into(),
+            Self::U16(v) => (*v).into(),
+            Self::I16(v) => (*v).into(),
+            Self::U32(v) => (*v).into(),
+            Self::I32(v) => (*v).into(),
+            Self::U64(v) => (*v).into(),
+            Self::I64(v) => (*v).into(),
+            _ => return None,
+        })
+    }
+
     /// The value's type.
     pub fn value_type(&self) -> ValueType {
         match self {

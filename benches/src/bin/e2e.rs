@@ -29,10 +29,10 @@ use burn_rlora::multitask::{
 use burn_rlora_benches::child::bench_main;
 use burn_rlora_benches::{interleave, keep_freed_memory, Timing};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss, RunSpec, TrainSettings};
+use burn_rlora_pretrained::datasets::default_data_dir;
 use burn_rlora_pretrained::minilm::{
-    build_classifier, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
-    BertInput, BertModel, MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask,
-    SplitSettings, PAD_ID,
+    build_classifier, minilm_adapter, prepare_tasks, run_minilm, BertConfig, BertInput, BertModel,
+    MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask, SplitSettings, PAD_ID,
 };
 use clap::Parser;
 use serde_json::{json, Value};

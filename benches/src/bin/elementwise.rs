@@ -1,7 +1,7 @@
 //! The MiniLM encoder's GELU and dropout alone, at the training step's sizes
 //! (`[1024, 1536]`: 16 × 64 tokens of the feed-forward width), forward and
 //! backward on autodiff flex: Burn's `gelu` and `Dropout` against the host
-//! kernels of `burn_rlora_pretrained::minilm::host_ops`, interleaved.
+//! kernels of `burn_rlora_llm::host_ops`, interleaved.
 //!
 //! ```text
 //! cargo run --release -p burn-rlora-benches --bin elementwise -- --rounds 21
@@ -12,7 +12,7 @@ use burn::nn::DropoutConfig;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
 use burn_rlora_benches::{interleave, keep_freed_memory};
-use burn_rlora_pretrained::minilm::host_ops;
+use burn_rlora_llm::host_ops;
 use clap::Parser;
 
 /// Time GELU and dropout, Burn's against the host kernels.

@@ -33,10 +33,9 @@ use burn_rlora_benches::child::{
 };
 use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
-use burn_rlora_pretrained::minilm::default_data_dir;
-use burn_rlora_pretrained::smollm::{
-    generate, smollm2_path, GenerationConfig, LlamaForCausalLM, SmolLm,
-};
+use burn_rlora_llm::{generate, CausalLm, GenerationConfig, Llm};
+use burn_rlora_pretrained::datasets::default_data_dir;
+use burn_rlora_pretrained::smollm::smollm2_path;
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -131,11 +130,7 @@ impl Timing {
 }
 
 /// Greedy generation of `new` tokens after `prompt`: the tokens and their timing.
-fn burn_generate(
-    model: &LlamaForCausalLM<B>,
-    prompt: &[u32],
-    new: usize,
-) -> Result<(Vec<u32>, Timing)> {
+fn burn_generate(model: &CausalLm<B>, prompt: &[u32], new: usize) -> Result<(Vec<u32>, Timing)> {
     let config = GenerationConfig::greedy(new, Vec::new());
     let start = Instant::now();
     let mut last = start;
@@ -185,7 +180,7 @@ fn real_main(a: Args) -> Result<()> {
     let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
     let device = Default::default();
     let start = Instant::now();
-    let smol = SmolLm::<B>::load(smollm2_path(&data_dir), &device)?;
+    let smol = Llm::<B>::load(smollm2_path(&data_dir), &device)?;
     eprintln!(
         "burn: model loaded in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -214,7 +209,7 @@ fn real_main(a: Args) -> Result<()> {
 }
 
 /// `n` tokens of [`TEXT`], repeated as needed.
-fn prompt_ids(smol: &SmolLm<B>, n: usize) -> Result<Vec<u32>> {
+fn prompt_ids(smol: &Llm<B>, n: usize) -> Result<Vec<u32>> {
     let once = smol.tokenizer.encode(TEXT)?;
     if once.is_empty() {
         bail!("the prompt text has no tokens");
@@ -240,7 +235,7 @@ fn torch_command(a: &Args, dump: &Path, data_dir: &Path) -> Command {
 /// Both sides' timings per round, then the peaks, then the report.
 fn compare(
     a: &Args,
-    model: &LlamaForCausalLM<B>,
+    model: &CausalLm<B>,
     prompt: &[u32],
     tokens: &[u32],
     dump: &Path,

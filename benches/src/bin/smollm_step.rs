@@ -39,15 +39,14 @@ use burn_rlora::{AdaptConfig, RLoraConfig, TargetModules};
 use burn_rlora_benches::child::{self, bench_main, cpu, load_avg, peak_line, JsonChild};
 use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
-use burn_rlora_pretrained::minilm::default_data_dir;
-use burn_rlora_pretrained::smollm::{
-    answer_loss, smollm2_path, AnswerBatch, AnswerSequence, LlamaForCausalLM, SmolLm,
-};
+use burn_rlora_llm::{answer_loss, AnswerBatch, AnswerSequence, CausalLm, Llm};
+use burn_rlora_pretrained::datasets::default_data_dir;
+use burn_rlora_pretrained::smollm::smollm2_path;
 use clap::Parser;
 use serde_json::{json, Value};
 
 type Ad = burn::backend::Autodiff<burn::backend::Flex>;
-type Model<B> = LlamaForCausalLM<B>;
+type Model<B> = CausalLm<B>;
 
 /// The projections that get an adapter, by PEFT's names.
 const TARGETS: [&str; 3] = ["gate_proj", "up_proj", "down_proj"];
@@ -129,7 +128,7 @@ struct Args {
     #[arg(long)]
     system_malloc: bool,
     /// Compute the feed-forward SiLU with the host kernels
-    /// (`LlamaForCausalLM::with_host_ops`) instead of Burn's `silu`.
+    /// (`CausalLm::with_host_ops`) instead of Burn's `silu`.
     #[arg(long)]
     host_kernels: bool,
     /// Internal: print this method's peak RSS over two steps and exit.
@@ -403,7 +402,7 @@ type Batches = (AnswerBatch<Ad>, AnswerBatch<burn::backend::Flex>);
 fn compare(run: &Run, device: &burn::tensor::Device<Ad>) -> Result<()> {
     let a = &run.a;
     let start = Instant::now();
-    let smol = SmolLm::<Ad>::load(smollm2_path(&run.data_dir), device)?;
+    let smol = Llm::<Ad>::load(smollm2_path(&run.data_dir), device)?;
     eprintln!(
         "burn: model loaded in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -558,7 +557,7 @@ fn write_dump(
 /// In this process: load, reset the peak, two steps of `method`, print the peak.
 fn peak_of(a: &Args, method: Method, path: &Path) -> Result<()> {
     let device = Default::default();
-    let smol = SmolLm::<Ad>::load(path, &device)?;
+    let smol = Llm::<Ad>::load(path, &device)?;
     let inputs = Inputs::new(a, smol.config.vocab_size);
     let train = inputs.batch::<Ad>(&device)?;
     let eval = inputs.batch::<burn::backend::Flex>(&device)?;

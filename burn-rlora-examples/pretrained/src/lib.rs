@@ -1,14 +1,14 @@
 //! The example trainers on real pretrained models, to read next to their
 //! binaries (`minilm-multitask`, `smollm-chat`, `smollm-multitask`):
 //!
+//! * [`datasets`]: the four text tasks fetched by `scripts/fetch-data.sh`
+//!   (BBC News, Rotten Tomatoes, tweet sentiment, SpamAssassin), their
+//!   splits and subsamples;
 //! * [`minilm`]: a MiniLM sentence encoder loaded from its safetensors file,
-//!   its WordPiece tokenizer, and the multi-task text data (BBC News, Rotten
-//!   Tomatoes, tweet sentiment, SpamAssassin);
-//! * [`smollm`]: the SmolLM2 decoder (Llama architecture) from its GGUF file,
-//!   its tokenizer and chat template, generation with a KV cache, and the
-//!   instruction-tuning experiment;
-//! * [`host_ops`]: host kernels for the elementwise work the CPU backends
-//!   run slowly (GELU, SiLU, dropout masks), which both models can opt into.
+//!   its WordPiece tokenizer, and its classification experiment;
+//! * [`smollm`]: the instruction-tuning experiment on a decoder LLM
+//!   (SmolLM2 by default), whose decoder, tokenizer, chat template and
+//!   generation come from the library crate `burn-rlora-llm`.
 //!
 //! They build on the `burn-rlora-examples` package (backends by name, shared
 //! options, the comparison harness); this package is apart from it so that
@@ -16,6 +16,6 @@
 
 #![warn(missing_docs)]
 
-pub mod host_ops;
+pub mod datasets;
 pub mod minilm;
 pub mod smollm;

@@ -26,9 +26,10 @@ use burn_rlora_examples::harness::compare::{
 };
 use burn_rlora_examples::harness::report;
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
+use burn_rlora_pretrained::datasets::default_data_dir;
 use burn_rlora_pretrained::minilm::{
-    adapted_shapes, default_data_dir, minilm_adapter, prepare_tasks, run_minilm, BertConfig,
-    MiniLmMethod, MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask, SplitSettings,
+    adapted_shapes, minilm_adapter, prepare_tasks, run_minilm, BertConfig, MiniLmMethod,
+    MiniLmPaths, MiniLmSource, MiniLmTokenizer, PreparedTask, SplitSettings,
 };
 use clap::Parser;
 
@@ -160,7 +161,7 @@ fn run() -> Result<()> {
             source: MiniLmSource {
                 data_dir,
                 max_len,
-                host_kernels: args.host_kernels,
+                host_kernels: args.host_kernels && backend.keeps_tensors_on_host(),
             },
         },
         methods,

@@ -1,4 +1,5 @@
-//! Talk to SmolLM2-135M-Instruct, with or without an adapter.
+//! Talk to a decoder LLM from a GGUF file (SmolLM2-135M-Instruct by
+//! default), with or without an adapter.
 //!
 //! ```text
 //! bash scripts/fetch-data.sh
@@ -6,12 +7,15 @@
 //! cargo run --release -p burn-rlora-pretrained --bin smollm-chat -- --raw "The capital of France is"
 //! echo "Name three colours." | cargo run --release -p burn-rlora-pretrained --bin smollm-chat
 //! cargo run --release -p burn-rlora-pretrained --bin smollm-chat -- --adapter report/smollm/rlora-seed0/adapter "..."
+//! cargo run --release -p burn-rlora-pretrained --bin smollm-chat -- --model data/gemma3/gemma-3-270m-q4_k_m.gguf --raw "def fibonacci(n):"
 //! ```
 //!
 //! Each prompt (from the command line, else one per line of stdin) is
 //! answered on its own, the tokens printed as they come. By default the
-//! prompt is a user turn of the model's chat template; `--raw` continues the
-//! text as it is. Greedy unless `--temperature` is above 0.
+//! prompt is a user turn of the model's chat template (the file's
+//! `tokenizer.chat_template`, or `--chat-template FILE`); `--raw` continues
+//! the text as it is (with the beginning-of-sequence token first where the
+//! vocabulary asks for it). Greedy unless `--temperature` is above 0.
 
 use std::io::{BufRead, Write};
 use std::ops::ControlFlow;
@@ -22,23 +26,30 @@ use anyhow::{bail, Context, Result};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_rlora_examples::backend::{run_on, BackendJob, BackendName};
 use burn_rlora_examples::options::exit_on_error;
-use burn_rlora_pretrained::minilm::default_data_dir;
-use burn_rlora_pretrained::smollm::{
-    generate, load_decoder_adapter, smollm2_path, BasePrecision, ChatTurn, GenerationConfig,
-    LlamaForCausalLM, Sampling, SmolLm, SmolTokenizer,
+use burn_rlora_llm::{
+    generate, load_decoder_adapter, stop_tokens, BasePrecision, CausalLm, ChatTemplate,
+    ChatTemplateChoice, ChatTurn, GenerationConfig, Llm, LoadOptions, Sampling, Tokenizer,
 };
+use burn_rlora_pretrained::datasets::default_data_dir;
+use burn_rlora_pretrained::smollm::smollm2_path;
 use clap::Parser;
 
-/// Answer prompts with SmolLM2-135M-Instruct, optionally with a trained adapter.
+/// Answer prompts with a decoder LLM from a GGUF file (SmolLM2-135M-Instruct
+/// by default), optionally with a trained adapter.
 #[derive(Parser, Debug)]
 #[command(name = "smollm-chat", version, about)]
 struct Args {
     /// Prompts; without any, one prompt per line of stdin.
     prompts: Vec<String>,
-    /// The GGUF file (default: smollm2/SmolLM2-135M-Instruct.Q4_1.gguf under
-    /// $BURN_RLORA_DATA, else data/).
+    /// The GGUF file: any architecture, quantization and vocabulary the
+    /// decoder library reads (default: smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+    /// under $BURN_RLORA_DATA, else data/).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// A Jinja chat template file to use instead of the model's own (for a
+    /// model without one, such as a base model).
+    #[arg(long, conflicts_with = "raw")]
+    chat_template: Option<PathBuf>,
     /// An adapter directory saved by this project (or a PEFT one of the same
     /// layout), put on the model before answering.
     #[arg(long)]
@@ -156,12 +167,25 @@ fn chat<B: Backend>(job: Chat, device: &B::Device) -> Result<()> {
             path.display()
         );
     }
+    let mut options = LoadOptions::default();
+    if let Some(file) = &args.chat_template {
+        let template = ChatTemplate::from_file(file)
+            .with_context(|| format!("--chat-template {}", file.display()))?;
+        options = options.with_chat_template(ChatTemplateChoice::Given(template));
+    }
     let start = Instant::now();
-    let SmolLm {
+    let Llm {
         mut model,
         tokenizer,
         ..
-    } = SmolLm::<B>::load(&path, device)?;
+    } = Llm::<B>::load_with(&path, &options, device)?;
+    if !args.raw && tokenizer.chat_template().is_none() {
+        bail!(
+            "{} has no chat template (a base model): continue text with --raw, \
+             or give a template with --chat-template FILE",
+            path.display()
+        );
+    }
     if let Some(dir) = &args.adapter {
         model = load_decoder_adapter(model, dir)
             .with_context(|| format!("loading the adapter in {}", dir.display()))?
@@ -175,12 +199,10 @@ fn chat<B: Backend>(job: Chat, device: &B::Device) -> Result<()> {
     if args.timings {
         eprintln!("loaded in {:.1} s", start.elapsed().as_secs_f64());
     }
-    let mut stop_tokens = vec![tokenizer.eos()];
-    stop_tokens.extend(tokenizer.token_to_id("<|endoftext|>"));
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens as usize,
         sampling: job.sampling,
-        stop_tokens,
+        stop_tokens: stop_tokens(&tokenizer),
     };
     let mut out = std::io::stdout().lock();
     for prompt in &job.prompts {
@@ -192,8 +214,8 @@ fn chat<B: Backend>(job: Chat, device: &B::Device) -> Result<()> {
 /// Answer one `prompt` as `args` say (chat turn or raw text), printing the
 /// tokens to `out` as they come, and the timings to stderr with `--timings`.
 fn answer<B: Backend>(
-    model: &LlamaForCausalLM<B>,
-    tokenizer: &SmolTokenizer,
+    model: &CausalLm<B>,
+    tokenizer: &Tokenizer,
     config: &GenerationConfig,
     args: &Args,
     prompt: &str,
@@ -207,7 +229,12 @@ fn answer<B: Backend>(
             tokenizer.chat_prompt(&turns, true)?
         }
     };
-    let ids = tokenizer.encode(&text)?;
+    // The template writes its own special tokens; raw text gets the
+    // beginning-of-sequence token where the vocabulary asks for it.
+    let ids = match args.raw && tokenizer.add_bos() {
+        true => tokenizer.encode_with_bos(&text)?,
+        false => tokenizer.encode(&text)?,
+    };
     if args.raw {
         write!(out, "{prompt}")?;
     }

@@ -29,7 +29,8 @@ use burn_rlora_examples::harness::compare::{
 use burn_rlora_examples::harness::report;
 use burn_rlora_examples::options::{exit_on_error, parse_methods, CompareArgs, CompareDefaults};
 use burn_rlora_gguf::GgufFile;
-use burn_rlora_pretrained::minilm::default_data_dir;
+use burn_rlora_llm::{DecoderConfig, Tokenizer, TokenizerSpec};
+use burn_rlora_pretrained::datasets::default_data_dir;
 use burn_rlora_pretrained::smollm::evaluate::Sample;
 use burn_rlora_pretrained::smollm::experiment::{
     prepare_tasks, run_smollm, samples_markdown, PreparedTask, SmolLmMethod, SmolLmSource,
@@ -37,7 +38,7 @@ use burn_rlora_pretrained::smollm::experiment::{
 use burn_rlora_pretrained::smollm::tasks::{
     instruction_tasks, InstructionEncoder, InstructionSplit, InstructionTask,
 };
-use burn_rlora_pretrained::smollm::{llama_config, smollm2_path, tokenizer_spec, SmolTokenizer};
+use burn_rlora_pretrained::smollm::{choose_template, smollm2_path, TemplateSource};
 use clap::{FromArgMatches, Parser};
 
 /// Multi-task instruction tuning of SmolLM2-135M-Instruct with LoRA, HydraLoRA and R-LoRA.
@@ -52,9 +53,16 @@ struct Args {
     /// Data directory written by scripts/fetch-data.sh (default: $BURN_RLORA_DATA, else data/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// The GGUF file (default: smollm2/SmolLM2-135M-Instruct.Q4_1.gguf in the data directory).
+    /// The GGUF file: any model the decoder library reads (default:
+    /// smollm2/SmolLM2-135M-Instruct.Q4_1.gguf in the data directory).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// A Jinja chat template file for the prompts, instead of the model's
+    /// own. Without one, a model with no template (a base model) is
+    /// prompted in Gemma's turn format if its vocabulary has Gemma's turn
+    /// tokens, and refused otherwise.
+    #[arg(long)]
+    chat_template: Option<PathBuf>,
     /// Training examples per task at most (a large number uses all; at least 2).
     /// 10% of them validate.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..))]
@@ -141,9 +149,23 @@ fn run() -> Result<()> {
         .clone()
         .unwrap_or_else(|| smollm2_path(&data_dir));
     let file = GgufFile::open(&model).with_context(|| "run `bash scripts/fetch-data.sh`")?;
-    let config = llama_config(&file)?;
-    let tokenizer = SmolTokenizer::from_spec(tokenizer_spec(&file)?)?;
+    let config = DecoderConfig::from_gguf(&file)?;
+    let tokenizer = match args.chat_template {
+        // A template of the user's replaces the file's, which is not read.
+        Some(_) => {
+            let mut spec = TokenizerSpec::from_gguf(&file)?;
+            spec.chat_template = None;
+            Tokenizer::from_gguf_spec(&file, spec)?
+        }
+        None => Tokenizer::from_gguf(&file)?,
+    };
     drop(file);
+    let (chat_template, template_source) =
+        choose_template(&tokenizer, args.chat_template.as_deref())?;
+    let tokenizer = match &chat_template {
+        Some(template) => tokenizer.with_chat_template(Some(template.clone())),
+        None => tokenizer,
+    };
     if args.max_len as usize > config.max_position_embeddings {
         DEFAULTS.usage_error::<Args>(format!(
             "--max-len {} exceeds the model's {} positions",
@@ -183,6 +205,9 @@ fn run() -> Result<()> {
     if args.host_kernels {
         setup["host_kernels"] = serde_json::Value::Bool(true);
     }
+    if template_source != TemplateSource::ModelFile {
+        setup["chat_template"] = serde_json::to_value(&template_source)?;
+    }
     let fingerprint = fingerprint(&settings, setup);
     let out = common.out.clone();
     let job = Comparison {
@@ -192,7 +217,8 @@ fn run() -> Result<()> {
                 model,
                 max_new_tokens: args.max_new_tokens as usize,
                 samples: args.samples as usize,
-                host_kernels: args.host_kernels,
+                host_kernels: args.host_kernels && backend.keeps_tensors_on_host(),
+                chat_template,
             },
         },
         methods: methods.clone(),

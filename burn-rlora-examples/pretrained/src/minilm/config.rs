@@ -99,7 +99,7 @@ impl BertConfig {
     ///
     /// # Errors
     ///
-    /// [`MiniLmError::DataMissing`] if the file is absent, [`MiniLmError::Json`]
+    /// [`DataError::DataMissing`](crate::datasets::DataError::DataMissing) if the file is absent, [`MiniLmError::Json`]
     /// if it does not parse, [`MiniLmError::BadConfig`] if it is not supported.
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self, MiniLmError> {
         let path = path.as_ref();

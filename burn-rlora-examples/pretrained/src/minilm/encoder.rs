@@ -18,8 +18,8 @@ use burn_rlora::{Adapt, HeadSimilarity, RLoraLinear};
 
 use super::error::MiniLmError;
 use super::targets::{EncoderAdapterConfig, TargetModule};
-use crate::host_ops;
 use burn_rlora_examples::harness::trace::{defined_mean, SimilarityTrace};
+use burn_rlora_llm::host_ops;
 
 /// Applies `layer`; an adapted layer with a router also pushes its gates
 /// (`[batch, seq, N]`) to `sink` when one is given.

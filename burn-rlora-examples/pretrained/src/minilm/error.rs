@@ -1,32 +1,16 @@
-//! The error type of the MiniLM example's loading, tokenizing and data reading.
+//! The error type of the MiniLM example's loading and tokenizing.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Everything that can go wrong while loading the MiniLM encoder, its tokenizer
-/// or the task data. Every variant names the file or value at fault.
+use crate::datasets::DataError;
+
+/// Everything that can go wrong while loading the MiniLM encoder or its
+/// tokenizer, or preparing the task data for it. Every variant names the file or value at fault.
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum MiniLmError {
-    /// A file or directory that `scripts/fetch-data.sh` writes is absent.
-    #[error(
-        "{} not found: run `bash scripts/fetch-data.sh` from the repository root first \
-         (it downloads the model and the task data into data/)",
-        path.display()
-    )]
-    DataMissing {
-        /// The missing path.
-        path: PathBuf,
-    },
-    /// An I/O error on a file that exists.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// A JSON file could not be parsed.
     #[error("cannot parse {}: {source}", path.display())]
     Json {
@@ -34,16 +18,6 @@ pub enum MiniLmError {
         path: PathBuf,
         /// The underlying error.
         source: serde_json::Error,
-    },
-    /// A task has no usable example.
-    #[error("task {task}: no usable example in {} ({skipped} records skipped)", path.display())]
-    EmptyTask {
-        /// The task's name.
-        task: String,
-        /// Where it was read from.
-        path: PathBuf,
-        /// How many records were skipped as corrupt.
-        skipped: usize,
     },
     /// A file has the wrong structure (for example a CSV without the expected columns).
     #[error("{}: {reason}", path.display())]
@@ -70,18 +44,23 @@ pub enum MiniLmError {
     /// An invalid argument (for example a test fraction outside `(0, 1)`).
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A file that `scripts/fetch-data.sh` writes (the model's or the task
+    /// data's) is absent or cannot be read, or the task data cannot be split.
+    #[error(transparent)]
+    Data(#[from] DataError),
     /// Building an adapter failed.
     #[error(transparent)]
     Adapter(#[from] burn_rlora::RLoraError),
 }
 
 impl MiniLmError {
+    /// An I/O error on `path` ([`DataError::io`]).
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        let path = path.into();
-        if source.kind() == std::io::ErrorKind::NotFound {
-            Self::DataMissing { path }
-        } else {
-            Self::Io { path, source }
-        }
+        Self::Data(DataError::io(path, source))
+    }
+
+    /// `path`, which the fetch script writes, is absent.
+    pub(crate) fn missing(path: impl Into<PathBuf>) -> Self {
+        Self::Data(DataError::DataMissing { path: path.into() })
     }
 }

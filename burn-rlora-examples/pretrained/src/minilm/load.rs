@@ -31,7 +31,7 @@ impl MiniLmPaths {
     ///
     /// # Errors
     ///
-    /// [`MiniLmError::DataMissing`] (which says to run `scripts/fetch-data.sh`)
+    /// [`DataError::DataMissing`](crate::datasets::DataError::DataMissing) (which says to run `scripts/fetch-data.sh`)
     /// for the first file that is absent.
     pub fn in_data_dir(data_dir: impl AsRef<Path>) -> Result<Self, MiniLmError> {
         let dir = data_dir.as_ref().join(MINILM_SUBDIR);
@@ -42,7 +42,7 @@ impl MiniLmPaths {
         };
         for p in [&paths.weights, &paths.config, &paths.tokenizer] {
             if !p.is_file() {
-                return Err(MiniLmError::DataMissing { path: p.clone() });
+                return Err(MiniLmError::missing(p.clone()));
             }
         }
         Ok(paths)
@@ -74,7 +74,7 @@ fn key_remapper() -> Result<KeyRemapper, MiniLmError> {
 ///
 /// # Errors
 ///
-/// [`MiniLmError::DataMissing`] if the file is absent; [`MiniLmError::Weights`]
+/// [`DataError::DataMissing`](crate::datasets::DataError::DataMissing) if the file is absent; [`MiniLmError::Weights`]
 /// if a tensor of the encoder is missing from the file, has another shape, or
 /// the file holds tensors the encoder does not know (a naming mismatch).
 pub fn load_bert_weights<B: Backend>(
@@ -83,7 +83,7 @@ pub fn load_bert_weights<B: Backend>(
 ) -> Result<BertModel<B>, MiniLmError> {
     let path = path.as_ref();
     if !path.is_file() {
-        return Err(MiniLmError::DataMissing { path: path.into() });
+        return Err(MiniLmError::missing(path));
     }
     let weights_err = |reason: String| MiniLmError::Weights {
         path: path.into(),
@@ -139,7 +139,7 @@ impl<B: Backend> PretrainedMiniLm<B> {
     ///
     /// # Errors
     ///
-    /// [`MiniLmError::DataMissing`] when `scripts/fetch-data.sh` has not been run;
+    /// [`DataError::DataMissing`](crate::datasets::DataError::DataMissing) when `scripts/fetch-data.sh` has not been run;
     /// otherwise any error of the config, weights or tokenizer loading.
     pub fn load(
         data_dir: impl AsRef<Path>,

@@ -80,13 +80,13 @@ impl MiniLmTokenizer {
     ///
     /// # Errors
     ///
-    /// [`MiniLmError::DataMissing`] if the file is absent,
+    /// [`DataError::DataMissing`](crate::datasets::DataError::DataMissing) if the file is absent,
     /// [`MiniLmError::InvalidArgument`] if `max_len < 3`, and
     /// [`MiniLmError::Tokenizer`] if the file does not parse.
     pub fn from_file(path: impl AsRef<Path>, max_len: usize) -> Result<Self, MiniLmError> {
         let path = path.as_ref();
         if !path.is_file() {
-            return Err(MiniLmError::DataMissing { path: path.into() });
+            return Err(MiniLmError::missing(path));
         }
         let inner = Tokenizer::from_file(path)
             .map_err(|e| MiniLmError::Tokenizer(format!("{}: {e}", path.display())))?;

@@ -14,9 +14,7 @@ use burn::module::Module;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_rlora::method::Method;
-use burn_rlora::multitask::{
-    largest_remainder, BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads,
-};
+use burn_rlora::multitask::{BodyOutput, Collate, MultiTaskBody, MultiTaskClassifier, TaskHeads};
 use burn_rlora::HeadSimilarity;
 use serde::Serialize;
 
@@ -26,7 +24,7 @@ use super::error::MiniLmError;
 use super::load::{MiniLmPaths, PretrainedMiniLm};
 use super::targets::EncoderAdapterConfig;
 use super::tokenize::MiniLmTokenizer;
-use super::{subsample, train_test_split, SplitRng, Task, TextExample};
+use crate::datasets::{stratified_subsample, train_test_split, Task, TextExample};
 use burn_rlora_examples::harness::compare::{
     fit_and_test, method_config_over, RunRecord, RunResult, RunSpec, Splits, TrainSettings,
 };
@@ -90,35 +88,6 @@ pub struct SplitSettings {
     pub split_seed: u64,
 }
 
-/// A stratified subsample of exactly `min(n, len)` examples: each class's
-/// share of `n`, rounded by [`largest_remainder`] (every class gets its share
-/// rounded down, and the examples left over go to the classes with the
-/// largest remainders, so a class may get none when `n` is smaller than the
-/// number of classes). The shares are floating-point numbers, so an exact
-/// tie between two remainders goes as their rounding falls, not always to
-/// the lower class. Deterministic under `seed`; shuffled.
-pub fn stratified_subsample(examples: &[TextExample], n: usize, seed: u64) -> Vec<TextExample> {
-    if n >= examples.len() {
-        return subsample(examples, n, seed);
-    }
-    let classes = examples.iter().map(|e| e.label + 1).max().unwrap_or(0);
-    let mut by_class: Vec<Vec<&TextExample>> = vec![Vec::new(); classes];
-    for e in examples {
-        by_class[e.label].push(e);
-    }
-    let total = examples.len() as f64;
-    let shares: Vec<f64> = by_class.iter().map(|m| m.len() as f64 / total).collect();
-    let quota = largest_remainder(&shares, n);
-    let mut rng = SplitRng::new(seed);
-    let mut picked: Vec<TextExample> = Vec::with_capacity(n);
-    for (members, q) in by_class.iter_mut().zip(quota) {
-        rng.shuffle(members);
-        picked.extend(members.iter().take(q).map(|&e| e.clone()));
-    }
-    rng.shuffle(&mut picked);
-    picked
-}
-
 /// One task's tokenized examples, split.
 #[derive(Debug, Clone, Serialize)]
 pub struct PreparedTask {
@@ -163,7 +132,7 @@ pub fn tokenize_all(
 ///
 /// # Errors
 ///
-/// [`MiniLmError::DataMissing`] when the data has not been fetched, any
+/// [`DataError::DataMissing`](crate::datasets::DataError::DataMissing) when the data has not been fetched, any
 /// reader error (corrupt files, empty tasks), and tokenizer errors.
 pub fn prepare_tasks(
     data_dir: &Path,
@@ -320,7 +289,7 @@ impl burn_rlora_examples::harness::compare::ComparisonTask for PreparedTask {
 ///
 /// # Errors
 ///
-/// Loading the model ([`MiniLmError::DataMissing`] without the fetched data)
+/// Loading the model ([`DataError::DataMissing`](crate::datasets::DataError::DataMissing) without the fetched data)
 /// or building the adapters.
 pub fn build_classifier<B: Backend>(
     data_dir: &Path,

@@ -7,13 +7,13 @@ use std::ops::ControlFlow;
 use burn::tensor::backend::Backend;
 use serde::{Deserialize, Serialize};
 
-use super::batch::{answer_nll, AnswerBatch, AnswerSequence};
-use super::error::DecoderError;
-use super::generate::{generate, GenerationConfig};
+use burn_rlora_llm::{
+    answer_nll, generate, stop_tokens, AnswerBatch, AnswerSequence, CausalLm, DecoderError,
+    GenerationConfig, Tokenizer,
+};
+
 use super::tasks::{InstructionEncoder, InstructionTask, TaskError, TaskKind};
 use super::text_metrics::{chrf, exact_match, rouge_l};
-use super::tokenizer::SmolTokenizer;
-use super::LlamaForCausalLM;
 
 /// One test example, ready to score.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,20 +123,22 @@ pub struct Scores {
 /// Score `model` on `tasks`: classification by which label's answer is the
 /// most likely (summed log-likelihood of its tokens) and by exact match of
 /// the greedy answer; free text by exact match, ROUGE-L F1 and chrF of the
-/// greedy answer (at most `max_new_tokens`, stopping at `<|im_end|>`).
+/// greedy answer (at most `max_new_tokens`, stopping at the end of the
+/// turn: [`stop_tokens`]).
 /// Keeps the first `samples` generations of each task.
 ///
 /// # Errors
 ///
 /// [`DecoderError`] from the model or the tokenizer.
 pub fn evaluate<B: Backend>(
-    model: &LlamaForCausalLM<B>,
-    tokenizer: &SmolTokenizer,
+    model: &CausalLm<B>,
+    tokenizer: &Tokenizer,
     tasks: &[EvalTask],
     max_new_tokens: usize,
     samples: usize,
 ) -> Result<Scores, DecoderError> {
-    let config = GenerationConfig::greedy(max_new_tokens, vec![tokenizer.eos()]);
+    let stop = stop_tokens(tokenizer);
+    let config = GenerationConfig::greedy(max_new_tokens, stop.clone());
     let (mut columns, mut primary, mut kept) = (Vec::new(), Vec::new(), Vec::new());
     for task in tasks {
         let mut sums = [0.0f64; 3];
@@ -148,7 +150,7 @@ pub fn evaluate<B: Backend>(
             let exact = f64::from(u8::from(exact_match(&text, &example.reference)));
             match &task.labels {
                 Some(labels) => {
-                    let best = most_likely(model, &example.prompt, labels, tokenizer.eos())?;
+                    let best = most_likely(model, &example.prompt, labels, stop[0])?;
                     sums[0] += f64::from(u8::from(Some(best) == example.label));
                     sums[1] += exact;
                 }
@@ -190,7 +192,7 @@ pub fn evaluate<B: Backend>(
 ///
 /// As [`answer_nll`].
 pub fn most_likely<B: Backend>(
-    model: &LlamaForCausalLM<B>,
+    model: &CausalLm<B>,
     prompt: &[u32],
     labels: &[(String, Vec<u32>)],
     pad: u32,

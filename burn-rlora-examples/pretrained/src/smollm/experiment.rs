@@ -13,11 +13,14 @@ use burn_rlora::method::Method;
 use burn_rlora::{AdaptConfig, HeadSimilarity, RLoraConfig, TargetModules};
 use serde::Serialize;
 
-use super::batch::AnswerSequence;
+use burn_rlora_llm::{
+    save_decoder_adapter, AnswerSequence, CausalLm, ChatTemplate, ChatTemplateChoice,
+    DecoderConfig, Llm, LoadOptions,
+};
+
 use super::evaluate::{evaluate, EvalTask, Sample, Scores};
 use super::tasks::{InstructionEncoder, InstructionTask, TaskError};
-use super::train::{AnswerCollate, MultiTaskLm};
-use super::{save_decoder_adapter, LlamaForCausalLM, SmolLm};
+use super::train::{short_layer_name, AnswerCollate, MultiTaskLm};
 use burn_rlora_examples::harness::compare::{
     fit, method_config_over, training_part, ComparisonTask, Fitted, RunRecord, RunResult, RunSpec,
     Splits, TrainSettings,
@@ -80,7 +83,7 @@ impl FromStr for SmolLmMethod {
 }
 
 /// The adapted layers' shapes `(d_in, d_out)` for the paper's targets.
-fn paper_shapes(lm: &super::LlamaConfig) -> Vec<(usize, usize)> {
+fn paper_shapes(lm: &DecoderConfig) -> Vec<(usize, usize)> {
     let (d, ff) = (lm.hidden_size, lm.intermediate_size);
     (0..lm.num_hidden_layers)
         .flat_map(|_| [(d, ff), (d, ff), (ff, d)])
@@ -91,7 +94,7 @@ fn paper_shapes(lm: &super::LlamaConfig) -> Vec<(usize, usize)> {
 pub fn smollm_adapter(
     method: SmolLmMethod,
     settings: &TrainSettings,
-    lm: &super::LlamaConfig,
+    lm: &DecoderConfig,
 ) -> Option<(usize, RLoraConfig)> {
     match method {
         SmolLmMethod::Base => None,
@@ -201,8 +204,11 @@ pub struct SmolLmSource {
     /// Generations kept per task for the report.
     pub samples: usize,
     /// Compute SiLU with the host kernels
-    /// ([`LlamaForCausalLM::with_host_ops`](super::LlamaForCausalLM::with_host_ops)).
+    /// ([`CausalLm::with_host_ops`](burn_rlora_llm::CausalLm::with_host_ops)).
     pub host_kernels: bool,
+    /// The chat template to use instead of the file's (see
+    /// [`choose_template`](super::template::choose_template)); `None` for the file's.
+    pub chat_template: Option<ChatTemplate>,
 }
 
 /// What a run writes besides `result.json`: its scores by column, sample
@@ -238,7 +244,11 @@ pub fn run_smollm<B: AutodiffBackend>(
 ) -> Result<RunResult> {
     let (start, device) = run.begin();
     let settings = run.settings;
-    let lm = SmolLm::<B>::load(&source.model, &device)?;
+    let options = LoadOptions::default().with_chat_template(match &source.chat_template {
+        Some(template) => ChatTemplateChoice::Given(template.clone()),
+        None => ChatTemplateChoice::FromFile,
+    });
+    let lm = Llm::<B>::load_with(&source.model, &options, &device)?;
     let adapter = smollm_adapter(method, settings, &lm.config);
     let base = lm.model.with_host_ops(source.host_kernels);
     let (rank, decoder) = adapted(base, adapter.as_ref())?;
@@ -260,8 +270,13 @@ pub fn run_smollm<B: AutodiffBackend>(
         }
     };
     if let Some((_, config)) = &adapter {
-        save_decoder_adapter(&fitted.model.lm, dir.join("adapter"), config, SMOLLM2_NAME)
-            .context("saving the trained adapter")?;
+        save_decoder_adapter(
+            &fitted.model.lm,
+            dir.join("adapter"),
+            config,
+            &base_name(source),
+        )
+        .context("saving the trained adapter")?;
     }
     let eval: Vec<EvalTask> = tasks.iter().map(|t| t.eval.clone()).collect();
     let (max_new, samples) = (source.max_new_tokens, source.samples);
@@ -290,15 +305,21 @@ pub fn run_smollm<B: AutodiffBackend>(
     Ok(result)
 }
 
-/// The name a saved adapter records as its base model.
-const SMOLLM2_NAME: &str = "SmolLM2-135M-Instruct";
+/// The name a saved adapter records as its base model: the model file's
+/// name without its extension.
+fn base_name(source: &SmolLmSource) -> String {
+    source
+        .model
+        .file_stem()
+        .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned())
+}
 
 /// `decoder` with `adapter` on the paper's targets (frozen elsewhere), or
 /// entirely frozen without one; and the adapter's rank (0 without).
 fn adapted<B: AutodiffBackend>(
-    decoder: LlamaForCausalLM<B>,
+    decoder: CausalLm<B>,
     adapter: Option<&(usize, RLoraConfig)>,
-) -> Result<(usize, LlamaForCausalLM<B>)> {
+) -> Result<(usize, CausalLm<B>)> {
     Ok(match adapter {
         None => (0, decoder.no_grad()),
         Some((rank, config)) => {
@@ -315,7 +336,7 @@ fn adapted<B: AutodiffBackend>(
 /// is adapted), by short layer name, with each layer's mean.
 #[allow(clippy::type_complexity)]
 fn similarities<B: burn::tensor::backend::Backend>(
-    lm: &LlamaForCausalLM<B>,
+    lm: &CausalLm<B>,
 ) -> Result<(Vec<(String, HeadSimilarity)>, Vec<(String, Option<f64>)>)> {
     if burn_rlora::adapt::adapted_paths(lm).is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -342,15 +363,6 @@ fn untrained<M>(model: M) -> Fitted<M> {
         steps_before: 0,
         epochs_before: 0,
         total_steps: 0,
-    }
-}
-
-/// `model.layers.3.mlp.gate_proj` as `L3.gate_proj`.
-pub fn short_layer_name(path: &str) -> String {
-    let parts: Vec<&str> = path.split('.').collect();
-    match (parts.iter().position(|p| *p == "layers"), parts.last()) {
-        (Some(i), Some(last)) if i + 1 < parts.len() => format!("L{}.{last}", parts[i + 1]),
-        _ => path.to_string(),
     }
 }
 

@@ -1,45 +1,32 @@
-//! SmolLM2-135M-Instruct, a decoder LLM of the Llama architecture, read from
-//! its GGUF file: the tokenizer, the decoder as Burn modules with adaptable
-//! projections, and generation with a KV cache.
+//! The instruction-tuning experiment on a decoder LLM (SmolLM2-135M-Instruct
+//! by default): the five instruction tasks built from the fetched data, the
+//! multi-task model that trains on their answers, evaluation by generation
+//! and label likelihood, and the comparison of methods.
+//!
+//! The decoder itself, its tokenizer, chat template and generation are the
+//! library crate [`burn_rlora_llm`]; this module holds only the experiment.
 
-pub mod adapter;
-pub mod batch;
-pub mod cache;
-pub mod config;
-pub mod error;
+use std::path::{Path, PathBuf};
+
 pub mod evaluate;
 pub mod experiment;
-pub mod generate;
-pub mod gguf;
-pub mod load;
-pub mod model;
-pub mod precision;
-pub mod rope;
 pub mod tasks;
+pub mod template;
 pub mod text_metrics;
-pub mod tokenizer;
 pub mod train;
 
-pub use adapter::{
-    load_decoder_adapter, peft_naming, save_decoder_adapter, AdapterLoadError, PEFT_PREFIX,
-};
-pub use batch::{answer_loss, answer_nll, AnswerBatch, AnswerSequence};
-pub use cache::KvCache;
-pub use config::LlamaConfig;
-pub use error::DecoderError;
-pub use generate::{generate, Generated, GenerationConfig, Sampling, StopReason};
-pub use gguf::{llama_config, smollm2_path, tokenizer_spec, SmolLm, SMOLLM2_FILE};
-pub use load::{load_llama, HostTensor, WeightSource};
-pub use model::{
-    LlamaAttention, LlamaDecoderLayer, LlamaForCausalLM, LlamaMlp, LlamaModel, RopeSettings,
-};
-pub use precision::BasePrecision;
 pub use tasks::{
     encode_example, encode_prompt, instruction_tasks, EncodedExample, InstructionEncoder,
     InstructionExample, InstructionSplit, InstructionTask, TaskError, TaskKind,
 };
+pub use template::{choose_template, TemplateSource, GEMMA_TURNS};
 pub use text_metrics::{chrf, exact_match, rouge_l, RougeScore};
-pub use tokenizer::{
-    ChatFormat, ChatTurn, SmolTokenizer, StreamDecoder, TokenizerError, TokenizerSpec,
-};
 pub use train::{AnswerCollate, MultiTaskLm};
+
+/// Where `scripts/fetch-data.sh` puts SmolLM2-135M-Instruct, under the data directory.
+pub const SMOLLM2_FILE: &str = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// The SmolLM2 file under `data_dir` (see [`default_data_dir`](crate::datasets::default_data_dir)).
+pub fn smollm2_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(SMOLLM2_FILE)
+}

@@ -9,10 +9,9 @@ use burn::train::{InferenceStep, TrainOutput, TrainStep};
 use burn_rlora::multitask::{Collate, DivergenceGuard, MultiTaskBatch, MultiTaskOutput, TaskId};
 use burn_rlora::Adapt;
 
-use super::batch::{AnswerBatch, AnswerSequence};
-use super::LlamaForCausalLM;
 use burn_rlora_examples::harness::compare::MultiTaskModel;
 use burn_rlora_examples::harness::trace::{defined_mean, SimilarityTrace};
+use burn_rlora_llm::{AnswerBatch, AnswerSequence, CausalLm};
 
 /// A decoder trained on the answers of multi-task instruction examples.
 ///
@@ -25,7 +24,7 @@ use burn_rlora_examples::harness::trace::{defined_mean, SimilarityTrace};
 #[derive(Module, Adapt, Debug)]
 pub struct MultiTaskLm<B: Backend> {
     /// The decoder (adapt it before training).
-    pub lm: LlamaForCausalLM<B>,
+    pub lm: CausalLm<B>,
     #[module(skip)]
     guard: DivergenceGuard,
     #[module(skip)]
@@ -34,7 +33,7 @@ pub struct MultiTaskLm<B: Backend> {
 
 impl<B: Backend> MultiTaskLm<B> {
     /// `lm` watched by a fresh guard.
-    pub fn new(lm: LlamaForCausalLM<B>) -> Self {
+    pub fn new(lm: CausalLm<B>) -> Self {
         Self {
             lm,
             guard: DivergenceGuard::new(),
@@ -66,7 +65,7 @@ impl<B: Backend> MultiTaskLm<B> {
                 burn_rlora::head_similarities(&self.lm)
                     .unwrap_or_default()
                     .iter()
-                    .map(|(name, s)| (super::experiment::short_layer_name(name), defined_mean(s)))
+                    .map(|(name, s)| (short_layer_name(name), defined_mean(s)))
                     .collect()
             });
         }
@@ -182,5 +181,14 @@ impl<B: Backend> Collate<B, AnswerSequence> for AnswerCollate {
     fn collate(&self, inputs: Vec<AnswerSequence>, device: &B::Device) -> AnswerBatch<B> {
         AnswerBatch::new(&inputs, self.pad, device)
             .expect("answer sequences are checked when they are encoded")
+    }
+}
+
+/// `model.layers.3.mlp.gate_proj` as `L3.gate_proj`.
+pub fn short_layer_name(path: &str) -> String {
+    let parts: Vec<&str> = path.split('.').collect();
+    match (parts.iter().position(|p| *p == "layers"), parts.last()) {
+        (Some(i), Some(last)) if i + 1 < parts.len() => format!("L{}.{last}", parts[i + 1]),
+        _ => path.to_string(),
     }
 }

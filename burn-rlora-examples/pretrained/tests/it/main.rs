@@ -6,17 +6,14 @@
 //! with `BURN_RLORA_REQUIRE_DATA=1`).
 
 mod common;
+mod datasets;
 mod minilm_cli;
-mod minilm_data;
+
 mod minilm_encoder;
 mod minilm_host_ops;
 mod minilm_parity;
 mod minilm_tokenizer;
 mod minilm_train;
 mod smollm_chat;
-mod smollm_host_ops;
-mod smollm_model;
-mod smollm_parity;
 mod smollm_tasks;
-mod smollm_tokenizer;
 mod smollm_train;

@@ -13,6 +13,7 @@ use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData, Tolerance};
 use burn_rlora::{ParamCount, RLoraConfig, RLoraLinear};
+use burn_rlora_pretrained::datasets::DataError;
 use burn_rlora_pretrained::minilm::{
     load_bert_weights, mean_pool, BertConfig, BertInput, BertModel, EncoderAdapterConfig,
     MiniLmError, TargetModule,
@@ -318,7 +319,10 @@ fn config_reads_hugging_face_json_and_rejects_unsupported_models() {
         Err(MiniLmError::Json { .. })
     ));
     let err = BertConfig::from_json_file(dir.join("absent.json")).unwrap_err();
-    assert!(matches!(err, MiniLmError::DataMissing { .. }), "{err:?}");
+    assert!(
+        matches!(err, MiniLmError::Data(DataError::DataMissing { .. })),
+        "{err:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -195,7 +195,7 @@ fn the_probe_trains_the_heads_only() {
 
 #[test]
 fn stratified_subsamples_have_the_exact_size_and_the_class_shares() {
-    use burn_rlora_pretrained::minilm::{stratified_subsample, TextExample};
+    use burn_rlora_pretrained::datasets::{stratified_subsample, TextExample};
     // 60 / 30 / 10 examples of three classes.
     let examples: Vec<TextExample> = (0..100)
         .map(|i| TextExample {

@@ -1,9 +1,10 @@
-//! `smollm-chat` end to end on the real SmolLM2 file: a sensible greedy
-//! continuation, the same answer with a fresh adapter, another one with a
-//! trained adapter, and hostile model files refused with exit status 1.
+//! `smollm-chat` end to end on the real SmolLM2 and Gemma 3 files: a
+//! sensible greedy continuation, the same answer with a fresh adapter,
+//! another one with a trained adapter, chat with a given template on a
+//! model without one, and hostile model files refused with exit status 1.
 //!
-//! Needs `data/smollm2/` (`bash scripts/fetch-data.sh`); skipped without it
-//! unless `BURN_RLORA_REQUIRE_DATA` is set.
+//! Needs `data/smollm2/` and `data/gemma3/` (`bash scripts/fetch-data.sh`);
+//! skipped without them unless `BURN_RLORA_REQUIRE_DATA` is set.
 
 #![cfg(feature = "flex")]
 
@@ -14,7 +15,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn_rlora::{AdaptConfig, RLoraConfig, TargetModules};
-use burn_rlora_pretrained::smollm::{save_decoder_adapter, LlamaForCausalLM, SmolLm};
+use burn_rlora_llm::{save_decoder_adapter, CausalLm, Llm};
 
 use crate::common;
 
@@ -50,7 +51,7 @@ fn adapter_config() -> RLoraConfig {
 }
 
 /// `model` after a few Adam steps teaching it that the capital is Berlin.
-fn taught(model: LlamaForCausalLM<AD>, ids: &[u32]) -> LlamaForCausalLM<AD> {
+fn taught(model: CausalLm<AD>, ids: &[u32]) -> CausalLm<AD> {
     let device = Default::default();
     let mut optim = AdamConfig::new().init();
     let mut model = model;
@@ -73,6 +74,62 @@ fn taught(model: LlamaForCausalLM<AD>, ids: &[u32]) -> LlamaForCausalLM<AD> {
 }
 
 #[test]
+fn gemma_continues_raw_text_chats_with_a_given_template_and_takes_an_adapter() {
+    let Some(path) = common::gemma3_or_skip("smollm-chat on gemma") else {
+        return;
+    };
+    // A base model: raw text is continued (after its BOS)...
+    let code = "def fibonacci(n):\n    ";
+    let base = answer(&path, &[code]);
+    assert!(base.starts_with(&format!("{code}if n")), "{base:?}");
+    // ... and a chat turn needs a template.
+    let out = Command::new(env!("CARGO_BIN_EXE_smollm-chat"))
+        .arg("--model")
+        .arg(&path)
+        .args(["--max-new-tokens", "4", "Hello"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("has no chat template"), "{stderr}");
+    let dir = tempdir("gemma");
+    std::fs::create_dir_all(&dir).unwrap();
+    let template = dir.join("turns.jinja");
+    std::fs::write(&template, burn_rlora_pretrained::smollm::GEMMA_TURNS).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_smollm-chat"))
+        .arg("--model")
+        .arg(&path)
+        .arg("--chat-template")
+        .arg(&template)
+        .args(["--max-new-tokens", "4", "Name a colour."])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!out.stdout.is_empty());
+
+    // A fresh adapter on every projection answers exactly as the base.
+    let lm = Llm::<AD>::load(&path, &Default::default()).expect("the model loads");
+    let targets = TargetModules::names([
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    ]);
+    let adapted = AdaptConfig::new(adapter_config(), targets)
+        .adapt(lm.model)
+        .unwrap();
+    let fresh = dir.join("adapter");
+    save_decoder_adapter(&adapted.valid(), &fresh, &adapter_config(), "gemma-3-270m").unwrap();
+    let with_adapter = answer(&path, &["--adapter", fresh.to_str().unwrap(), code]);
+    assert_eq!(with_adapter, base, "a fresh adapter answers as the base");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn chat_continues_greedily_and_an_adapter_changes_it_only_once_trained() {
     let Some(path) = common::smollm2_or_skip("smollm-chat") else {
         return;
@@ -83,7 +140,7 @@ fn chat_continues_greedily_and_an_adapter_changes_it_only_once_trained() {
         "{base:?}"
     );
 
-    let lm = SmolLm::<AD>::load(&path, &Default::default()).expect("the model loads");
+    let lm = Llm::<AD>::load(&path, &Default::default()).expect("the model loads");
     let targets = TargetModules::names(["gate_proj", "up_proj", "down_proj"]);
     let adapted = AdaptConfig::new(adapter_config(), targets)
         .adapt(lm.model)

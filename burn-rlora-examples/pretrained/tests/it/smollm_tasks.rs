@@ -8,10 +8,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use burn_rlora_llm::{ChatTurn, Tokenizer};
 use burn_rlora_pretrained::smollm::tasks::{BBC_HEADLINE, PROMPT_SEPARATOR};
 use burn_rlora_pretrained::smollm::{
-    instruction_tasks, tokenizer_spec, ChatTurn, InstructionEncoder, InstructionExample,
-    InstructionSplit, InstructionTask, SmolTokenizer, TaskError,
+    instruction_tasks, InstructionEncoder, InstructionExample, InstructionSplit, InstructionTask,
+    TaskError,
 };
 
 fn note(text: &str) {
@@ -28,10 +29,9 @@ fn tasks(data_dir: &std::path::Path, split: &InstructionSplit) -> Vec<Instructio
     tasks
 }
 
-fn real_tokenizer(path: PathBuf) -> SmolTokenizer {
+fn real_tokenizer(path: PathBuf) -> Tokenizer {
     let file = burn_rlora_gguf::GgufFile::open(&path).expect("the GGUF file opens");
-    let spec = tokenizer_spec(&file).expect("the tokenizer metadata reads");
-    SmolTokenizer::from_spec(spec).expect("the real spec builds")
+    Tokenizer::from_gguf(&file).expect("the real vocabulary builds")
 }
 
 /// The input of a user message: what follows the instruction.
@@ -207,4 +207,53 @@ fn encoded_examples_fit_and_keep_their_answers() {
         matches!(short, TaskError::MaxLenTooSmall { max_len: 16, .. }),
         "{short}"
     );
+}
+
+/// Gemma 3 270M has no chat template: the experiment prompts it in Gemma's
+/// turn format, and its answers end with `<end_of_turn>`, where generation
+/// stops.
+#[test]
+fn gemma_is_prompted_in_its_turn_format() {
+    use burn_rlora_pretrained::smollm::{choose_template, TemplateSource};
+
+    let Some(path) = crate::common::gemma3_or_skip("gemma instruction encoder") else {
+        return;
+    };
+    let tok = real_tokenizer(path);
+    assert!(
+        tok.chat_template().is_none(),
+        "a base model has no template"
+    );
+    assert!(matches!(
+        InstructionEncoder::new(&tok),
+        Err(TaskError::Tokenizer(_))
+    ));
+    let (template, source) = choose_template(&tok, None).unwrap();
+    assert_eq!(source, TemplateSource::GemmaTurns);
+    let tok = tok.with_chat_template(template);
+    let rendered = tok
+        .chat_prompt(&[ChatTurn::system("Be brief."), ChatTurn::user("Hi")], true)
+        .unwrap();
+    assert_eq!(
+        rendered,
+        "<bos><start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n"
+    );
+    let encoder = InstructionEncoder::new(&tok).expect("the turn format encodes instructions");
+    let example = InstructionExample {
+        prompt: format!("Classify the sentiment.{PROMPT_SEPARATOR}What a film!"),
+        answer: "positive".into(),
+        label: Some(1),
+    };
+    let encoded = encoder.encode_example(&example, 0, 64).unwrap();
+    let end_of_turn = tok.token_to_id("<end_of_turn>").unwrap();
+    assert_eq!(encoded.ids.first(), Some(&tok.bos()));
+    assert_eq!(encoded.ids.last(), Some(&end_of_turn));
+    assert_eq!(
+        tok.decode(&encoded.ids[encoded.answer_start..], false)
+            .unwrap(),
+        "positive<end_of_turn>"
+    );
+    // The prompt alone is the encoded example's prefix.
+    let prompt = encoder.encode_prompt(&example.prompt, 64).unwrap();
+    assert_eq!(prompt, encoded.ids[..encoded.answer_start]);
 }

@@ -8,9 +8,8 @@ use super::{
     bbc_topic_instruction, instruction_prompt, label_words, InstructionExample, InstructionSplit,
     InstructionTask, TaskError, TaskKind, BBC_HEADLINE, BBC_HEADLINE_INSTRUCTION,
 };
-use crate::minilm::{
-    stratified_subsample, subsample, train_test_split, MiniLmError, Task, TextExample,
-    MAX_TEXT_CHARS,
+use crate::datasets::{
+    stratified_subsample, subsample, train_test_split, DataError, Task, TextExample, MAX_TEXT_CHARS,
 };
 
 /// A BBC News article as its file holds it.
@@ -44,10 +43,10 @@ pub(super) struct News {
 
 /// The sorted entries of `dir` that pass `keep`.
 fn sorted_paths(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBuf>, TaskError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| MiniLmError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
     let mut out = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|e| MiniLmError::io(dir, e))?.path();
+        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
         if keep(&path) {
             out.push(path);
         }
@@ -106,7 +105,7 @@ pub(super) fn read_bbc_articles(dir: &Path) -> Result<News, TaskError> {
                 .unwrap_or_default(),
         );
         for file in files {
-            let bytes = std::fs::read(&file).map_err(|e| MiniLmError::io(&file, e))?;
+            let bytes = std::fs::read(&file).map_err(|e| DataError::io(&file, e))?;
             let (title, body) = parse_article(&file, &String::from_utf8_lossy(&bytes))?;
             let title_key = title
                 .to_lowercase()
@@ -123,7 +122,7 @@ pub(super) fn read_bbc_articles(dir: &Path) -> Result<News, TaskError> {
         }
     }
     if news.articles.is_empty() {
-        return Err(MiniLmError::EmptyTask {
+        return Err(DataError::EmptyTask {
             task: Task::BbcNews.name().into(),
             path: dir.into(),
             skipped: 0,

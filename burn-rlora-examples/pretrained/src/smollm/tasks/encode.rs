@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 
 use super::{InstructionExample, TaskError, PROMPT_SEPARATOR};
-use crate::smollm::tokenizer::{ChatTurn, SmolTokenizer};
+use burn_rlora_llm::{stop_tokens, ChatTurn, Tokenizer};
 
 /// One example as token ids: the prompt, then the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -86,7 +86,8 @@ struct PromptPieces {
 /// before encoding, so that no data can open or close a turn.
 #[derive(Debug, Clone)]
 pub struct InstructionEncoder<'a> {
-    tok: &'a SmolTokenizer,
+    tok: &'a Tokenizer,
+    turn_end: u32,
     template_head: Vec<u32>,
     user_close: Vec<u32>,
     controls: Vec<String>,
@@ -105,8 +106,10 @@ impl<'a> InstructionEncoder<'a> {
     /// [`TaskError::Tokenizer`] if the tokenizer has no chat template it
     /// renders; [`TaskError::UnsupportedTemplate`] if the rendering of a
     /// prompt is not a prefix of the rendering of the prompt and answer, or
-    /// the assistant's turn does not end with the end-of-sequence token.
-    pub fn new(tok: &'a SmolTokenizer) -> Result<Self, TaskError> {
+    /// the assistant's turn does not end with one token generation stops at
+    /// ([`stop_tokens`]: the end-of-sequence token, or an end-of-turn token
+    /// such as Gemma's `<end_of_turn>`).
+    pub fn new(tok: &'a Tokenizer) -> Result<Self, TaskError> {
         let prompt = tok.chat_prompt(&[ChatTurn::user(USER_MARK)], true)?;
         let full = tok.chat_prompt(
             &[ChatTurn::user(USER_MARK), ChatTurn::assistant(ANSWER_MARK)],
@@ -122,13 +125,17 @@ impl<'a> InstructionEncoder<'a> {
                 unsupported("the prompt with the generation prompt does not begin the full chat")
             })?;
         let end = tail.strip_suffix('\n').unwrap_or(tail);
-        if tok.encode(end)? != [tok.eos()] {
-            return Err(unsupported(&format!(
-                "the assistant's turn ends with {end:?}, not the end-of-sequence token"
-            )));
-        }
+        let turn_end = match tok.encode(end)?.as_slice() {
+            [id] if stop_tokens(tok).contains(id) => *id,
+            _ => {
+                return Err(unsupported(&format!(
+                    "the assistant's turn ends with {end:?}, not a token generation stops at"
+                )))
+            }
+        };
         Ok(Self {
             tok,
+            turn_end,
             template_head: tok.encode(head)?,
             user_close: tok.encode(close)?,
             controls: control_texts(tok),
@@ -145,14 +152,14 @@ impl<'a> InstructionEncoder<'a> {
     }
 
     /// The ids of the answer: `answer` (cleaned of control tokens), then the
-    /// end-of-sequence token.
+    /// token that ends the assistant's turn.
     ///
     /// # Errors
     ///
     /// Tokenizer errors.
     pub fn answer_ids(&self, answer: &str) -> Result<Vec<u32>, TaskError> {
         let mut ids = self.tok.encode(&self.clean(answer))?;
-        ids.push(self.tok.eos());
+        ids.push(self.turn_end);
         Ok(ids)
     }
 
@@ -275,7 +282,7 @@ impl<'a> InstructionEncoder<'a> {
 }
 
 /// The texts of `tok`'s control tokens, longest first.
-fn control_texts(tok: &SmolTokenizer) -> Vec<String> {
+fn control_texts(tok: &Tokenizer) -> Vec<String> {
     let mut texts: Vec<String> = (0..tok.vocab_size() as u32)
         .filter(|&id| tok.is_special(id))
         .filter_map(|id| tok.id_to_token(id))
@@ -293,7 +300,7 @@ fn control_texts(tok: &SmolTokenizer) -> Vec<String> {
 ///
 /// As [`InstructionEncoder::new`] and [`InstructionEncoder::encode_example`].
 pub fn encode_example(
-    tok: &SmolTokenizer,
+    tok: &Tokenizer,
     example: &InstructionExample,
     task: usize,
     max_len: usize,
@@ -308,7 +315,7 @@ pub fn encode_example(
 ///
 /// As [`InstructionEncoder::new`] and [`InstructionEncoder::encode_prompt`].
 pub fn encode_prompt(
-    tok: &SmolTokenizer,
+    tok: &Tokenizer,
     prompt: &str,
     max_len_for_prompt: usize,
 ) -> Result<Vec<u32>, TaskError> {
@@ -322,7 +329,7 @@ mod tests {
     //! byte) and a few merges, with SmolLM2's chat template.
 
     use super::*;
-    use crate::smollm::tokenizer::{token_type, TokenizerError, TokenizerSpec};
+    use burn_rlora_llm::tokenizer::{token_type, TokenizerError, TokenizerSpec};
 
     const TEMPLATE: &str = "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
     const MERGES: [&str; 6] = ["Ġ t", "h e", "Ġt he", "Ċ Ċ", "i n", "Ġ in"];
@@ -354,11 +361,16 @@ mod tests {
             pad: Some(0),
             pre: "smollm".into(),
             chat_template: template.map(str::to_owned),
+            scores: Vec::new(),
+            unknown: None,
+            add_bos: None,
+            add_eos: None,
+            add_space_prefix: None,
         }
     }
 
-    fn tok() -> SmolTokenizer {
-        SmolTokenizer::from_spec(spec(Some(TEMPLATE))).unwrap()
+    fn tok() -> Tokenizer {
+        Tokenizer::from_spec(spec(Some(TEMPLATE))).unwrap()
     }
 
     fn example(prompt: &str, answer: &str) -> InstructionExample {
@@ -371,7 +383,7 @@ mod tests {
 
     /// The ids of the whole chat rendering encoded at once, without the
     /// newline after the assistant's `<|im_end|>`.
-    fn natural(tok: &SmolTokenizer, ex: &InstructionExample) -> Vec<u32> {
+    fn natural(tok: &Tokenizer, ex: &InstructionExample) -> Vec<u32> {
         let turns = [
             ChatTurn::user(ex.prompt.as_str()),
             ChatTurn::assistant(ex.answer.as_str()),
@@ -498,12 +510,12 @@ mod tests {
             "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}",
             "",
         );
-        let tok = SmolTokenizer::from_spec(spec(Some(&plain))).unwrap();
+        let tok = Tokenizer::from_spec(spec(Some(&plain))).unwrap();
         let ex = example("Classify this:\n\nthe tin", "spam");
         let e = encode_example(&tok, &ex, 0, 100).unwrap();
         assert_eq!(e.ids, natural(&tok, &ex));
         assert_eq!(e.ids[0], 1, "<|im_start|>user first");
-        let none = SmolTokenizer::from_spec(spec(None)).unwrap();
+        let none = Tokenizer::from_spec(spec(None)).unwrap();
         assert!(matches!(
             InstructionEncoder::new(&none),
             Err(TaskError::Tokenizer(TokenizerError::NoChatTemplate))

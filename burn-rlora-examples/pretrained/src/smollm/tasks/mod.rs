@@ -21,7 +21,7 @@
 //! terms.
 //!
 //! Texts are read as [`crate::minilm`]'s readers read them (lossy UTF-8, cut
-//! to [`MAX_TEXT_CHARS`](crate::minilm::MAX_TEXT_CHARS) characters, trimmed; corrupt records skipped and
+//! to [`MAX_TEXT_CHARS`](crate::datasets::MAX_TEXT_CHARS) characters, trimmed; corrupt records skipped and
 //! counted). BBC News is read here, file by file, as a title line, a blank
 //! line and a body; a file of another shape is a [`TaskError::BadArticle`]
 //! naming it. Within each task an example whose text repeats an earlier one
@@ -60,8 +60,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use thiserror::Error;
 
-use super::tokenizer::TokenizerError;
-use crate::minilm::{stratified_subsample, train_test_split, MiniLmError, Task, TextExample};
+use crate::datasets::{stratified_subsample, train_test_split, DataError, Task, TextExample};
+use burn_rlora_llm::TokenizerError;
 
 mod bbc;
 mod encode;
@@ -114,7 +114,7 @@ pub fn instruction_prompt(instruction: &str, input: &str) -> String {
 pub enum TaskError {
     /// A task's data could not be read (missing files say to run the fetch script).
     #[error(transparent)]
-    Data(#[from] MiniLmError),
+    Data(#[from] DataError),
     /// A BBC News file is not a title line, a blank line and a body.
     #[error("{}: {reason}", path.display())]
     BadArticle {
@@ -248,7 +248,7 @@ impl InstructionSplit {
 /// # Errors
 ///
 /// [`TaskError::InvalidSplit`] for a test fraction outside `(0, 1)`; reading
-/// errors ([`TaskError::Data`] with [`MiniLmError::DataMissing`] when the data
+/// errors ([`TaskError::Data`] with [`DataError::DataMissing`] when the data
 /// has not been fetched, [`TaskError::BadArticle`]); [`TaskError::BadLabel`];
 /// [`TaskError::EmptySplit`] when a task has no training or test example.
 pub fn instruction_tasks(
@@ -622,7 +622,7 @@ mod tests {
         std::fs::remove_dir_all(data.0.join("tasks/bbc_news")).unwrap();
         let err = instruction_tasks(&data.0, &bad).unwrap_err();
         assert!(
-            matches!(err, TaskError::Data(MiniLmError::DataMissing { .. })),
+            matches!(err, TaskError::Data(DataError::DataMissing { .. })),
             "{err}"
         );
         assert!(err.to_string().contains("fetch-data.sh"));

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use burn_rlora_pretrained::minilm::{default_data_dir, MiniLmPaths};
+use burn_rlora_pretrained::datasets::default_data_dir;
+use burn_rlora_pretrained::minilm::MiniLmPaths;
 
 /// The data directory when `scripts/fetch-data.sh` has filled it; otherwise
 /// `None` after printing why `test` is skipped. With `BURN_RLORA_REQUIRE_DATA`
@@ -30,7 +31,23 @@ pub fn fetched_data_or_skip(test: &str) -> Option<PathBuf> {
 /// The SmolLM2 GGUF file when `scripts/fetch-data.sh` has fetched it;
 /// otherwise as [`fetched_data_or_skip`].
 pub fn smollm2_or_skip(test: &str) -> Option<PathBuf> {
-    let path = burn_rlora_pretrained::smollm::smollm2_path(&default_data_dir());
+    model_or_skip(
+        test,
+        burn_rlora_pretrained::smollm::smollm2_path(&default_data_dir()),
+    )
+}
+
+/// The Gemma 3 270M GGUF file when `scripts/fetch-data.sh` has fetched it;
+/// otherwise as [`fetched_data_or_skip`].
+pub fn gemma3_or_skip(test: &str) -> Option<PathBuf> {
+    model_or_skip(
+        test,
+        default_data_dir().join("gemma3/gemma-3-270m-q4_k_m.gguf"),
+    )
+}
+
+/// `path` if it is a file; otherwise as [`fetched_data_or_skip`].
+fn model_or_skip(test: &str, path: PathBuf) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
