@@ -12,6 +12,7 @@
 #   PYTHON=/path/to/venv/bin/python bash benches/smollm_generate.sh
 #   PROMPTS="128 512" NEW=64 ROUNDS=5 bash benches/smollm_generate.sh
 #   NO_DEFAULT=1 bash benches/smollm_generate.sh # without flex's AVX-512 GEMM kernels
+#   GGUF=gemma3/gemma-3-270m-q4_k_m.gguf bash benches/smollm_generate.sh   # another model under data/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -27,7 +28,7 @@ cargo build --release -p burn-rlora-benches ${NO_DEFAULT:+--no-default-features}
 bin="$TARGET/release/smollm_generate"
 : >"$out"
 for p in $PROMPTS; do
-  "$bin" --python "$PYTHON" --prompt "$p" --new "$NEW" --rounds "$ROUNDS" --warmup "$WARMUP" \
+  "$bin" --python "$PYTHON" --prompt "$p" --new "$NEW" --rounds "$ROUNDS" --warmup "$WARMUP" ${GGUF:+--gguf "$GGUF"} \
     --threads "$THREADS" --json "${out%.md}-$p.json" | tee -a "$out"
   echo >>"$out"
 done

@@ -14,6 +14,7 @@
 #   PROFILE=1 bash benches/smollm_step.sh        # Burn's phases and a perf profile instead
 #   NO_DEFAULT=1 bash benches/smollm_step.sh     # without flex's AVX-512 GEMM kernels
 #   HOST_KERNELS=1 bash benches/smollm_step.sh   # Burn's SiLU by the host kernels
+#   GGUF=gemma3/gemma-3-270m-q4_k_m.gguf bash benches/smollm_step.sh   # another model under data/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -30,7 +31,7 @@ out=${OUT:-$TARGET/smollm_step.md}
 
 cargo build --release -p burn-rlora-benches ${NO_DEFAULT:+--no-default-features} --bin smollm_step ${FEATURES:+--features "$FEATURES"}
 bin="$TARGET/release/smollm_step"
-shape=(--batch "$BATCH" --seq "$SEQ" --answer "$ANSWER" --threads "$THREADS" ${HOST_KERNELS:+--host-kernels})
+shape=(--batch "$BATCH" --seq "$SEQ" --answer "$ANSWER" --threads "$THREADS" ${HOST_KERNELS:+--host-kernels} ${GGUF:+--gguf "$GGUF"})
 
 if [ -n "${PROFILE:-}" ]; then
   # Burn's phases, then where its samples land, grouped by kind of operation.

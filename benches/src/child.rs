@@ -28,6 +28,7 @@ pub fn torch_command(
     dump: &Path,
     cache: &Path,
     data_dir: &Path,
+    gguf: &str,
     threads: usize,
 ) -> Command {
     let mut cmd = Command::new(python);
@@ -38,10 +39,21 @@ pub fn torch_command(
         .arg(cache)
         .arg("--data-dir")
         .arg(data_dir)
+        .args(["--gguf", gguf])
         .args(["--threads", &threads.to_string()])
         .envs(MALLOC_ENV)
         .stderr(Stdio::inherit());
     cmd
+}
+
+/// The default folder where the PyTorch side keeps the model `gguf`
+/// (a path under the data directory) dequantized between runs: one per
+/// model file.
+pub fn torch_cache_for(gguf: &str) -> std::path::PathBuf {
+    let stem = Path::new(gguf)
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    std::env::temp_dir().join(format!("burn-rlora-torch-{stem}"))
 }
 
 /// The `main` of a bench binary: parse `A` (printing clap's message and

@@ -35,7 +35,7 @@ use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
 use burn_rlora_llm::{generate, CausalLm, GenerationConfig, Llm};
 use burn_rlora_pretrained::datasets::default_data_dir;
-use burn_rlora_pretrained::smollm::smollm2_path;
+use burn_rlora_pretrained::smollm::SMOLLM2_FILE;
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -70,6 +70,11 @@ struct Args {
     /// Data directory written by scripts/fetch-data.sh (default: $BURN_RLORA_DATA, else data/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The model file, under the data directory (any model `burn-rlora-llm`
+    /// reads and transformers loads from GGUF; e.g.
+    /// gemma3/gemma-3-270m-q4_k_m.gguf).
+    #[arg(long, default_value = SMOLLM2_FILE)]
+    gguf: String,
     /// The Python that runs the PyTorch side (needs torch, transformers, gguf).
     #[arg(long, default_value = "python3")]
     python: String,
@@ -180,7 +185,7 @@ fn real_main(a: Args) -> Result<()> {
     let data_dir = a.data_dir.clone().unwrap_or_else(default_data_dir);
     let device = Default::default();
     let start = Instant::now();
-    let smol = Llm::<B>::load(smollm2_path(&data_dir), &device)?;
+    let smol = Llm::<B>::load(data_dir.join(&a.gguf), &device)?;
     eprintln!(
         "burn: model loaded in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -221,13 +226,14 @@ fn torch_command(a: &Args, dump: &Path, data_dir: &Path) -> Command {
     let cache = a
         .torch_cache
         .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join("burn-rlora-smollm-torch"));
+        .unwrap_or_else(|| child::torch_cache_for(&a.gguf));
     child::torch_command(
         &a.python,
         &a.torch_script,
         dump,
         &cache,
         data_dir,
+        &a.gguf,
         a.threads,
     )
 }
@@ -319,6 +325,7 @@ fn measure_peaks(a: &Args, dump: &Path, data_dir: &Path) -> Result<(Option<f64>,
         cmd.args([flag, &v]);
     }
     cmd.arg("--data-dir").arg(data_dir);
+    cmd.args(["--gguf", &a.gguf]);
     let burn = peak_line(cmd)?;
     let torch = if a.no_torch {
         None

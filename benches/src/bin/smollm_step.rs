@@ -41,7 +41,7 @@ use burn_rlora_benches::{keep_freed_memory, median};
 use burn_rlora_examples::harness::compare::{peak_rss_mib, reset_peak_rss};
 use burn_rlora_llm::{answer_loss, AnswerBatch, AnswerSequence, CausalLm, Llm};
 use burn_rlora_pretrained::datasets::default_data_dir;
-use burn_rlora_pretrained::smollm::smollm2_path;
+use burn_rlora_pretrained::smollm::SMOLLM2_FILE;
 use clap::Parser;
 use serde_json::{json, Value};
 
@@ -97,6 +97,11 @@ struct Args {
     /// Data directory written by scripts/fetch-data.sh (default: $BURN_RLORA_DATA, else data/).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The model file, under the data directory (any model `burn-rlora-llm`
+    /// reads and transformers loads from GGUF; e.g.
+    /// gemma3/gemma-3-270m-q4_k_m.gguf).
+    #[arg(long, default_value = SMOLLM2_FILE)]
+    gguf: String,
     /// The Python that runs the PyTorch side (needs torch, transformers, gguf).
     #[arg(long, default_value = "python3")]
     python: String,
@@ -318,7 +323,15 @@ impl BurnJob {
 struct Torch(JsonChild);
 
 fn torch_command(a: &Args, dump: &Path, cache: &Path, data_dir: &Path) -> Command {
-    child::torch_command(&a.python, &a.torch_script, dump, cache, data_dir, a.threads)
+    child::torch_command(
+        &a.python,
+        &a.torch_script,
+        dump,
+        cache,
+        data_dir,
+        &a.gguf,
+        a.threads,
+    )
 }
 
 impl Torch {
@@ -350,7 +363,7 @@ fn real_main(a: Args) -> Result<()> {
     let device = Default::default();
     Ad::seed(&device, 0);
     if let Some(m) = &a.peak_of {
-        return peak_of(&a, Method::parse(m)?, &smollm2_path(&data_dir));
+        return peak_of(&a, Method::parse(m)?, &data_dir.join(&a.gguf));
     }
     let tmp = std::env::temp_dir().join(format!("burn-rlora-smollm-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
@@ -359,7 +372,7 @@ fn real_main(a: Args) -> Result<()> {
         cache: a
             .torch_cache
             .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("burn-rlora-smollm-torch")),
+            .unwrap_or_else(|| child::torch_cache_for(&a.gguf)),
         a,
         methods,
         data_dir,
@@ -402,7 +415,7 @@ type Batches = (AnswerBatch<Ad>, AnswerBatch<burn::backend::Flex>);
 fn compare(run: &Run, device: &burn::tensor::Device<Ad>) -> Result<()> {
     let a = &run.a;
     let start = Instant::now();
-    let smol = Llm::<Ad>::load(smollm2_path(&run.data_dir), device)?;
+    let smol = Llm::<Ad>::load(run.data_dir.join(&run.a.gguf), device)?;
     eprintln!(
         "burn: model loaded in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -588,6 +601,7 @@ fn burn_peak(a: &Args, m: Method) -> Result<Option<f64>> {
     if let Some(d) = &a.data_dir {
         cmd.arg("--data-dir").arg(d);
     }
+    cmd.args(["--gguf", &a.gguf]);
     if a.system_malloc {
         cmd.arg("--system-malloc");
     }
