@@ -167,6 +167,7 @@ impl CompareArgs {
             trace_every: self.trace_every as usize,
             plain: self.plain,
             resume: self.resume,
+            steps: Default::default(),
         }
     }
 

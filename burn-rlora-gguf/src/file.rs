@@ -244,7 +244,7 @@ fn open_regular(path: &Path) -> Result<File, GgufErrorKind> {
     Ok(file)
 }
 
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+pub(crate) fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     #[cfg(unix)]
     {
         use std::os::unix::fs::FileTypeExt;

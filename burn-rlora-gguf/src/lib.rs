@@ -1,6 +1,6 @@
 //! # burn-rlora-gguf
 //!
-//! A strict reader of GGUF files (the llama.cpp / ggml model format,
+//! A strict reader (and a writer, [`GgufWriter`]) of GGUF files (the llama.cpp / ggml model format,
 //! versions 2 and 3): the header, every metadata value type, the tensor
 //! infos, and tensor data dequantized to `f32` for F32, F16, BF16, the
 //! legacy quants Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1, and the K-quants Q2_K,
@@ -59,6 +59,13 @@
 //! assert_eq!(dims, [576, tokens.len()]); // [width, vocabulary]
 //! # Ok::<(), burn_rlora_gguf::GgufError>(())
 //! ```
+//!
+//! Files are written with [`GgufWriter`]: metadata of every value type,
+//! tensors given as `f32` values and encoded as F32, F16, BF16 or Q8_0
+//! (quantized bit for bit as llama.cpp's reference quantizer,
+//! [`quantize_q8_0`]) or given as raw bytes of any type, any power-of-two
+//! alignment, written atomically ([`GgufWriter::write_file`]). Whatever it
+//! writes, the reader reads back (see the [`writer`] module).
 //!
 //! ## Dimension order
 //!
@@ -125,6 +132,7 @@ mod metadata;
 mod reader;
 mod tensor;
 mod value;
+pub mod writer;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -138,3 +146,6 @@ pub use kv::MAX_ARRAY_DEPTH;
 pub use metadata::Metadata;
 pub use tensor::{row_major_shape, TensorInfo, MAX_DIMS};
 pub use value::{Array, Value, ValueType};
+pub use writer::{
+    encode_f32, quantize_q8_0, EncodeError, GgufWriter, WriteError, ENCODABLE_TYPES, WRITE_VERSION,
+};

@@ -1,9 +1,11 @@
 //! A GGUF writer for this crate's tests and fuzz seeds (feature `testing`).
 //! Not part of the supported API: it writes whatever it is told, valid or
-//! not, so that tests can build hostile files.
+//! not, so that tests can build hostile files. Valid files are written with
+//! the supported [`GgufWriter`](crate::GgufWriter), whose value encoding
+//! this writer shares.
 
 use crate::ggml_type::GgmlType;
-use crate::value::{Array, Value};
+use crate::value::Value;
 
 /// A metadata entry as written: key, value type id, value bytes.
 #[derive(Debug, Clone)]
@@ -158,46 +160,10 @@ fn put_str(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(s.as_bytes());
 }
 
-/// Appends the bytes of `value` (without its type id) to `out`.
+/// Appends the bytes of `value` (without its type id) to `out`, as the
+/// supported writer ([`GgufWriter`](crate::GgufWriter)) encodes them.
 pub fn encode_value(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::U8(v) => out.push(*v),
-        Value::I8(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::U16(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::I16(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::U32(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::F32(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::Bool(v) => out.push(u8::from(*v)),
-        Value::String(s) => put_str(s, out),
-        Value::Array(a) => encode_array(a, out),
-        Value::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
-        Value::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
-    }
-}
-
-fn encode_array(a: &Array, out: &mut Vec<u8>) {
-    out.extend_from_slice(&a.element_type().id().to_le_bytes());
-    out.extend_from_slice(&(a.len() as u64).to_le_bytes());
-    fn each<T: Clone>(v: &[T], f: fn(T) -> Value, out: &mut Vec<u8>) {
-        v.iter().for_each(|x| encode_value(&f(x.clone()), out));
-    }
-    match a {
-        Array::U8(v) => out.extend_from_slice(v),
-        Array::I8(v) => each(v, Value::I8, out),
-        Array::U16(v) => each(v, Value::U16, out),
-        Array::I16(v) => each(v, Value::I16, out),
-        Array::U32(v) => each(v, Value::U32, out),
-        Array::I32(v) => each(v, Value::I32, out),
-        Array::F32(v) => each(v, Value::F32, out),
-        Array::Bool(v) => each(v, Value::Bool, out),
-        Array::String(v) => v.iter().for_each(|s| put_str(s, out)),
-        Array::Array(v) => v.iter().for_each(|inner| encode_array(inner, out)),
-        Array::U64(v) => each(v, Value::U64, out),
-        Array::I64(v) => each(v, Value::I64, out),
-        Array::F64(v) => each(v, Value::F64, out),
-    }
+    crate::writer::encode_value(value, out);
 }
 
 /// `f32` values as F32 tensor data.

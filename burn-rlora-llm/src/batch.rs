@@ -1,9 +1,11 @@
 //! Batches of instruction examples for training on the answer tokens only.
 //!
-//! The output head is 49152 columns wide for SmolLM2: computed at every
-//! position it is most of a step's time and memory. A batch therefore lists
-//! the positions whose next token belongs to an answer, and the loss runs
-//! the head on those rows alone.
+//! The output head is 49,152 columns wide for SmolLM2 and 262,144 for
+//! Gemma 3: computed at every position it is most of a step's time and
+//! memory. A batch therefore lists the positions whose next token belongs to
+//! an answer, and the loss runs the head on those rows alone.
+
+use std::ops::Range;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -11,15 +13,56 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::error::DecoderError;
 use crate::model::CausalLm;
 
-/// One training sequence: its token ids and where its answer starts.
+/// One training sequence: its token ids and which of them are answer
+/// tokens, the ones trained on (a multi-turn conversation has one span per
+/// assistant turn).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnswerSequence {
-    /// Prompt then answer (the answer's closing token included).
+    /// Prompt and answers (each answer's closing token included).
     pub ids: Vec<u32>,
-    /// Index in `ids` of the first answer token; at least 1.
-    pub answer_start: usize,
+    /// The spans of `ids` that are answer tokens: non-empty, in order, not
+    /// overlapping, none starting at 0 (a first token has nothing before it
+    /// to predict it from).
+    pub answers: Vec<Range<usize>>,
     /// The sequence's task.
     pub task: usize,
+}
+
+impl AnswerSequence {
+    /// A prompt and one answer: `ids[answer_start..]` is the answer.
+    pub fn new(ids: Vec<u32>, answer_start: usize, task: usize) -> Self {
+        let answers = std::iter::once(answer_start..ids.len()).collect();
+        Self { ids, answers, task }
+    }
+
+    /// Index in `ids` of the first answer token (`ids.len()` without any).
+    pub fn answer_start(&self) -> usize {
+        self.answers.first().map_or(self.ids.len(), |a| a.start)
+    }
+
+    /// The number of answer tokens.
+    pub fn answer_tokens(&self) -> usize {
+        self.answers.iter().map(|a| a.len()).sum()
+    }
+
+    /// Checks the spans against the ids.
+    fn check(&self) -> Result<(), String> {
+        if self.answers.is_empty() {
+            return Err("no answer span".into());
+        }
+        let mut end = 1;
+        for a in &self.answers {
+            if a.start < end || a.end <= a.start || a.end > self.ids.len() {
+                return Err(format!(
+                    "answer span {a:?} is empty, out of order, or not inside its {} tokens \
+                     (after the first)",
+                    self.ids.len()
+                ));
+            }
+            end = a.end;
+        }
+        Ok(())
+    }
 }
 
 /// Sequences padded on the right to the longest, with the positions that
@@ -45,7 +88,7 @@ impl<B: Backend> AnswerBatch<B> {
     /// # Errors
     ///
     /// [`DecoderError::Shape`] for no sequences, or a sequence whose answer
-    /// start is 0 or not before its end.
+    /// spans are empty, out of order, or not inside its ids after the first.
     pub fn new(
         sequences: &[AnswerSequence],
         pad: u32,
@@ -58,16 +101,12 @@ impl<B: Backend> AnswerBatch<B> {
         let mut tokens = Vec::with_capacity(sequences.len() * len);
         let (mut positions, mut targets, mut rows) = (Vec::new(), Vec::new(), Vec::new());
         for (r, s) in sequences.iter().enumerate() {
-            if s.answer_start == 0 || s.answer_start >= s.ids.len() {
-                return Err(DecoderError::Shape(format!(
-                    "sequence {r}: answer start {} is not inside its {} tokens (after the first)",
-                    s.answer_start,
-                    s.ids.len()
-                )));
-            }
+            s.check()
+                .map_err(|e| DecoderError::Shape(format!("sequence {r}: {e}")))?;
             tokens.extend(s.ids.iter().map(|&t| i64::from(t)));
             tokens.extend(std::iter::repeat_n(i64::from(pad), len - s.ids.len()));
-            for p in s.answer_start - 1..s.ids.len() - 1 {
+            // Position p predicts token p + 1.
+            for p in s.answers.iter().flat_map(|a| a.start - 1..a.end - 1) {
                 positions.push((r * len + p) as i64);
                 targets.push(i64::from(s.ids[p + 1]));
                 rows.push(r);

@@ -24,8 +24,10 @@ const END_OF_TURN: [&str; 5] = [
 ];
 
 /// The tokens generation stops at for `tokenizer`'s vocabulary: its
-/// end-of-sequence token, and those of [`END_OF_TURN`] that it holds as
-/// control tokens, in id order.
+/// end-of-sequence token, and those of the end-of-turn tokens of the
+/// supported chat formats (`<|im_end|>`, `<end_of_turn>`, `<|eot_id|>`,
+/// `<|eom_id|>`, `<|endoftext|>`) that it holds as control tokens, in id
+/// order.
 pub fn stop_tokens(tokenizer: &Tokenizer) -> Vec<u32> {
     let mut ids: Vec<u32> = END_OF_TURN
         .iter()

@@ -42,6 +42,11 @@
 //!   `tokenizers` crate; [`chat`]: conversations and chat templates;
 //! * [`adapter`]: adapter files under PEFT's names; [`batch`]: training
 //!   batches whose loss counts the answer tokens only;
+//! * [`export`]: adapters written as llama.cpp LoRA adapters (GGUF), for
+//!   `llama-server --lora` and ollama (the `rlora-llm export-gguf` command,
+//!   feature `cli`); [`sft`]: fine-tuning
+//!   data in the JSONL shapes of the Python tools, encoded with the answers
+//!   marked;
 //! * [`precision`], [`host_ops`]: a half-precision base for GPUs, and host
 //!   kernels for the CPU backends' slow elementwise work.
 //!
@@ -80,6 +85,7 @@ pub mod cache;
 pub mod chat;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod generate;
 pub mod host_ops;
 pub mod llm;
@@ -87,6 +93,7 @@ pub mod load;
 pub mod model;
 pub mod precision;
 pub mod rope;
+pub mod sft;
 pub mod tokenizer;
 
 pub use adapter::{
@@ -97,6 +104,7 @@ pub use cache::KvCache;
 pub use chat::{ChatTemplate, ChatTemplateError, ChatTurn};
 pub use config::{Architecture, DecoderConfig, HiddenAct};
 pub use error::DecoderError;
+pub use export::{export_lora_gguf, lora_gguf, ExportError, ExportReport, GgufExportOptions};
 pub use generate::{generate, stop_tokens, Generated, GenerationConfig, Sampling, StopReason};
 pub use llm::{ChatTemplateChoice, Llm, LoadOptions};
 pub use load::{load_decoder, HostTensor, WeightSource};

@@ -204,6 +204,7 @@ fn settings(batch_size: usize) -> TrainSettings {
         trace_every: 0,
         plain: true,
         resume: false,
+        steps: Default::default(),
     }
 }
 

@@ -236,11 +236,7 @@ impl Inputs {
     fn sequences(&self) -> Vec<AnswerSequence> {
         self.ids
             .iter()
-            .map(|ids| AnswerSequence {
-                ids: ids.clone(),
-                answer_start: self.answer_start,
-                task: 0,
-            })
+            .map(|ids| AnswerSequence::new(ids.clone(), self.answer_start, 0))
             .collect()
     }
 

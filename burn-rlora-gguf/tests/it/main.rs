@@ -8,3 +8,4 @@ mod hostile;
 mod real_file;
 mod roundtrip;
 mod seeds;
+mod writer;

@@ -558,52 +558,58 @@ mod adapters {
     }
 }
 
+// Answer spans are lists of ranges: one-span lists are meant.
+#[allow(clippy::single_range_in_vec_init)]
 #[test]
 fn the_answer_loss_is_the_full_pass_s_at_the_answer_positions() {
     use burn_rlora_llm::{answer_nll, AnswerBatch, AnswerSequence};
     let m = model(&tiny());
     let device = Default::default();
     let seqs = [
+        AnswerSequence::new(IDS.to_vec(), 6, 0),
+        AnswerSequence::new(IDS[..5].to_vec(), 2, 1),
+        // Two assistant turns: tokens 2..4 and 6..8.
         AnswerSequence {
-            ids: IDS.to_vec(),
-            answer_start: 6,
+            ids: IDS[..8].to_vec(),
+            answers: vec![2..4, 6..8],
             task: 0,
-        },
-        AnswerSequence {
-            ids: IDS[..5].to_vec(),
-            answer_start: 2,
-            task: 1,
         },
     ];
     let batch = AnswerBatch::<B>::new(&seqs, 0, &device).unwrap();
-    assert_eq!(batch.rows, [0, 0, 0, 1, 1, 1]);
-    assert_eq!(batch.tasks, [0, 1]);
+    assert_eq!(batch.rows, [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]);
+    assert_eq!(batch.tasks, [0, 1, 0]);
     let nll = answer_nll(&m, &batch)
         .unwrap()
         .into_data()
         .to_vec::<f32>()
         .unwrap();
+    // Hand-listed positions: each predicts the answer token after it.
+    let predicting: [&[usize]; 3] = [&[5, 6, 7], &[1, 2, 3], &[1, 2, 5, 6]];
     let mut want = Vec::new();
-    for s in &seqs {
+    for (s, positions) in seqs.iter().zip(predicting) {
         let full = logits(&m, &s.ids);
-        for p in s.answer_start - 1..s.ids.len() - 1 {
+        for &p in positions {
             let r = row(full.clone(), p);
             let lse = r.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
             want.push((lse - r[s.ids[p + 1] as usize] as f64) as f32);
         }
     }
     assert_close(&nll, &want, 1e-4);
+    let spans = |answers: Vec<std::ops::Range<usize>>| {
+        vec![AnswerSequence {
+            ids: vec![1, 2, 3, 4],
+            answers,
+            task: 0,
+        }]
+    };
     for bad in [
-        vec![AnswerSequence {
-            ids: vec![1, 2],
-            answer_start: 0,
-            task: 0,
-        }],
-        vec![AnswerSequence {
-            ids: vec![1, 2],
-            answer_start: 2,
-            task: 0,
-        }],
+        vec![AnswerSequence::new(vec![1, 2], 0, 0)],
+        vec![AnswerSequence::new(vec![1, 2], 2, 0)],
+        spans(vec![]),
+        spans(vec![2..3, 1..2]),
+        spans(vec![1..3, 2..4]),
+        spans(vec![3..5]),
+        spans(vec![2..2]),
         vec![],
     ] {
         assert!(matches!(

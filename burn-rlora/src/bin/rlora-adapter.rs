@@ -23,7 +23,8 @@ use anyhow::Context;
 use burn::tensor::DType;
 use burn_rlora::checkpoint::reference::tensor_file_in;
 use burn_rlora::checkpoint::{
-    merge_safetensors, read_reference, AdapterFile, CheckpointError, LoadOptions, CONFIG_FILE,
+    merge_safetensors, read_reference, read_regular_file, AdapterFile, CheckpointError,
+    LoadOptions, CONFIG_FILE,
 };
 use burn_rlora::write_atomically;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -275,7 +276,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let adapter = read_any(&dir, true)?;
             // The base model is the user's own file, of any size: no cap.
-            let bytes = std::fs::read(&base)
+            let bytes = read_regular_file(&base, u64::MAX)
                 .with_context(|| format!("reading the base model {}", base.display()))?;
             let merged = merge_safetensors(&adapter, &bytes, &strip_prefix)
                 .with_context(|| format!("merging into the base model {}", base.display()))?;

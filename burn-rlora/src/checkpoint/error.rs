@@ -15,12 +15,13 @@ use crate::error::RLoraError;
 #[non_exhaustive]
 pub enum CheckpointError {
     /// Reading or writing a file failed.
-    #[error("I/O error on {path}: {source}")]
+    #[error("I/O error on {path}: {error}")]
     Io {
         /// The file or directory.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, not a separate `source()`,
+        /// so that an error chain does not print it twice).
+        error: std::io::Error,
     },
     /// The model needs a tensor that the file does not hold.
     #[error("missing key '{key}': expected {expected}, found nothing")]
@@ -179,13 +180,44 @@ pub enum CheckpointError {
     /// The adapter cannot be merged exactly.
     #[error(transparent)]
     Layer(#[from] RLoraError),
+    /// The adapter's config asks for something this crate does not load
+    /// (for a PEFT adapter: anything but plain LoRA on linear layers), named
+    /// by its field.
+    #[error("unsupported adapter config: '{field}' is {found}: {reason}")]
+    UnsupportedConfig {
+        /// The config field (as written in `adapter_config.json`).
+        field: String,
+        /// Its value, as JSON.
+        found: String,
+        /// Why it cannot be loaded, and what to do instead.
+        reason: String,
+    },
+    /// An error about one file of an adapter directory (the inner error
+    /// names the key or field). The message includes the inner error's, so
+    /// it is not also given as the error's `source()`.
+    #[error("{}: {error}", path.display())]
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong in it.
+        error: Box<CheckpointError>,
+    },
 }
 
 impl CheckpointError {
+    /// The error itself, or for [`InFile`](Self::InFile) the error inside
+    /// (what is wrong, without the file).
+    pub fn innermost(&self) -> &CheckpointError {
+        match self {
+            Self::InFile { error, .. } => error.innermost(),
+            other => other,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 

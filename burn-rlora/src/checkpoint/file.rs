@@ -58,6 +58,20 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
 }
 
 /// Read the whole of `path`, which must be a regular file (symlinks are
+/// followed; the check is made on the opened file, which is opened without
+/// blocking, so that a FIFO is refused instead of waited on) of at most
+/// `max_bytes` bytes: for the files a command reads that are not adapter
+/// files (a base model to merge into, say).
+///
+/// # Errors
+///
+/// [`CheckpointError::Io`], [`CheckpointError::NotRegularFile`] or
+/// [`CheckpointError::FileTooLarge`], each naming `path`.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> Result<Vec<u8>, CheckpointError> {
+    read_file_limited(path, max_bytes)
+}
+
+/// Read the whole of `path`, which must be a regular file (symlinks are
 /// followed; the check is made on the opened file, not the path) of at most
 /// `max` bytes.
 ///

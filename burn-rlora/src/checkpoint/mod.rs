@@ -93,6 +93,10 @@
 //! key, the expected and the found value; it does not panic on bad input
 //! (the loaders are fuzzed, see `fuzz/`).
 //!
+//! Standard PEFT LoRA adapters (`lora_A.weight` and `lora_B.weight`, the
+//! layout of LoRA adapters on the Hub): see [`peft`](mod@peft) and
+//! [`load_peft_lora`]; [`adapter_layout`] tells the layouts apart.
+//!
 //! Reference adapters (`adapter_model.bin`): see [`reference`](mod@reference)
 //! and the strict `torch.save` reader [`torch`](mod@torch). The file format's
 //! own types (the tensors of one module on the host, tensor roles and names,
@@ -108,6 +112,7 @@ mod merge;
 mod model;
 mod naming;
 mod parse;
+pub mod peft;
 mod pytorch;
 pub mod reference;
 mod save;
@@ -116,11 +121,15 @@ pub mod torch;
 #[cfg(feature = "testing")]
 pub use atomic::InjectFault;
 pub use error::CheckpointError;
-pub use file::DEFAULT_MAX_FILE_BYTES;
+pub use file::{read_regular_file, DEFAULT_MAX_FILE_BYTES};
 pub use format::{AdapterConfig, AdapterFile, CONFIG_FILE, TENSORS_FILE};
 pub use load::{apply_adapter, load_adapter, read_config, LoadOptions, LoadReport};
 pub use merge::{merge_into, merge_model, merge_safetensors, save_merged};
 pub use naming::ModuleNaming;
+pub use peft::{
+    adapter_layout, apply_peft_lora, load_peft_lora, AdapterLayout, PeftLoraConfig, PeftLoraFile,
+    PeftLoraModule, PEFT_PREFIX,
+};
 pub use pytorch::PyTorchLayers;
 pub use reference::{
     load_reference, read_reference, reference_from_bytes, ReferenceOptions, TensorFormat,

@@ -88,12 +88,20 @@ impl AdapterFile {
                 .filter(|(module, _)| listed.is_empty() || listed.iter().any(|m| m == module));
             let Some((module, role)) = parsed else {
                 if strict {
+                    // A standard PEFT adapter's `B` has no head index.
+                    let hint = if key.ends_with(".lora_B.weight") {
+                        " (this is the layout of a standard PEFT LoRA adapter: load it with \
+                         checkpoint::load_peft_lora)"
+                    } else {
+                        ""
+                    };
                     return Err(CheckpointError::UnexpectedKey {
                         key,
-                        expected: "only adapter tensors (<module>.lora_A.weight, \
-                                   .lora_B{i}.weight, .lora_route.weight, .rlora_A0.weight, \
-                                   .rlora_B0.weight) of the modules in target_module_paths"
-                            .into(),
+                        expected: format!(
+                            "only adapter tensors (<module>.lora_A.weight, .lora_B{{i}}.weight, \
+                             .lora_route.weight, .rlora_A0.weight, .rlora_B0.weight) of the \
+                             modules in target_module_paths{hint}"
+                        ),
                         found: shape,
                     });
                 }

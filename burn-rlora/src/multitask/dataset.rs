@@ -102,6 +102,7 @@ pub struct MultiTaskDataset<X> {
 pub struct MultiTaskDatasetBuilder<X> {
     strategy: SamplingStrategy,
     seed: u64,
+    epoch_size: Option<usize>,
     tasks: Vec<Task<X>>,
 }
 
@@ -111,6 +112,7 @@ impl<X: Send + Sync + 'static> MultiTaskDataset<X> {
         MultiTaskDatasetBuilder {
             strategy,
             seed,
+            epoch_size: None,
             tasks: Vec::new(),
         }
     }
@@ -152,6 +154,15 @@ impl<X: Send + Sync + 'static> MultiTaskDatasetBuilder<X> {
             num_classes,
             data: Arc::new(data),
         });
+        self
+    }
+
+    /// Make an epoch `size` examples long instead of the total number of
+    /// examples (the default): a shorter epoch sees part of each task, a
+    /// longer one cycles through them, each task's share set by the strategy
+    /// as before. For a training run of a fixed number of steps.
+    pub fn epoch_size(mut self, size: usize) -> Self {
+        self.epoch_size = Some(size);
         self
     }
 
@@ -202,9 +213,10 @@ impl<X: Send + Sync + 'static> MultiTaskDatasetBuilder<X> {
             }
         }
         let sizes: Vec<usize> = self.tasks.iter().map(|t| t.data.len()).collect();
+        let epoch = self.epoch_size.unwrap_or(sizes.iter().sum());
         let counts = self
             .strategy
-            .counts(&sizes)
+            .counts_for(&sizes, epoch)
             .filter(|c| c.iter().sum::<usize>() > 0)
             .ok_or(DatasetError::EmptyEpoch(self.strategy))?;
 

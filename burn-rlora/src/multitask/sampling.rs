@@ -45,9 +45,16 @@ impl SamplingStrategy {
 
     /// The number of examples each task contributes to one epoch.
     pub fn counts(&self, sizes: &[usize]) -> Option<Vec<usize>> {
+        self.counts_for(sizes, sizes.iter().sum())
+    }
+
+    /// The number of examples each task contributes to an epoch of `epoch`
+    /// examples (for [`Uniform`](Self::Uniform), rounded down to a multiple
+    /// of the number of non-empty tasks).
+    pub fn counts_for(&self, sizes: &[usize], epoch: usize) -> Option<Vec<usize>> {
         let probs = self.probabilities(sizes)?;
         let live = sizes.iter().filter(|&&n| n > 0).count();
-        let mut epoch: usize = sizes.iter().sum();
+        let mut epoch = epoch;
         if matches!(self, SamplingStrategy::Uniform) {
             epoch -= epoch % live.max(1);
         }

@@ -23,4 +23,5 @@ mod common;
 mod layer;
 #[cfg(all(feature = "train", feature = "renderers"))]
 mod multitask;
+mod peft_lora;
 mod suite;

@@ -634,6 +634,36 @@ fn extreme_temperatures_give_a_full_epoch_not_nan() {
     assert_eq!(data.task_counts(), &[1300, 0, 0]);
 }
 
+#[test]
+fn an_epoch_size_shortens_or_lengthens_the_epoch_at_the_same_shares() {
+    let task = |n: usize| InMemDataset::new((0..n).map(|i| (i as f32, 0usize)).collect());
+    let build = |size: Option<usize>, strategy| {
+        let mut b = MultiTaskDataset::builder(strategy, 3)
+            .task("big", 1, task(900))
+            .task("small", 1, task(100));
+        if let Some(size) = size {
+            b = b.epoch_size(size);
+        }
+        b.build().unwrap()
+    };
+    // Proportional: 9 to 1 at any length; a longer epoch cycles the tasks.
+    let short = build(Some(50), SamplingStrategy::Proportional);
+    assert_eq!((short.len(), short.task_counts()), (50, &[45, 5][..]));
+    let long = build(Some(3000), SamplingStrategy::Proportional);
+    assert_eq!(long.task_counts(), &[2700, 300]);
+    // Uniform rounds to a multiple of the task count.
+    let uniform = build(Some(11), SamplingStrategy::Uniform);
+    assert_eq!(uniform.task_counts(), &[5, 5]);
+    // The default is the total number of examples.
+    assert_eq!(build(None, SamplingStrategy::Proportional).len(), 1000);
+    // An empty epoch is refused.
+    let empty = MultiTaskDataset::builder(SamplingStrategy::Proportional, 3)
+        .task("big", 1, task(900))
+        .epoch_size(0)
+        .build();
+    assert!(empty.is_err());
+}
+
 /// A body that turns its features into NaN from the `poison_at`-th training
 /// forward on (0-based), to make a run diverge at a known iteration.
 #[derive(Module, Debug)]

@@ -50,8 +50,10 @@ struct Args {
     /// model without one, such as a base model).
     #[arg(long, conflicts_with = "raw")]
     chat_template: Option<PathBuf>,
-    /// An adapter directory saved by this project (or a PEFT one of the same
-    /// layout), put on the model before answering.
+    /// An adapter directory put on the model before answering: one saved by
+    /// this project, or a standard PEFT LoRA adapter (adapter_config.json and
+    /// adapter_model.safetensors or .bin, as PEFT's save_pretrained writes
+    /// them) trained on the same base model.
     #[arg(long)]
     adapter: Option<PathBuf>,
     /// Continue the prompt as plain text instead of answering it as a chat turn.
@@ -166,6 +168,15 @@ fn chat<B: Backend>(job: Chat, device: &B::Device) -> Result<()> {
             "{}: no such file (run `bash scripts/fetch-data.sh`)",
             path.display()
         );
+    }
+    if let Some(dir) = &args.adapter {
+        if !dir.is_dir() {
+            bail!(
+                "--adapter {}: not an adapter directory (a directory holding \
+                 adapter_config.json and the adapter's tensors)",
+                dir.display()
+            );
+        }
     }
     let mut options = LoadOptions::default();
     if let Some(file) = &args.chat_template {

@@ -34,6 +34,7 @@ use burn_rlora_pretrained::datasets::default_data_dir;
 use burn_rlora_pretrained::smollm::evaluate::Sample;
 use burn_rlora_pretrained::smollm::experiment::{
     prepare_tasks, run_smollm, samples_markdown, PreparedTask, SmolLmMethod, SmolLmSource,
+    PAPER_TARGETS,
 };
 use burn_rlora_pretrained::smollm::tasks::{
     instruction_tasks, InstructionEncoder, InstructionSplit, InstructionTask,
@@ -148,7 +149,10 @@ fn run() -> Result<()> {
         .model
         .clone()
         .unwrap_or_else(|| smollm2_path(&data_dir));
-    let file = GgufFile::open(&model).with_context(|| "run `bash scripts/fetch-data.sh`")?;
+    let file = match args.model {
+        Some(_) => GgufFile::open(&model)?,
+        None => GgufFile::open(&model).with_context(|| "run `bash scripts/fetch-data.sh`")?,
+    };
     let config = DecoderConfig::from_gguf(&file)?;
     let tokenizer = match args.chat_template {
         // A template of the user's replaces the file's, which is not read.
@@ -219,6 +223,8 @@ fn run() -> Result<()> {
                 samples: args.samples as usize,
                 host_kernels: args.host_kernels && backend.keeps_tensors_on_host(),
                 chat_template,
+                targets: PAPER_TARGETS.map(String::from).to_vec(),
+                epoch_size: None,
             },
         },
         methods: methods.clone(),
@@ -257,8 +263,13 @@ fn header(
             )
         })
         .collect();
+    let model = args
+        .model
+        .as_deref()
+        .and_then(std::path::Path::file_stem)
+        .map_or_else(|| "SmolLM2-135M-Instruct".into(), |s| s.to_string_lossy());
     format!(
-        "# SmolLM2-135M-Instruct multi-task instruction tuning\n\n\
+        "# {model} multi-task instruction tuning\n\n\
          Adapters on gate_proj, up_proj and down_proj of all {blocks} blocks; loss on the answer \
          tokens only. {}; sequences of at most {} tokens (inputs cut, never answers); splits: \
          {:.0}% test, split seed {}, at most {} train and {} test examples per task. Columns: \

@@ -320,7 +320,7 @@ pub struct MiniLmSource {
     /// Longest token sequence, the CLS and SEP markers included.
     pub max_len: usize,
     /// Compute GELU and the dropout masks with the host kernels of
-    /// [`host_ops`](crate::host_ops) (flex and ndarray only; off by default).
+    /// [`host_ops`](burn_rlora_llm::host_ops) (flex and ndarray only; off by default).
     pub host_kernels: bool,
 }
 

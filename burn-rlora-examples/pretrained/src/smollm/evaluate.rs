@@ -85,8 +85,12 @@ impl EvalTask {
         })
     }
 
-    /// The names of the columns [`evaluate`] fills for this task, in order.
+    /// The names of the columns [`evaluate`] fills for this task, in order
+    /// (none for a task without test examples).
     pub fn columns(&self) -> Vec<String> {
+        if self.examples.is_empty() {
+            return Vec::new();
+        }
         let kinds: &[&str] = match self.labels {
             Some(_) => &["score", "gen"],
             None => &["EM", "ROUGE-L", "chrF"],
@@ -140,7 +144,7 @@ pub fn evaluate<B: Backend>(
     let stop = stop_tokens(tokenizer);
     let config = GenerationConfig::greedy(max_new_tokens, stop.clone());
     let (mut columns, mut primary, mut kept) = (Vec::new(), Vec::new(), Vec::new());
-    for task in tasks {
+    for task in tasks.iter().filter(|t| !t.examples.is_empty()) {
         let mut sums = [0.0f64; 3];
         for (i, example) in task.examples.iter().enumerate() {
             let out = generate(model, &example.prompt, &config, |_| {
@@ -180,7 +184,11 @@ pub fn evaluate<B: Backend>(
     }
     Ok(Scores {
         columns,
-        primary: primary.iter().sum::<f64>() / primary.len().max(1) as f64,
+        // No test example at all: no score (NaN), not 0.
+        primary: match primary.len() {
+            0 => f64::NAN,
+            n => primary.iter().sum::<f64>() / n as f64,
+        },
         samples: kept,
     })
 }
@@ -199,10 +207,12 @@ pub fn most_likely<B: Backend>(
 ) -> Result<usize, DecoderError> {
     let sequences: Vec<AnswerSequence> = labels
         .iter()
-        .map(|(_, answer)| AnswerSequence {
-            ids: prompt.iter().chain(answer).copied().collect(),
-            answer_start: prompt.len(),
-            task: 0,
+        .map(|(_, answer)| {
+            AnswerSequence::new(
+                prompt.iter().chain(answer).copied().collect(),
+                prompt.len(),
+                0,
+            )
         })
         .collect();
     let device = model.model.embed_tokens.weight.device();

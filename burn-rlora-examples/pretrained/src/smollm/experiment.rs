@@ -7,9 +7,11 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
+use burn::data::dataset::InMemDataset;
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use burn_rlora::method::Method;
+use burn_rlora::multitask::{MultiTaskDataset, SamplingStrategy};
 use burn_rlora::{AdaptConfig, HeadSimilarity, RLoraConfig, TargetModules};
 use serde::Serialize;
 
@@ -23,7 +25,7 @@ use super::tasks::{InstructionEncoder, InstructionTask, TaskError};
 use super::train::{short_layer_name, AnswerCollate, MultiTaskLm};
 use burn_rlora_examples::harness::compare::{
     fit, method_config_over, training_part, ComparisonTask, Fitted, RunRecord, RunResult, RunSpec,
-    Splits, TrainSettings,
+    TrainSettings,
 };
 use burn_rlora_examples::harness::trace::defined_mean;
 
@@ -82,19 +84,35 @@ impl FromStr for SmolLmMethod {
     }
 }
 
-/// The adapted layers' shapes `(d_in, d_out)` for the paper's targets.
-fn paper_shapes(lm: &DecoderConfig) -> Vec<(usize, usize)> {
+/// The shapes `(d_in, d_out)` of the layers `targets` (PEFT's projection
+/// names) adapt in a decoder of shape `lm`; unknown names adapt nothing.
+pub fn target_shapes<S: AsRef<str>>(lm: &DecoderConfig, targets: &[S]) -> Vec<(usize, usize)> {
     let (d, ff) = (lm.hidden_size, lm.intermediate_size);
+    let (q, kv) = (
+        lm.num_attention_heads * lm.head_dim(),
+        lm.num_key_value_heads * lm.head_dim(),
+    );
+    let shape = |name: &str| match name {
+        "q_proj" => Some((d, q)),
+        "k_proj" | "v_proj" => Some((d, kv)),
+        "o_proj" => Some((q, d)),
+        "gate_proj" | "up_proj" => Some((d, ff)),
+        "down_proj" => Some((ff, d)),
+        _ => None,
+    };
     (0..lm.num_hidden_layers)
-        .flat_map(|_| [(d, ff), (d, ff), (ff, d)])
+        .flat_map(|_| targets.iter().filter_map(|t| shape(t.as_ref())))
         .collect()
 }
 
-/// The rank and adapter config of `method` (none for the base model).
-pub fn smollm_adapter(
+/// The rank and adapter config of `method` on the layers `targets` adapts
+/// (none for the base model); `lora` gets the rank that matches the
+/// multi-head methods' parameter count over those layers.
+pub fn smollm_adapter<S: AsRef<str>>(
     method: SmolLmMethod,
     settings: &TrainSettings,
     lm: &DecoderConfig,
+    targets: &[S],
 ) -> Option<(usize, RLoraConfig)> {
     match method {
         SmolLmMethod::Base => None,
@@ -104,7 +122,9 @@ pub fn smollm_adapter(
                 .with_rank_stabilized(true)
                 .with_dropout(settings.dropout),
         )),
-        SmolLmMethod::Adapter(m) => Some(method_config_over(m, settings, &paper_shapes(lm))),
+        SmolLmMethod::Adapter(m) => {
+            Some(method_config_over(m, settings, &target_shapes(lm, targets)))
+        }
     }
 }
 
@@ -115,8 +135,11 @@ pub struct PreparedTask {
     pub name: String,
     /// Training sequences with their labels (0 for free text).
     pub train: Vec<(AnswerSequence, usize)>,
-    /// Test sequences as trained on (only their count is used by [`Splits`]).
+    /// Test sequences as trained on (only their count is used).
     pub test: Vec<(AnswerSequence, usize)>,
+    /// Validation sequences; `None` to validate on the last 10% of `train`
+    /// (then trained on the rest).
+    pub valid: Option<Vec<(AnswerSequence, usize)>>,
     /// Test examples as scored.
     pub eval: EvalTask,
     /// Tokens in the training sequences.
@@ -168,11 +191,7 @@ pub fn prepare_tasks(
             .into_iter()
             .map(|e| {
                 let label = e.label.unwrap_or(0);
-                let s = AnswerSequence {
-                    ids: e.ids,
-                    answer_start: e.answer_start,
-                    task: t,
-                };
+                let s = AnswerSequence::new(e.ids, e.answer_start, t);
                 (s, label)
             })
             .collect())
@@ -185,6 +204,7 @@ pub fn prepare_tasks(
             let train_tokens = train.iter().map(|(s, _)| s.ids.len()).sum();
             Ok(PreparedTask {
                 name: task.name.clone(),
+                valid: None,
                 test: sequences(&task.test, t)?,
                 eval: EvalTask::of(task, encoder, max_len, answer_room)?,
                 train,
@@ -209,6 +229,12 @@ pub struct SmolLmSource {
     /// The chat template to use instead of the file's (see
     /// [`choose_template`](super::template::choose_template)); `None` for the file's.
     pub chat_template: Option<ChatTemplate>,
+    /// The projections adapted, by PEFT's names ([`PAPER_TARGETS`] in the
+    /// experiment).
+    pub targets: Vec<String>,
+    /// Examples per training epoch; `None` for all of them once (see
+    /// [`MultiTaskDatasetBuilder::epoch_size`](burn_rlora::multitask::MultiTaskDatasetBuilder::epoch_size)).
+    pub epoch_size: Option<usize>,
 }
 
 /// What a run writes besides `result.json`: its scores by column, sample
@@ -249,9 +275,9 @@ pub fn run_smollm<B: AutodiffBackend>(
         None => ChatTemplateChoice::FromFile,
     });
     let lm = Llm::<B>::load_with(&source.model, &options, &device)?;
-    let adapter = smollm_adapter(method, settings, &lm.config);
+    let adapter = smollm_adapter(method, settings, &lm.config, &source.targets);
     let base = lm.model.with_host_ops(source.host_kernels);
-    let (rank, decoder) = adapted(base, adapter.as_ref())?;
+    let (rank, decoder) = adapted(base, adapter.as_ref(), &source.targets)?;
     let trace = match adapter {
         Some(_) => run.trace.clone(),
         None => Default::default(),
@@ -262,11 +288,11 @@ pub fn run_smollm<B: AutodiffBackend>(
     let mut fitted = match adapter {
         None => untrained(model.valid()),
         Some(_) => {
-            let splits = Splits::of(tasks, settings.sampling, run.seed)?;
+            let (train, valid) = training_splits(tasks, settings, run.seed, source.epoch_size)?;
             let collate = AnswerCollate {
                 pad: lm.tokenizer.eos(),
             };
-            fit(model, collate, (splits.train, splits.valid), run)?
+            fit(model, collate, (train, valid), run)?
         }
     };
     if let Some((_, config)) = &adapter {
@@ -314,16 +340,58 @@ fn base_name(source: &SmolLmSource) -> String {
         .map_or_else(|| "model".to_string(), |s| s.to_string_lossy().into_owned())
 }
 
-/// `decoder` with `adapter` on the paper's targets (frozen elsewhere), or
-/// entirely frozen without one; and the adapter's rank (0 without).
+/// The training and validation datasets of `tasks`: each task's own
+/// validation examples where it has them (all its training examples then
+/// train), else the last 10% of its training examples; the training set
+/// `epoch_size` examples long when given.
+fn training_splits(
+    tasks: &[PreparedTask],
+    settings: &TrainSettings,
+    seed: u64,
+    epoch_size: Option<usize>,
+) -> Result<(
+    MultiTaskDataset<AnswerSequence>,
+    MultiTaskDataset<AnswerSequence>,
+)> {
+    let part = |t: &PreparedTask| match t.valid {
+        Some(_) => t.train.len(),
+        None => training_part(t.train.len()),
+    };
+    let mut train = MultiTaskDataset::builder(settings.sampling, seed);
+    let mut valid = MultiTaskDataset::builder(SamplingStrategy::Proportional, seed);
+    if let Some(size) = epoch_size {
+        train = train.epoch_size(size);
+    }
+    for task in tasks {
+        let classes = task.num_classes();
+        let held_out = match &task.valid {
+            Some(v) => v.clone(),
+            None => task.train[part(task)..].to_vec(),
+        };
+        train = train.task(
+            &task.name,
+            classes,
+            InMemDataset::new(task.train[..part(task)].to_vec()),
+        );
+        valid = valid.task(&task.name, classes, InMemDataset::new(held_out));
+    }
+    Ok((
+        train.build().context("building the training set")?,
+        valid.build().context("building the validation set")?,
+    ))
+}
+
+/// `decoder` with `adapter` on `targets` (frozen elsewhere), or entirely
+/// frozen without one; and the adapter's rank (0 without).
 fn adapted<B: AutodiffBackend>(
     decoder: CausalLm<B>,
     adapter: Option<&(usize, RLoraConfig)>,
+    targets: &[String],
 ) -> Result<(usize, CausalLm<B>)> {
     Ok(match adapter {
         None => (0, decoder.no_grad()),
         Some((rank, config)) => {
-            let targets = TargetModules::names(PAPER_TARGETS);
+            let targets = TargetModules::names(targets.iter().cloned());
             (
                 *rank,
                 AdaptConfig::new(config.clone(), targets).adapt(decoder)?,

@@ -7,6 +7,7 @@
 
 mod common;
 mod datasets;
+mod finetune_cli;
 mod minilm_cli;
 
 mod minilm_encoder;

@@ -42,6 +42,7 @@ fn settings() -> TrainSettings {
         trace_every: 0,
         plain: true,
         resume: false,
+        steps: Default::default(),
     }
 }
 

@@ -123,6 +123,7 @@ fn train_settings(args: &Args) -> Result<TrainSettings> {
         trace_every: 0,
         plain: true,
         resume: false,
+        steps: Default::default(),
     })
 }
 

@@ -287,7 +287,7 @@ where
     }
     let steps_per_epoch = train.len().div_ceil(settings.batch_size);
     let steps = steps_per_epoch * settings.epochs;
-    let lr = WarmupCosineLr::new(settings.lr, 0.0, (steps * 3).div_ceil(100), steps);
+    let lr = settings.steps.schedule.scheduler(settings.lr, steps);
     let device = run.devices[0].clone();
 
     let checkpoint_dir = run.dir.join("checkpoint");
@@ -487,6 +487,9 @@ where
         .with_file_checkpointer(AtomicMpkRecorder::<CheckpointPrecision>::new())
         .num_epochs(settings.epochs)
         .renderer(renderer);
+    if settings.steps.grad_accumulation > 1 {
+        training = training.grads_accumulation(settings.steps.grad_accumulation);
+    }
     if let Some(e) = resume_epoch {
         training = training.checkpoint(e);
     }
@@ -499,8 +502,9 @@ where
     training
 }
 
-/// `training` with the overall loss and accuracy on both splits and, on the
-/// validation split, the loss and accuracy of each task of `names`.
+/// `training` with the overall loss and accuracy on both splits, the loss
+/// of each task of `names` on both, and its accuracy on the validation
+/// split.
 fn with_task_metrics<B, M>(
     training: SupervisedTraining<Components<B, M>>,
     names: &[String],
@@ -516,6 +520,7 @@ where
         .metric_valid_numeric(TaskAccuracyMetric::overall());
     for (t, name) in names.iter().enumerate() {
         training = training
+            .metric_train_numeric(TaskLossMetric::task(TaskId(t), name))
             .metric_valid_numeric(TaskLossMetric::task(TaskId(t), name))
             .metric_valid_numeric(TaskAccuracyMetric::task(TaskId(t), name));
     }

@@ -75,6 +75,70 @@ pub struct TrainSettings {
     /// complete epoch) instead of starting every run afresh.
     #[serde(skip)]
     pub resume: bool,
+    /// Gradient accumulation and the learning-rate schedule (recorded only
+    /// when not the defaults, so that earlier runs' settings are unchanged).
+    #[serde(skip_serializing_if = "StepSettings::is_default")]
+    pub steps: StepSettings,
+}
+
+/// How batches become optimizer steps, and the learning rate over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct StepSettings {
+    /// Batches whose gradients are summed into one optimizer step
+    /// (burn-train's accumulation; 1 = none). With Adam, summing rather than
+    /// averaging changes nothing but the epsilon's weight. The caller should
+    /// make an epoch a whole number of steps (burn-train drops a last,
+    /// incomplete accumulation).
+    pub grad_accumulation: usize,
+    /// The learning rate's schedule.
+    pub schedule: LrSchedule,
+}
+
+impl StepSettings {
+    /// Whether these are the defaults: no accumulation, warm-up and cosine.
+    pub fn is_default(&self) -> bool {
+        self.grad_accumulation <= 1 && self.schedule == LrSchedule::Cosine
+    }
+}
+
+/// The learning rate over a run: a linear warm-up over the first 3% of the
+/// batches, then...
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// ... a cosine decay to 0 at the last batch (the default).
+    #[default]
+    Cosine,
+    /// ... the peak rate until the end.
+    Constant,
+}
+
+impl LrSchedule {
+    /// The schedule of a run of `batches` batches peaking at `lr` (burn-train
+    /// steps the rate once per batch, accumulated or not).
+    pub fn scheduler(self, lr: f64, batches: usize) -> burn_rlora::multitask::WarmupCosineLr {
+        let warmup = (batches * 3).div_ceil(100);
+        let floor = match self {
+            Self::Cosine => 0.0,
+            Self::Constant => lr,
+        };
+        burn_rlora::multitask::WarmupCosineLr::new(lr, floor, warmup, batches)
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cosine" => Ok(Self::Cosine),
+            "constant" => Ok(Self::Constant),
+            other => Err(format!(
+                "unknown schedule {other:?} (cosine: 3% warm-up then cosine decay; constant: 3% \
+                 warm-up then the peak rate)"
+            )),
+        }
+    }
 }
 
 /// One run of a comparison, as [`fit_and_test`] and the trainers take it:

@@ -12,9 +12,11 @@ use crate::harness::compare::result::RunResult;
 use crate::harness::stats::PairedDifference;
 
 mod plots;
+mod task_loss;
 
 pub use plots::method_colour;
 use plots::{plot_losses, plot_similarity, plot_similarity_by_layer, plot_similarity_trace};
+pub use task_loss::write_task_loss_plots;
 
 /// Mean and sample standard deviation.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -242,6 +244,14 @@ pub fn paired_markdown(summaries: &[MethodSummary]) -> String {
 
 /// Create `dir` and check that files can be written there.
 pub fn prepare_dir(dir: &Path) -> Result<()> {
+    if let Ok(meta) = fs::metadata(dir) {
+        if !meta.is_dir() {
+            anyhow::bail!(
+                "the output directory {} exists and is not a directory",
+                dir.display()
+            );
+        }
+    }
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create output directory {}", dir.display()))?;
     let probe = dir.join(".write-test");
