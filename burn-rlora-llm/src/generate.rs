@@ -4,6 +4,7 @@
 use std::ops::ControlFlow;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -155,7 +156,8 @@ pub fn generate<B: Backend>(
             max,
         });
     }
-    let mut cache = model.new_cache();
+    // Room for the prompt and the answer, written in place.
+    let mut cache = model.new_cache_with_capacity((prompt.len() + config.max_new_tokens).min(max));
     let mut rng = match config.sampling {
         Sampling::Sample { seed, .. } => Some(StdRng::seed_from_u64(seed)),
         Sampling::Greedy => None,
@@ -168,14 +170,25 @@ pub fn generate<B: Backend>(
         }
         let hidden = model.hidden(input, Some(&mut cache))?;
         let [_, s, d] = hidden.dims();
-        let last = hidden.slice([0..1, s - 1..s, 0..d]).reshape([1, d]);
-        let logits: Vec<f32> = model
-            .head(last)
-            .into_data()
-            .convert::<f32>()
-            .into_vec()
-            .map_err(|e| DecoderError::Shape(format!("reading the logits: {e:?}")))?;
-        let next = choose(&logits, config.sampling, rng.as_mut());
+        // The head at the last position only.
+        let logits = model.head(hidden.slice([0..1, s - 1..s, 0..d]).reshape([1, d]));
+        let next = match (config.sampling, rng.as_mut()) {
+            (
+                Sampling::Sample {
+                    temperature, top_p, ..
+                },
+                Some(rng),
+            ) => {
+                let logits: Vec<f32> = logits
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec()
+                    .map_err(|e| DecoderError::Shape(format!("reading the logits: {e:?}")))?;
+                sample(&logits, temperature, top_p, rng.random::<f64>())
+            }
+            // Greedy: the argmax on the device, only the token id read back.
+            _ => device_argmax(logits)?,
+        };
         tokens.push(next);
         if on_token(next).is_break() {
             break StopReason::Caller;
@@ -191,17 +204,23 @@ pub fn generate<B: Backend>(
     Ok(Generated { tokens, stop })
 }
 
-/// The next token from one row of logits.
-fn choose(logits: &[f32], sampling: Sampling, rng: Option<&mut StdRng>) -> u32 {
-    match (sampling, rng) {
-        (
-            Sampling::Sample {
-                temperature, top_p, ..
-            },
-            Some(rng),
-        ) => sample(logits, temperature, top_p, rng.random::<f64>()),
-        _ => argmax(logits),
-    }
+/// The index of the largest logit of a `[1, vocab]` row, computed where the
+/// logits are (the first on ties, as [`argmax`]; a NaN row gives 0).
+fn device_argmax<B: Backend>(logits: Tensor<B, 2>) -> Result<u32, DecoderError> {
+    let vocab = logits.dims()[1];
+    // NaN never wins: replaced by -inf before the argmax.
+    let clean = logits.clone().mask_fill(logits.is_nan(), f32::NEG_INFINITY);
+    let id = clean
+        .argmax(1)
+        .into_data()
+        .convert::<i64>()
+        .into_vec::<i64>()
+        .map_err(|e| DecoderError::Shape(format!("reading the argmax: {e:?}")))?;
+    let id = id.first().copied().unwrap_or(0);
+    Ok(u32::try_from(id)
+        .ok()
+        .filter(|&i| (i as usize) < vocab)
+        .unwrap_or(0))
 }
 
 /// The index of the largest logit (the first on ties; NaN never wins).

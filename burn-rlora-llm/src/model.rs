@@ -24,7 +24,7 @@ use crate::cache::KvCache;
 use crate::config::HiddenAct;
 use crate::error::DecoderError;
 use crate::host_ops;
-use crate::rope::{RopeTables, TokenRope};
+use crate::rope::{rotate_half_matrix, RopeTables, TokenRope};
 
 /// RoPE's settings, shared by every block.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,7 +172,8 @@ struct Shared<B: Backend> {
 
 impl<B: Backend> Attention<B> {
     /// Attention of `x` (`[batch, len, hidden]`) over the cached positions and
-    /// its own, causally; appends its keys and values to `slot` when given.
+    /// its own, causally; with `cache` (the cache and this block's index in
+    /// it), writes its keys and values there.
     ///
     /// Layouts: the projections stay token-major (`[batch, len, heads *
     /// head_dim]`, contiguous) through RoPE, and the heads are strided views
@@ -186,7 +187,7 @@ impl<B: Backend> Attention<B> {
         &self,
         x: Tensor<B, 3>,
         shared: &Shared<B>,
-        slot: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        cache: Option<(&mut KvCache<B>, usize)>,
     ) -> Tensor<B, 3> {
         let [b, s, _] = x.dims();
         let (h, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
@@ -211,17 +212,13 @@ impl<B: Backend> Attention<B> {
         let v = self.v_proj.forward(x);
         // [batch, len, kv * head_dim] as [batch, kv, 1, len, head_dim] (a view).
         let kv_view = |t: Tensor<B, 3>| t.reshape([b, s, kv, 1, hd]).permute([0, 2, 3, 1, 4]);
-        let (k, v) = match slot {
+        let (k, v) = match cache {
             None => (kv_view(k), kv_view(v)),
-            Some(slot) => {
+            Some((cache, layer)) => {
                 // The cache holds [batch, kv, positions, head_dim].
                 let heads = |t: Tensor<B, 3>| t.reshape([b, s, kv, hd]).swap_dims(1, 2);
-                let (mut k4, mut v4) = (heads(k), heads(v));
-                if let Some((pk, pv)) = slot.take() {
-                    k4 = Tensor::cat(vec![pk, k4], 2);
-                    v4 = Tensor::cat(vec![pv, v4], 2);
-                }
-                *slot = Some((k4.clone(), v4.clone()));
+                let past = cache.len;
+                let (k4, v4) = cache.append(layer, past, heads(k), heads(v));
                 (k4.unsqueeze_dim::<5>(2), v4.unsqueeze_dim::<5>(2))
             }
         };
@@ -260,11 +257,11 @@ impl<B: Backend> DecoderLayer<B> {
         &self,
         x: Tensor<B, 3>,
         shared: &Shared<B>,
-        slot: Option<&mut Option<(Tensor<B, 4>, Tensor<B, 4>)>>,
+        cache: Option<(&mut KvCache<B>, usize)>,
     ) -> Tensor<B, 3> {
         let attn = self
             .self_attn
-            .forward(self.input_layernorm.forward(x.clone()), shared, slot);
+            .forward(self.input_layernorm.forward(x.clone()), shared, cache);
         match (
             &self.pre_feedforward_layernorm,
             &self.post_feedforward_layernorm,
@@ -348,21 +345,32 @@ impl<B: Backend> DecoderModel<B> {
             .layers
             .first()
             .map_or((1, 1), |l| (l.self_attn.heads, l.self_attn.kv_heads));
-        let rope_of = |theta: f64| {
-            let tables = RopeTables::new(past, len, self.rope.head_dim, theta, &device);
-            Rope {
-                queries: tables.for_tokens(heads, self.settings.attention_scale),
-                keys: tables.for_tokens(kv_heads, 1.0),
-            }
-        };
+        let hd = self.rope.head_dim;
         let window = self.layers.iter().find_map(|l| l.self_attn.sliding_window);
+        let local_theta = self
+            .rope
+            .local_theta
+            .filter(|&t| t != self.rope.theta && window.is_some());
+        // The tables and the rotation: a generation's cache keeps them.
+        let (tables, local_tables, rotate) = match cache.as_deref_mut() {
+            Some(c) => (
+                c.rope(self.rope.theta, hd, past, len),
+                local_theta.map(|t| c.rope(t, hd, past, len)),
+                c.rotate(hd, &device),
+            ),
+            None => (
+                RopeTables::new(past, len, hd, self.rope.theta),
+                local_theta.map(|t| RopeTables::new(past, len, hd, t)),
+                rotate_half_matrix::<B>(hd, &device),
+            ),
+        };
+        let rope_of = |tables: RopeTables| Rope {
+            queries: tables.for_tokens(heads, self.settings.attention_scale, rotate.clone()),
+            keys: tables.for_tokens(kv_heads, 1.0, rotate.clone()),
+        };
         let shared = Shared {
-            rope: rope_of(self.rope.theta),
-            local_rope: self
-                .rope
-                .local_theta
-                .filter(|&t| t != self.rope.theta && window.is_some())
-                .map(rope_of),
+            rope: rope_of(tables),
+            local_rope: local_tables.map(rope_of),
             mask: causal_mask::<B>(past, len, None, &device),
             sliding_mask: window.and_then(|w| {
                 (past + len > w).then(|| causal_mask::<B>(past, len, Some(w), &device))?
@@ -379,7 +387,7 @@ impl<B: Backend> DecoderModel<B> {
             x = x.mul_scalar(scale as f32);
         }
         for (i, layer) in self.layers.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let slot = cache.as_deref_mut().map(|c| (c, i));
             x = layer.forward(x, &shared, slot);
         }
         if let Some(cache) = cache {
@@ -516,6 +524,12 @@ impl<B: Backend> CausalLm<B> {
     /// An empty [`KvCache`] for this model.
     pub fn new_cache(&self) -> KvCache<B> {
         KvCache::new(self.model.layers.len())
+    }
+
+    /// An empty [`KvCache`] for this model whose buffers start with room for
+    /// `positions` (see [`KvCache::with_capacity`]).
+    pub fn new_cache_with_capacity(&self, positions: usize) -> KvCache<B> {
+        KvCache::with_capacity(self.model.layers.len(), positions)
     }
 
     /// Tokens in the vocabulary.

@@ -9,14 +9,15 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
-/// The cosines and sines of a run of positions, `[1, 1, len, head_dim]`.
-#[derive(Debug, Clone)]
-pub struct RopeTables<B: Backend> {
-    cos: Tensor<B, 4>,
-    sin: Tensor<B, 4>,
-    /// The same values on the host, `len x head_dim` row-major, for
-    /// [`for_tokens`](Self::for_tokens).
-    host: (Vec<f32>, Vec<f32>),
+/// The cosines and sines of a run of positions, `len x head_dim` row-major,
+/// in host memory (uploaded by [`for_tokens`](Self::for_tokens) and
+/// [`apply`](Self::apply) as a forward pass needs them; a
+/// [`KvCache`](crate::KvCache) keeps those of a generation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RopeTables {
+    head_dim: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
 }
 
 /// RoPE for projections in their own layout, `[batch, len, heads * head_dim]`
@@ -38,10 +39,23 @@ pub struct TokenRope<B: Backend> {
     head_dim: usize,
 }
 
-impl<B: Backend> RopeTables<B> {
+/// The signed permutation `R` with `x R = rotate_half(x)` for heads of
+/// `head_dim`: column `j < half` is `-x[j + half]`, column `j >= half` is
+/// `x[j - half]`.
+pub fn rotate_half_matrix<B: Backend>(head_dim: usize, device: &B::Device) -> Tensor<B, 2> {
+    let half = head_dim / 2;
+    let mut rotate = vec![0.0f32; head_dim * head_dim];
+    for j in 0..half {
+        rotate[(j + half) * head_dim + j] = -1.0;
+        rotate[j * head_dim + j + half] = 1.0;
+    }
+    Tensor::from_data(TensorData::new(rotate, [head_dim, head_dim]), device)
+}
+
+impl RopeTables {
     /// The tables of positions `start..start + len` for heads of `head_dim`
     /// (even) and RoPE base `theta`, computed as the reference does in f32.
-    pub fn new(start: usize, len: usize, head_dim: usize, theta: f64, device: &B::Device) -> Self {
+    pub fn new(start: usize, len: usize, head_dim: usize, theta: f64) -> Self {
         let half = head_dim / 2;
         let inv_freq: Vec<f32> = (0..half)
             .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / head_dim as f32))
@@ -55,23 +69,51 @@ impl<B: Backend> RopeTables<B> {
                 sin.extend(angles.iter().map(|&a| f64::from(a).sin() as f32));
             }
         }
-        let table = |v: &[f32]| {
-            Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), [1, 1, len, head_dim]), device)
-        };
+        Self { head_dim, cos, sin }
+    }
+
+    /// The width of a head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// The positions the tables hold.
+    pub fn len(&self) -> usize {
+        self.cos.len() / self.head_dim.max(1)
+    }
+
+    /// Whether the tables hold no position.
+    pub fn is_empty(&self) -> bool {
+        self.cos.is_empty()
+    }
+
+    /// The tables of the `len` positions from the `start`-th these tables
+    /// hold (clamped to them).
+    pub fn rows(&self, start: usize, len: usize) -> Self {
+        let d = self.head_dim;
+        let (from, to) = (
+            (start * d).min(self.cos.len()),
+            ((start + len) * d).min(self.cos.len()),
+        );
         Self {
-            cos: table(&cos),
-            sin: table(&sin),
-            host: (cos, sin),
+            head_dim: d,
+            cos: self.cos[from..to].to_vec(),
+            sin: self.sin[from..to].to_vec(),
         }
     }
 
     /// The tables for `heads` heads in the token-major layout, with every
-    /// value multiplied by `scale` (for queries, attention's
-    /// `1 / sqrt(head_dim)`, folded in here instead of a pass over the scores).
-    pub fn for_tokens(&self, heads: usize, scale: f64) -> TokenRope<B> {
-        let device = self.cos.device();
-        let head_dim = self.cos.dims()[3];
-        let len = self.host.0.len() / head_dim.max(1);
+    /// value multiplied by `scale` (for queries, attention's query scaling,
+    /// folded in here instead of a pass over the scores), on `rotate`'s
+    /// device; `rotate` is [`rotate_half_matrix`] of the head width.
+    pub fn for_tokens<B: Backend>(
+        &self,
+        heads: usize,
+        scale: f64,
+        rotate: Tensor<B, 2>,
+    ) -> TokenRope<B> {
+        let device = rotate.device();
+        let (head_dim, len) = (self.head_dim, self.len());
         let scale = scale as f32;
         let row = |v: &[f32]| {
             let mut out = Vec::with_capacity(len * heads * head_dim);
@@ -82,30 +124,26 @@ impl<B: Backend> RopeTables<B> {
             }
             Tensor::<B, 2>::from_data(TensorData::new(out, [1, len * heads * head_dim]), &device)
         };
-        // x R = rotate_half(x): column j < half is -x[j + half], column
-        // j >= half is x[j - half].
-        let half = head_dim / 2;
-        let mut rotate = vec![0.0f32; head_dim * head_dim];
-        for j in 0..half {
-            rotate[(j + half) * head_dim + j] = -1.0;
-            rotate[j * head_dim + j + half] = 1.0;
-        }
         TokenRope {
-            cos: row(&self.host.0),
-            sin: row(&self.host.1),
-            rotate: Tensor::from_data(TensorData::new(rotate, [head_dim, head_dim]), &device),
+            cos: row(&self.cos),
+            sin: row(&self.sin),
+            rotate,
             head_dim,
         }
     }
 
     /// `x` (`[batch, heads, len, head_dim]`) with every position rotated.
-    pub fn apply(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn apply<B: Backend>(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let [b, h, s, d] = x.dims();
+        let device = x.device();
+        let table = |v: &[f32]| {
+            Tensor::<B, 4>::from_data(TensorData::new(v.to_vec(), [1, 1, s, d]), &device)
+        };
         let half = d / 2;
         let x1 = x.clone().slice([0..b, 0..h, 0..s, 0..half]);
         let x2 = x.clone().slice([0..b, 0..h, 0..s, half..d]);
         let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
-        x * self.cos.clone() + rotated * self.sin.clone()
+        x * table(&self.cos) + rotated * table(&self.sin)
     }
 }
 
@@ -153,7 +191,7 @@ mod tests {
     fn rotates_each_pair_by_its_angle() {
         let device = Default::default();
         // One head of 4: pairs (0, 2) and (1, 3); theta 100: frequencies 1 and 0.1.
-        let tables = RopeTables::<NdArray>::new(3, 1, 4, 100.0, &device);
+        let tables = RopeTables::new(3, 1, 4, 100.0);
         let x = Tensor::<NdArray, 4>::from_data([[[[1.0f32, 2.0, 3.0, 4.0]]]], &device);
         let got = tables.apply(x).into_data().to_vec::<f32>().unwrap();
         let (a0, a1) = (3.0f64, 0.3f64);
@@ -171,7 +209,7 @@ mod tests {
     #[test]
     fn position_zero_is_the_identity() {
         let device = Default::default();
-        let tables = RopeTables::<NdArray>::new(0, 1, 4, 1e4, &device);
+        let tables = RopeTables::new(0, 1, 4, 1e4);
         let x = Tensor::<NdArray, 4>::from_data([[[[1.0f32, -2.0, 3.0, 0.5]]]], &device);
         let got = tables.apply(x).into_data().to_vec::<f32>().unwrap();
         assert_eq!(got, [1.0, -2.0, 3.0, 0.5]);
@@ -181,14 +219,16 @@ mod tests {
     fn the_token_layout_rotates_as_the_head_layout() {
         let device = Default::default();
         let (b, h, s, d) = (2, 3, 5, 8);
-        let tables = RopeTables::<NdArray>::new(4, s, d, 1e4, &device);
+        let tables = RopeTables::new(4, s, d, 1e4);
         let values: Vec<f32> = (0..b * s * h * d)
             .map(|i| (i as f32 * 0.37).sin())
             .collect();
         let x = Tensor::<NdArray, 3>::from_data(TensorData::new(values, [b, s, h * d]), &device);
         let heads = x.clone().reshape([b, s, h, d]).swap_dims(1, 2);
         let want = tables.apply(heads).swap_dims(1, 2).reshape([b, s, h * d]);
-        let got = tables.for_tokens(h, 0.5).apply(x);
+        let got = tables
+            .for_tokens(h, 0.5, rotate_half_matrix::<NdArray>(d, &device))
+            .apply(x);
         got.into_data()
             .assert_approx_eq::<f32>(&want.mul_scalar(0.5).into_data(), Default::default());
     }

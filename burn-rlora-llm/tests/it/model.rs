@@ -70,6 +70,37 @@ fn the_cache_gives_the_logits_of_one_pass() {
     assert_eq!(cache.len(), IDS.len());
 }
 
+/// The cache's buffers are written in place and grow by chunks of 256
+/// positions: across a growth, in a cache made with room for fewer
+/// positions, every step's logits are a full pass's.
+#[test]
+fn the_cache_grows_past_its_room_with_the_logits_of_one_pass() {
+    let config = DecoderConfig {
+        max_position_embeddings: 600,
+        ..tiny()
+    };
+    let m = model(&config);
+    let ids: Vec<u32> = (0..300u32).map(|i| (i * 7 + 3) % 50).collect();
+    let full = logits(&m, &ids);
+    let device = Default::default();
+    let mut cache = m.new_cache_with_capacity(10);
+    let prefill = m
+        .forward(
+            m.tokens(&[ids[..250].to_vec()], &device).unwrap(),
+            Some(&mut cache),
+        )
+        .unwrap();
+    assert_eq!(cache.capacity(), 256);
+    assert_close(&row(prefill, 249), &row(full.clone(), 249), 1e-4);
+    for (p, &id) in ids.iter().enumerate().skip(250) {
+        let step = m.forward(m.tokens(&[vec![id]], &device).unwrap(), Some(&mut cache));
+        assert_close(&row(step.unwrap(), 0), &row(full.clone(), p), 1e-4);
+    }
+    assert_eq!((cache.len(), cache.capacity()), (300, 512));
+    cache.clear();
+    assert_eq!((cache.len(), cache.capacity()), (0, 0));
+}
+
 #[test]
 fn a_later_token_leaves_earlier_logits_unchanged() {
     let m = model(&tiny());
