@@ -255,11 +255,28 @@ fn check_against_tensors(file: &GgufFile, config: &DecoderConfig) -> Result<(), 
     let (d, ff) = (config.hidden_size, config.intermediate_size);
     let q = config.num_attention_heads * config.head_dim();
     let kv = config.num_key_value_heads * config.head_dim();
-    expect(
-        "token_embd.weight",
-        &[config.vocab_size, d],
-        key("embedding_length"),
-    )?;
+    // The embedding's rows are the vocabulary, its columns the width.
+    let vocab_key = match file.metadata().contains_key(&key("vocab_size")) {
+        true => key("vocab_size"),
+        false => "tokenizer.ggml.tokens".to_string(),
+    };
+    match dims(file, "token_embd.weight") {
+        Some(found) if found.len() == 2 && found[0] != config.vocab_size => {
+            return Err(metadata_error(
+                file,
+                &vocab_key,
+                format!(
+                    "a vocabulary of {}, but the tensor \"token_embd.weight\" has {} rows",
+                    config.vocab_size, found[0]
+                ),
+            ))
+        }
+        _ => expect(
+            "token_embd.weight",
+            &[config.vocab_size, d],
+            key("embedding_length"),
+        )?,
+    }
     // The blocks: the last one the metadata counts exists, and no later one.
     let last_block = file
         .tensors()

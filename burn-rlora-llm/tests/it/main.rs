@@ -10,6 +10,7 @@ mod chat_templates;
 mod common;
 mod export;
 mod host_ops;
+mod hostile_metadata;
 mod model;
 mod peft_decoders;
 mod readme;
